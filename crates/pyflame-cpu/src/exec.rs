@@ -1,0 +1,377 @@
+//! The executor: captures the unrealized ancestors of the requested nodes, fetches (or
+//! builds) their schedule and runs it, storing results in the nodes.
+
+use crate::fused::{materialize, Input};
+use crate::kernels::{matmul, reduce};
+use crate::schedule::{schedule_for, StepKind};
+use crate::{movement, softmax, sources};
+use pyflame_core::{dispatch_dtype, numel, DType, Element, Error, Result, Storage};
+use pyflame_ir::{Graph, NodeRef, Op, ReduceOp, Value};
+use std::sync::{Arc, Mutex};
+
+/// Evaluates `outputs` (and whatever they depend on) and stores their values in the nodes.
+pub fn evaluate(outputs: &[NodeRef]) -> Result<()> {
+    let pending: Vec<NodeRef> = outputs
+        .iter()
+        .filter(|n| !n.is_realized())
+        .cloned()
+        .collect();
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let g = Graph::capture(&pending, true);
+    let schedule = schedule_for(&g)?;
+    let n = g.len();
+    let mut slots: Vec<Option<Value>> = g.nodes.iter().map(|node| node.value()).collect();
+    // Nodes someone outside this graph still refers to keep their values.
+    let mut in_graph_refs = vec![0usize; n];
+    for ins in &g.input_index {
+        for &j in ins {
+            in_graph_refs[j] += 1;
+        }
+    }
+    let mut keep = vec![false; n];
+    for &o in &g.outputs {
+        keep[o] = true;
+    }
+    for (j, node) in g.nodes.iter().enumerate() {
+        if Arc::strong_count(node) > 1 + in_graph_refs[j] {
+            keep[j] = true;
+        }
+    }
+    for (s, step) in schedule.steps.iter().enumerate() {
+        let i = step.node;
+        let node = &g.nodes[i];
+        let value = run_step(&g, i, &step.kind, &slots)?;
+        if keep[i] {
+            node.set_value(value.clone());
+        }
+        slots[i] = Some(value);
+        for &j in &schedule.free_after[s] {
+            slots[j] = None;
+        }
+    }
+    Ok(())
+}
+
+fn slot<'a>(slots: &'a [Option<Value>], j: usize) -> Result<&'a Value> {
+    slots[j]
+        .as_ref()
+        .ok_or_else(|| Error::Invalid(format!("internal: value of graph node %{j} is missing")))
+}
+
+fn program_inputs(g: &Graph, inputs: &[usize], slots: &[Option<Value>]) -> Result<Vec<Input>> {
+    inputs
+        .iter()
+        .map(|&j| match (&slots[j], &g.nodes[j].op) {
+            (Some(v), _) => Ok(Input::Tensor(v.clone())),
+            (None, Op::Full { value }) => Ok(Input::Scalar(*value)),
+            _ => Err(Error::Invalid(format!(
+                "internal: program input %{j} is not available"
+            ))),
+        })
+        .collect()
+}
+
+fn run_step(g: &Graph, i: usize, kind: &StepKind, slots: &[Option<Value>]) -> Result<Value> {
+    let node = &g.nodes[i];
+    let ins = &g.input_index[i];
+    match kind {
+        StepKind::Source => sources::evaluate(&node.op, &node.shape, node.dtype),
+        StepKind::Fused { program, inputs } => {
+            let inputs = program_inputs(g, inputs, slots)?;
+            program.evaluate(&inputs, &node.shape, node.dtype)
+        }
+        StepKind::Reduce {
+            op,
+            program,
+            inputs,
+            acc,
+            in_shape,
+            outer,
+            r,
+            inner,
+        } => {
+            let inputs = program_inputs(g, inputs, slots)?;
+            run_reduce(
+                *op,
+                program,
+                &inputs,
+                *acc,
+                in_shape,
+                *outer,
+                *r,
+                *inner,
+                &node.shape,
+                node.dtype,
+            )
+        }
+        StepKind::View => movement::view(&node.op, slot(slots, ins[0])?, &node.shape),
+        StepKind::Kernel => match &node.op {
+            Op::MatMul => run_matmul(
+                slot(slots, ins[0])?,
+                slot(slots, ins[1])?,
+                &node.shape,
+                node.dtype,
+            ),
+            Op::Cat { axis } => {
+                let vals: Vec<Value> = ins
+                    .iter()
+                    .map(|&j| slot(slots, j).cloned())
+                    .collect::<Result<_>>()?;
+                movement::cat(&vals, *axis, &node.shape)
+            }
+            Op::Take { axis } => movement::take(
+                slot(slots, ins[0])?,
+                slot(slots, ins[1])?,
+                *axis,
+                &node.shape,
+            ),
+            Op::Softmax { axis, log } => {
+                softmax::softmax(slot(slots, ins[0])?, *axis, *log, node.dtype)
+            }
+            Op::ArgReduce { is_max, axis, .. } => {
+                run_arg_reduce(slot(slots, ins[0])?, *is_max, *axis, &node.shape)
+            }
+            Op::Contiguous => materialize(slot(slots, ins[0])?, node.dtype),
+            other => Err(Error::NotImplemented(format!(
+                "the CPU backend has no kernel for {}",
+                other.name()
+            ))),
+        },
+    }
+}
+
+/// Adapts a fused program to the reduction kernels' [`reduce::Source`].
+struct ProgramSource<'a> {
+    program: &'a crate::fused::Program,
+    prepared: crate::fused::PreparedInputs<'a>,
+    error: Mutex<Option<Error>>,
+}
+
+impl<T: Element> reduce::Source<T> for ProgramSource<'_> {
+    fn fill(&self, start: usize, out: &mut [T]) {
+        if let Err(e) = self.program.fill_range(&self.prepared, start, out) {
+            if let Ok(mut slot) = self.error.lock() {
+                slot.get_or_insert(e);
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_reduce(
+    op: ReduceOp,
+    program: &crate::fused::Program,
+    inputs: &[Input],
+    acc: DType,
+    in_shape: &[usize],
+    outer: usize,
+    r: usize,
+    inner: usize,
+    out_shape: &[usize],
+    out_dtype: DType,
+) -> Result<Value> {
+    let kind = match op {
+        ReduceOp::Sum | ReduceOp::Mean => reduce::ReduceKind::Sum,
+        ReduceOp::Prod => reduce::ReduceKind::Prod,
+        ReduceOp::Max => reduce::ReduceKind::Max,
+        ReduceOp::Min => reduce::ReduceKind::Min,
+    };
+    // A plain contiguous input of the accumulator dtype is reduced in place.
+    let direct = match (program.instrs.len(), inputs) {
+        (1, [Input::Tensor(v)]) if v.dtype() == acc && v.is_contiguous() => Some(v.clone()),
+        _ => None,
+    };
+    let prepared = program.prepare(inputs, in_shape)?;
+    let src = ProgramSource {
+        program,
+        prepared,
+        error: Mutex::new(None),
+    };
+    let mut out_storage = Storage::uninit(out_dtype, outer * inner)?;
+    macro_rules! go {
+        ($T:ty) => {{
+            let mut acc_out: Vec<$T> = vec![<$T>::default(); outer * inner];
+            match &direct {
+                Some(v) => {
+                    let s = &v.storage.as_slice::<$T>()?[v.offset..v.offset + outer * r * inner];
+                    reduce::reduce(kind, s, outer, r, inner, &mut acc_out);
+                }
+                None => reduce::reduce(kind, &src as &dyn reduce::Source<$T>, outer, r, inner, &mut acc_out),
+            }
+            if let Some(e) = src.error.lock().ok().and_then(|mut e| e.take()) {
+                return Err(e);
+            }
+            let scale = if op == ReduceOp::Mean { 1.0 / r as f64 } else { 1.0 };
+            dispatch_dtype!(out_dtype, O => {
+                let out = out_storage.as_mut_slice::<O>()?;
+                if op == ReduceOp::Mean {
+                    out.iter_mut().zip(&acc_out).for_each(|(o, &x)| *o = O::from_f64(x.to_f64() * scale));
+                } else {
+                    out.iter_mut().zip(&acc_out).for_each(|(o, &x)| *o = convert::<$T, O>(x));
+                }
+            });
+        }};
+    }
+    match acc {
+        DType::Float32 => go!(f32),
+        DType::Float64 => go!(f64),
+        _ => go!(i64),
+    }
+    Ok(Value::contiguous(Arc::new(out_storage), out_shape.to_vec()))
+}
+
+#[inline(always)]
+fn convert<A: Element, B: Element>(x: A) -> B {
+    match A::DTYPE {
+        DType::Float64 => B::from_f64(x.to_f64()),
+        d if d.is_float() => B::from_f32(x.to_f32()),
+        _ => B::from_i64(x.to_i64()),
+    }
+}
+
+fn run_arg_reduce(
+    x: &Value,
+    is_max: bool,
+    axis: Option<usize>,
+    out_shape: &[usize],
+) -> Result<Value> {
+    let acc = match crate::fused::kind_of(x.dtype()) {
+        crate::fused::Kind::F32 => DType::Float32,
+        crate::fused::Kind::F64 => DType::Float64,
+        crate::fused::Kind::I64 => DType::Int64,
+    };
+    let v = materialize(x, acc)?;
+    let (outer, r, inner) = match axis {
+        Some(a) if !x.shape.is_empty() => (
+            x.shape[..a].iter().product(),
+            x.shape[a],
+            x.shape[a + 1..].iter().product(),
+        ),
+        _ => (1, v.numel(), 1),
+    };
+    let mut out = vec![0i64; outer * inner];
+    dispatch_dtype!(acc, T => {
+        match acc {
+            DType::Float32 | DType::Float64 | DType::Int64 => {}
+            _ => unreachable!(),
+        }
+        arg_reduce_typed::<T>(&v, is_max, outer, r, inner, &mut out)?;
+    });
+    let s = Storage::from_slice(&out)?;
+    Ok(Value::contiguous(Arc::new(s), out_shape.to_vec()))
+}
+
+fn arg_reduce_typed<T: Element>(
+    v: &Value,
+    is_max: bool,
+    outer: usize,
+    r: usize,
+    inner: usize,
+    out: &mut [i64],
+) -> Result<()> {
+    match T::DTYPE {
+        DType::Float32 => {
+            reduce::arg_reduce::<f32>(is_max, v.storage.as_slice::<f32>()?, outer, r, inner, out)
+        }
+        DType::Float64 => {
+            reduce::arg_reduce::<f64>(is_max, v.storage.as_slice::<f64>()?, outer, r, inner, out)
+        }
+        _ => reduce::arg_reduce::<i64>(is_max, v.storage.as_slice::<i64>()?, outer, r, inner, out),
+    }
+    Ok(())
+}
+
+/// Batch layout of one matmul operand: (batch stride, row stride, col stride), or `None`
+/// when its batch axes cannot be expressed with a single stride.
+fn operand_strides(v: &Value, batch: &[usize]) -> Result<Option<(isize, isize, isize)>> {
+    let nd = v.shape.len();
+    let (rs, cs) = (v.strides[nd - 2], v.strides[nd - 1]);
+    let mut full = batch.to_vec();
+    full.extend_from_slice(&v.shape[nd - 2..]);
+    let strides = crate::fused::broadcast_strides(v, &full)?;
+    let bstr = &strides[..batch.len()];
+    // Find s with bstr[i] == s * prod(batch[i+1..]) on all non-trivial axes.
+    let mut s: Option<isize> = None;
+    let mut ok = true;
+    let mut inner = 1isize;
+    for i in (0..batch.len()).rev() {
+        if batch[i] > 1 {
+            let want = bstr[i];
+            match s {
+                None => s = Some(if inner == 0 { 0 } else { want / inner }),
+                Some(_) => {}
+            }
+            if s.map(|s| s * inner) != Some(want) {
+                ok = false;
+            }
+        }
+        inner *= batch[i] as isize;
+    }
+    Ok(if ok {
+        Some((s.unwrap_or(0), rs, cs))
+    } else {
+        None
+    })
+}
+
+fn run_matmul(a: &Value, b: &Value, out_shape: &[usize], dtype: DType) -> Result<Value> {
+    let nd = out_shape.len();
+    let batch_shape = &out_shape[..nd - 2];
+    let (m, n) = (out_shape[nd - 2], out_shape[nd - 1]);
+    let k = a.shape[a.shape.len() - 1];
+    let batch: usize = batch_shape.iter().product();
+    let prepare = |v: &Value| -> Result<(Value, (isize, isize, isize))> {
+        if let Some(st) = operand_strides(v, batch_shape)? {
+            return Ok((v.clone(), st));
+        }
+        // Materialize the broadcast operand so its batch axes collapse.
+        let mut full = batch_shape.to_vec();
+        full.extend_from_slice(&v.shape[v.shape.len() - 2..]);
+        let e = movement::view(&Op::Expand, v, &full)?;
+        let c = materialize(&e, v.dtype())?;
+        let st = operand_strides(&c, batch_shape)?
+            .ok_or_else(|| Error::Invalid("internal: matmul operand layout".into()))?;
+        Ok((c, st))
+    };
+    let (a, sa) = prepare(a)?;
+    let (b, sb) = prepare(b)?;
+    let mut storage = Storage::uninit(dtype, numel(out_shape))?;
+    macro_rules! go {
+        ($T:ty) => {{
+            let ar = matmul::MatRef {
+                data: a.storage.as_slice::<$T>()?,
+                offset: a.offset,
+                batch_stride: sa.0,
+                row_stride: sa.1,
+                col_stride: sa.2,
+            };
+            let br = matmul::MatRef {
+                data: b.storage.as_slice::<$T>()?,
+                offset: b.offset,
+                batch_stride: sb.0,
+                row_stride: sb.1,
+                col_stride: sb.2,
+            };
+            matmul::matmul::<$T>(batch, m, k, n, ar, br, storage.as_mut_slice::<$T>()?)?;
+        }};
+    }
+    match dtype {
+        DType::Float32 => go!(f32),
+        DType::Float64 => go!(f64),
+        DType::Float16 => go!(half::f16),
+        DType::BFloat16 => go!(half::bf16),
+        DType::Int64 => go!(i64),
+        DType::Int32 => go!(i32),
+        DType::Int16 => go!(i16),
+        DType::Int8 => go!(i8),
+        DType::UInt8 => go!(u8),
+        DType::Bool => {
+            return Err(Error::DType(
+                "matmul is not supported for bool tensors".into(),
+            ))
+        }
+    }
+    Ok(Value::contiguous(Arc::new(storage), out_shape.to_vec()))
+}

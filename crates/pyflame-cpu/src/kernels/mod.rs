@@ -1,0 +1,10 @@
+//! CPU compute kernels: elementwise math, matrix multiplication and reductions.
+//!
+//! Every kernel here works on plain slices and is free of I/O and tensor bookkeeping; the
+//! executor slices tensors into chunks and calls these. SIMD is selected at runtime (see
+//! [`simd`]) so one binary runs everywhere and still uses AVX2/FMA where available.
+
+pub mod math;
+pub mod matmul;
+pub mod reduce;
+pub mod simd;

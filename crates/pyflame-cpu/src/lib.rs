@@ -1,0 +1,10 @@
+//! PyFlame CPU backend: the scheduler and executor for captured graphs, fused elementwise
+//! programs, and the kernels (matmul, reductions, math) they call.
+
+pub mod exec;
+pub mod fused;
+pub mod kernels;
+pub mod movement;
+pub mod schedule;
+pub mod softmax;
+pub mod sources;

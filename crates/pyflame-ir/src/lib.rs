@@ -1,0 +1,14 @@
+//! PyFlame graph IR: operations ([`Op`]), the lazy tensor DAG ([`Node`]), op builders with
+//! shape/dtype inference ([`build`]), and capture of unrealized ancestors into a [`Graph`].
+
+pub mod build;
+pub mod graph;
+pub mod node;
+pub mod op;
+pub mod random;
+pub mod value;
+
+pub use graph::Graph;
+pub use node::{Node, NodeRef};
+pub use op::{BinaryOp, Op, RandDist, ReduceOp, UnaryOp};
+pub use value::Value;

@@ -1,0 +1,150 @@
+//! [`Node`]: one vertex of the lazy tensor DAG. A Python `Tensor` holds a [`NodeRef`].
+
+use crate::{Op, Value};
+use pyflame_core::{numel, DType, MeshLayout};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+/// Shared handle to a node.
+pub type NodeRef = Arc<Node>;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A lazy tensor: an op applied to input nodes, with its output shape/dtype/layout known at
+/// construction. Once evaluated it holds a [`Value`] and drops its inputs (unless they are
+/// needed for gradients) so their memory can be released.
+pub struct Node {
+    /// Unique id (creation order).
+    pub id: u64,
+    /// The operation.
+    pub op: Op,
+    /// Output shape.
+    pub shape: Vec<usize>,
+    /// Output dtype.
+    pub dtype: DType,
+    /// Output distribution over PEs.
+    pub layout: MeshLayout,
+    inputs: Mutex<Vec<NodeRef>>,
+    value: RwLock<Option<Value>>,
+    retain_inputs: AtomicBool,
+}
+
+impl Node {
+    /// Creates an unrealized node.
+    pub fn new(
+        op: Op,
+        inputs: Vec<NodeRef>,
+        shape: Vec<usize>,
+        dtype: DType,
+        layout: MeshLayout,
+    ) -> NodeRef {
+        Arc::new(Node {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            op,
+            shape,
+            dtype,
+            layout,
+            inputs: Mutex::new(inputs),
+            value: RwLock::new(None),
+            retain_inputs: AtomicBool::new(false),
+        })
+    }
+
+    /// Creates a realized input node holding `value`.
+    pub fn input(value: Value, layout: MeshLayout) -> NodeRef {
+        let node = Node::new(
+            Op::Input,
+            vec![],
+            value.shape.clone(),
+            value.dtype(),
+            layout,
+        );
+        node.set_value(value);
+        node
+    }
+
+    fn lock_inputs(&self) -> MutexGuard<'_, Vec<NodeRef>> {
+        // A poisoned lock only means another thread panicked while holding it; the vector
+        // itself is still valid.
+        self.inputs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The current inputs (empty once realized, unless inputs are retained).
+    pub fn inputs(&self) -> Vec<NodeRef> {
+        self.lock_inputs().clone()
+    }
+
+    /// Number of current inputs.
+    pub fn num_inputs(&self) -> usize {
+        self.lock_inputs().len()
+    }
+
+    /// The `i`-th current input.
+    pub fn input_at(&self, i: usize) -> Option<NodeRef> {
+        self.lock_inputs().get(i).cloned()
+    }
+
+    /// Keep inputs after realization (autograd needs the graph for backward).
+    pub fn set_retain_inputs(&self, retain: bool) {
+        self.retain_inputs.store(retain, Ordering::Relaxed);
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        numel(&self.shape)
+    }
+
+    /// True once the node holds a value.
+    pub fn is_realized(&self) -> bool {
+        self.value.read().map(|v| v.is_some()).unwrap_or(false)
+    }
+
+    /// The realized value, if any.
+    pub fn value(&self) -> Option<Value> {
+        self.value.read().ok().and_then(|v| v.clone())
+    }
+
+    /// Stores the realized value and releases the inputs.
+    pub fn set_value(&self, value: Value) {
+        if let Ok(mut slot) = self.value.write() {
+            *slot = Some(value);
+        }
+        if !self.retain_inputs.load(Ordering::Relaxed) {
+            let dropped = std::mem::take(&mut *self.lock_inputs());
+            drop_iteratively(dropped);
+        }
+    }
+}
+
+/// Drops a list of nodes without recursion, so releasing a very long chain cannot overflow
+/// the stack.
+fn drop_iteratively(mut stack: Vec<NodeRef>) {
+    while let Some(node) = stack.pop() {
+        if let Ok(inner) = Arc::try_unwrap(node) {
+            let inputs = std::mem::take(&mut *inner.lock_inputs());
+            stack.extend(inputs);
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let inputs = std::mem::take(self.inputs.get_mut().unwrap_or_else(|e| e.into_inner()));
+        if !inputs.is_empty() {
+            drop_iteratively(inputs);
+        }
+    }
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Node#{}({}, {:?}, {})",
+            self.id,
+            self.op.name(),
+            self.shape,
+            self.dtype
+        )
+    }
+}

@@ -1,0 +1,449 @@
+//! The operation set of the IR.
+
+use pyflame_core::DType;
+
+/// Elementwise functions of one argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnaryOp {
+    /// -x
+    Neg,
+    /// |x|
+    Abs,
+    /// square root
+    Sqrt,
+    /// e^x
+    Exp,
+    /// natural logarithm
+    Log,
+    /// sine
+    Sin,
+    /// cosine
+    Cos,
+    /// hyperbolic tangent
+    Tanh,
+    /// 1 / (1 + e^-x)
+    Sigmoid,
+    /// max(x, 0)
+    Relu,
+    /// x * Phi(x), exact (erf) form
+    Gelu,
+    /// tanh approximation of GELU
+    GeluTanh,
+    /// x * sigmoid(x)
+    Silu,
+    /// error function
+    Erf,
+    /// round toward -inf
+    Floor,
+    /// round toward +inf
+    Ceil,
+    /// round half to even
+    Round,
+    /// -1, 0 or 1
+    Sign,
+    /// 1 / x
+    Reciprocal,
+    /// logical not (result is bool)
+    LogicalNot,
+}
+
+impl UnaryOp {
+    /// Lower-case op name used in graph printing.
+    pub fn name(self) -> &'static str {
+        use UnaryOp::*;
+        match self {
+            Neg => "neg",
+            Abs => "abs",
+            Sqrt => "sqrt",
+            Exp => "exp",
+            Log => "log",
+            Sin => "sin",
+            Cos => "cos",
+            Tanh => "tanh",
+            Sigmoid => "sigmoid",
+            Relu => "relu",
+            Gelu => "gelu",
+            GeluTanh => "gelu_tanh",
+            Silu => "silu",
+            Erf => "erf",
+            Floor => "floor",
+            Ceil => "ceil",
+            Round => "round",
+            Sign => "sign",
+            Reciprocal => "reciprocal",
+            LogicalNot => "logical_not",
+        }
+    }
+
+    /// True when the op only makes sense on floats, so integer inputs are promoted to float32.
+    pub fn needs_float(self) -> bool {
+        use UnaryOp::*;
+        matches!(
+            self,
+            Sqrt | Exp
+                | Log
+                | Sin
+                | Cos
+                | Tanh
+                | Sigmoid
+                | Gelu
+                | GeluTanh
+                | Silu
+                | Erf
+                | Reciprocal
+        )
+    }
+}
+
+/// Elementwise functions of two arguments (with broadcasting).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    /// a + b
+    Add,
+    /// a - b
+    Sub,
+    /// a * b
+    Mul,
+    /// true division (integers give float32)
+    Div,
+    /// floor division
+    FloorDiv,
+    /// remainder with the sign of the divisor (Python's %)
+    Rem,
+    /// a ** b
+    Pow,
+    /// elementwise max (NaN propagates)
+    Maximum,
+    /// elementwise min (NaN propagates)
+    Minimum,
+    /// a == b
+    Eq,
+    /// a != b
+    Ne,
+    /// a < b
+    Lt,
+    /// a <= b
+    Le,
+    /// a > b
+    Gt,
+    /// a >= b
+    Ge,
+    /// bitwise and (logical on bool)
+    And,
+    /// bitwise or (logical on bool)
+    Or,
+    /// bitwise xor (logical on bool)
+    Xor,
+}
+
+impl BinaryOp {
+    /// Lower-case op name used in graph printing.
+    pub fn name(self) -> &'static str {
+        use BinaryOp::*;
+        match self {
+            Add => "add",
+            Sub => "sub",
+            Mul => "mul",
+            Div => "div",
+            FloorDiv => "floor_divide",
+            Rem => "remainder",
+            Pow => "pow",
+            Maximum => "maximum",
+            Minimum => "minimum",
+            Eq => "eq",
+            Ne => "ne",
+            Lt => "lt",
+            Le => "le",
+            Gt => "gt",
+            Ge => "ge",
+            And => "bitwise_and",
+            Or => "bitwise_or",
+            Xor => "bitwise_xor",
+        }
+    }
+
+    /// True for comparisons (result dtype bool).
+    pub fn is_comparison(self) -> bool {
+        use BinaryOp::*;
+        matches!(self, Eq | Ne | Lt | Le | Gt | Ge)
+    }
+
+    /// True for bitwise ops (integer and bool only).
+    pub fn is_bitwise(self) -> bool {
+        matches!(self, BinaryOp::And | BinaryOp::Or | BinaryOp::Xor)
+    }
+}
+
+/// Reductions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReduceOp {
+    /// sum
+    Sum,
+    /// product
+    Prod,
+    /// maximum
+    Max,
+    /// minimum
+    Min,
+    /// arithmetic mean
+    Mean,
+}
+
+impl ReduceOp {
+    /// Lower-case op name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReduceOp::Sum => "sum",
+            ReduceOp::Prod => "prod",
+            ReduceOp::Max => "max",
+            ReduceOp::Min => "min",
+            ReduceOp::Mean => "mean",
+        }
+    }
+}
+
+/// Random distributions.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RandDist {
+    /// Uniform in [low, high).
+    Uniform {
+        /// lower bound
+        low: f64,
+        /// upper bound (exclusive)
+        high: f64,
+    },
+    /// Normal with mean and standard deviation.
+    Normal {
+        /// mean
+        mean: f64,
+        /// standard deviation
+        std: f64,
+    },
+    /// Integers uniform in [low, high).
+    Int {
+        /// lower bound
+        low: i64,
+        /// upper bound (exclusive)
+        high: i64,
+    },
+}
+
+/// One IR operation. The output shape and dtype live on the [`crate::Node`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// Data supplied from outside (NumPy, Python lists); always realized.
+    Input,
+    /// Every element equal to `value` (cast to the node dtype). The value is a run-time
+    /// parameter: graphs differing only in it share a schedule.
+    Full {
+        /// the fill value
+        value: f64,
+    },
+    /// `start + i * step`.
+    Arange {
+        /// first value
+        start: f64,
+        /// increment
+        step: f64,
+    },
+    /// `steps` values evenly spaced from `start` to `end` inclusive.
+    Linspace {
+        /// first value
+        start: f64,
+        /// last value
+        end: f64,
+    },
+    /// Identity matrix (2-D).
+    Eye,
+    /// Random values; `seed` is a run-time parameter.
+    Random {
+        /// distribution
+        dist: RandDist,
+        /// counter-based generator seed
+        seed: u64,
+    },
+    /// Elementwise unary op.
+    Unary(UnaryOp),
+    /// Elementwise binary op (inputs broadcast to the output shape).
+    Binary(BinaryOp),
+    /// `where(cond, a, b)`.
+    Where,
+    /// Conversion to the node dtype.
+    Cast,
+    /// Reduction over `axes` (sorted, unique) of the input.
+    Reduce {
+        /// reduction kind
+        op: ReduceOp,
+        /// reduced axes of the input
+        axes: Vec<usize>,
+        /// whether reduced axes are kept with size 1
+        keepdim: bool,
+    },
+    /// Index of the max/min along `axis` (flattened input when `None`).
+    ArgReduce {
+        /// argmax when true, argmin otherwise
+        is_max: bool,
+        /// axis of the input
+        axis: Option<usize>,
+        /// keep the reduced axis
+        keepdim: bool,
+    },
+    /// Reshape to the node shape.
+    Reshape,
+    /// Permutation of axes.
+    Permute(Vec<usize>),
+    /// Broadcast to the node shape.
+    Expand,
+    /// Strided slice: per axis start and (positive) step; the length is the node shape.
+    Slice {
+        /// start index per axis
+        starts: Vec<usize>,
+        /// step per axis
+        steps: Vec<usize>,
+    },
+    /// Concatenation along `axis`.
+    Cat {
+        /// axis
+        axis: usize,
+    },
+    /// Matrix product of the last two axes, batch axes broadcast.
+    MatMul,
+    /// Softmax (or log-softmax) along `axis`.
+    Softmax {
+        /// axis
+        axis: usize,
+        /// log-softmax when true
+        log: bool,
+    },
+    /// `out = data.take(index, axis)`: output shape `data[..axis] + index + data[axis+1..]`.
+    Take {
+        /// axis of `data`
+        axis: usize,
+    },
+    /// A contiguous copy of the input.
+    Contiguous,
+}
+
+impl Op {
+    /// Lower-case name shown by graph inspection (`Node.op_type`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Input => "input",
+            Op::Full { .. } => "full",
+            Op::Arange { .. } => "arange",
+            Op::Linspace { .. } => "linspace",
+            Op::Eye => "eye",
+            Op::Random { dist, .. } => match dist {
+                RandDist::Uniform { .. } => "rand",
+                RandDist::Normal { .. } => "randn",
+                RandDist::Int { .. } => "randint",
+            },
+            Op::Unary(u) => u.name(),
+            Op::Binary(b) => b.name(),
+            Op::Where => "where",
+            Op::Cast => "cast",
+            Op::Reduce { op, .. } => op.name(),
+            Op::ArgReduce { is_max, .. } => {
+                if *is_max {
+                    "argmax"
+                } else {
+                    "argmin"
+                }
+            }
+            Op::Reshape => "reshape",
+            Op::Permute(_) => "permute",
+            Op::Expand => "expand",
+            Op::Slice { .. } => "slice",
+            Op::Cat { .. } => "cat",
+            Op::MatMul => "matmul",
+            Op::Softmax { log, .. } => {
+                if *log {
+                    "log_softmax"
+                } else {
+                    "softmax"
+                }
+            }
+            Op::Take { .. } => "take",
+            Op::Contiguous => "contiguous",
+        }
+    }
+
+    /// True for ops computed elementwise (fusable into one pass).
+    pub fn is_elementwise(&self) -> bool {
+        matches!(
+            self,
+            Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast | Op::Full { .. }
+        )
+    }
+
+    /// True for ops that only re-index their input (zero-copy where strides allow).
+    pub fn is_view(&self) -> bool {
+        matches!(
+            self,
+            Op::Reshape | Op::Permute(_) | Op::Expand | Op::Slice { .. }
+        )
+    }
+
+    /// Appends a structural encoding (op kind and attributes that change the schedule) to
+    /// `key`. Run-time parameters (fill values, seeds) are left out.
+    pub fn encode(&self, key: &mut Vec<u64>) {
+        let tag = |k: &mut Vec<u64>, t: u64| k.push(t);
+        match self {
+            Op::Input => tag(key, 1),
+            Op::Full { .. } => tag(key, 2),
+            Op::Arange { start, step } => {
+                key.extend([3, start.to_bits(), step.to_bits()]);
+            }
+            Op::Linspace { start, end } => key.extend([4, start.to_bits(), end.to_bits()]),
+            Op::Eye => tag(key, 5),
+            Op::Random { dist, .. } => match dist {
+                RandDist::Uniform { low, high } => key.extend([6, low.to_bits(), high.to_bits()]),
+                RandDist::Normal { mean, std } => key.extend([7, mean.to_bits(), std.to_bits()]),
+                RandDist::Int { low, high } => key.extend([8, *low as u64, *high as u64]),
+            },
+            Op::Unary(u) => key.extend([9, *u as u64]),
+            Op::Binary(b) => key.extend([10, *b as u64]),
+            Op::Where => tag(key, 11),
+            Op::Cast => tag(key, 12),
+            Op::Reduce { op, axes, keepdim } => {
+                key.extend([13, *op as u64, *keepdim as u64, axes.len() as u64]);
+                key.extend(axes.iter().map(|&a| a as u64));
+            }
+            Op::ArgReduce {
+                is_max,
+                axis,
+                keepdim,
+            } => key.extend([
+                14,
+                *is_max as u64,
+                axis.map_or(u64::MAX, |a| a as u64),
+                *keepdim as u64,
+            ]),
+            Op::Reshape => tag(key, 15),
+            Op::Permute(p) => {
+                key.extend([16, p.len() as u64]);
+                key.extend(p.iter().map(|&a| a as u64));
+            }
+            Op::Expand => tag(key, 17),
+            Op::Slice { starts, steps } => {
+                key.extend([18, starts.len() as u64]);
+                key.extend(starts.iter().map(|&a| a as u64));
+                key.extend(steps.iter().map(|&a| a as u64));
+            }
+            Op::Cat { axis } => key.extend([19, *axis as u64]),
+            Op::MatMul => tag(key, 20),
+            Op::Softmax { axis, log } => key.extend([21, *axis as u64, *log as u64]),
+            Op::Take { axis } => key.extend([22, *axis as u64]),
+            Op::Contiguous => tag(key, 23),
+        }
+    }
+}
+
+/// The dtype an elementwise op computes in for inputs of `dtype`.
+pub fn float_result(dtype: DType) -> DType {
+    if dtype.is_float() {
+        dtype
+    } else {
+        DType::Float32
+    }
+}

@@ -1,0 +1,91 @@
+//! `pyflame._core`: the PyO3 bindings. Only this crate depends on pyo3; it converts
+//! arguments, maps errors to Python exceptions and releases the GIL around execution.
+
+mod convert;
+mod dtype;
+mod errors;
+mod functions;
+mod graph;
+mod indexing;
+mod tensor;
+
+use pyflame_core::dtype::ALL_DTYPES;
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<tensor::PyTensor>()?;
+    m.add_class::<dtype::PyDType>()?;
+    m.add_class::<dtype::PyMeshLayout>()?;
+    m.add_class::<dtype::PyPECoord>()?;
+    m.add_class::<graph::PyGraph>()?;
+    m.add_class::<graph::PyNode>()?;
+    m.add_class::<graph::PyTensorSpec>()?;
+    m.add("ShapeError", py.get_type::<errors::ShapeError>())?;
+    for d in ALL_DTYPES {
+        m.add(d.name(), dtype::PyDType { inner: d })?;
+    }
+    m.add(
+        "bool_",
+        dtype::PyDType {
+            inner: pyflame_core::DType::Bool,
+        },
+    )?;
+    use functions::*;
+    functions::register_unary(m)?;
+    functions::register_binary(m)?;
+    for f in [
+        wrap_pyfunction!(zeros, m)?,
+        wrap_pyfunction!(ones, m)?,
+        wrap_pyfunction!(full, m)?,
+        wrap_pyfunction!(randn, m)?,
+        wrap_pyfunction!(rand, m)?,
+        wrap_pyfunction!(randint, m)?,
+        wrap_pyfunction!(arange, m)?,
+        wrap_pyfunction!(linspace, m)?,
+        wrap_pyfunction!(eye, m)?,
+        wrap_pyfunction!(zeros_like, m)?,
+        wrap_pyfunction!(ones_like, m)?,
+        wrap_pyfunction!(full_like, m)?,
+        wrap_pyfunction!(rand_like, m)?,
+        wrap_pyfunction!(randn_like, m)?,
+        wrap_pyfunction!(from_numpy, m)?,
+        wrap_pyfunction!(gelu, m)?,
+        wrap_pyfunction!(softmax, m)?,
+        wrap_pyfunction!(log_softmax, m)?,
+        wrap_pyfunction!(logical_and, m)?,
+        wrap_pyfunction!(logical_or, m)?,
+        wrap_pyfunction!(logical_xor, m)?,
+        wrap_pyfunction!(matmul, m)?,
+        wrap_pyfunction!(where_, m)?,
+        wrap_pyfunction!(clamp, m)?,
+        wrap_pyfunction!(cat, m)?,
+        wrap_pyfunction!(stack, m)?,
+        wrap_pyfunction!(split, m)?,
+        wrap_pyfunction!(chunk, m)?,
+        wrap_pyfunction!(sum, m)?,
+        wrap_pyfunction!(mean, m)?,
+        wrap_pyfunction!(prod, m)?,
+        wrap_pyfunction!(amax, m)?,
+        wrap_pyfunction!(amin, m)?,
+        wrap_pyfunction!(max, m)?,
+        wrap_pyfunction!(min, m)?,
+        wrap_pyfunction!(argmax, m)?,
+        wrap_pyfunction!(argmin, m)?,
+        wrap_pyfunction!(get_graph, m)?,
+        wrap_pyfunction!(get_node, m)?,
+        wrap_pyfunction!(eval_all, m)?,
+        wrap_pyfunction!(is_lazy, m)?,
+        wrap_pyfunction!(manual_seed, m)?,
+        wrap_pyfunction!(dtype_size, m)?,
+        wrap_pyfunction!(dtype_name, m)?,
+        wrap_pyfunction!(dtype_from_name, m)?,
+        wrap_pyfunction!(promote_types, m)?,
+        wrap_pyfunction!(_schedule_cache_size, m)?,
+        wrap_pyfunction!(_scalar_tensor, m)?,
+    ] {
+        m.add_function(f)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,893 @@
+//! The Python `Tensor` class: a handle to a lazy IR node.
+
+use crate::convert::{
+    self, extract_scalar, parse_dims, parse_int_list, scalar_node, value_to_numpy,
+};
+use crate::dtype::{parse_dtype, PyDType, PyMeshLayout};
+use crate::errors::IntoPy;
+use crate::indexing;
+use pyflame_core::DType;
+use pyflame_ir::{build, BinaryOp, NodeRef, ReduceOp, UnaryOp};
+use pyo3::basic::CompareOp;
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyList, PyTuple};
+
+/// A lazily evaluated n-dimensional array.
+///
+/// Operations build graph nodes; `eval()`, `numpy()`, `item()` and friends compute them.
+#[pyclass(name = "Tensor", module = "pyflame", subclass, weakref)]
+pub struct PyTensor {
+    /// The node this tensor refers to.
+    pub node: NodeRef,
+    /// Whether gradients should be tracked for this tensor.
+    pub requires_grad: bool,
+}
+
+impl PyTensor {
+    /// Wraps a node.
+    pub fn new(node: NodeRef) -> Self {
+        PyTensor {
+            node,
+            requires_grad: false,
+        }
+    }
+}
+
+/// Evaluates nodes with the GIL released.
+pub fn evaluate(py: Python<'_>, nodes: &[NodeRef]) -> PyResult<()> {
+    py.detach(|| pyflame_cpu::exec::evaluate(nodes)).py()
+}
+
+/// The node of a tensor argument, or a scalar node typed against `like`.
+pub fn operand(obj: &Bound<'_, PyAny>, like: Option<&NodeRef>) -> PyResult<Option<NodeRef>> {
+    if let Ok(t) = obj.cast::<PyTensor>() {
+        return Ok(Some(t.borrow().node.clone()));
+    }
+    let layout = like.map(|n| n.layout).unwrap_or_default();
+    if let Some(s) = extract_scalar(obj) {
+        return Ok(Some(scalar_node(&s, like.map(|n| n.dtype), layout)));
+    }
+    if obj.hasattr("__array_interface__")? && obj.hasattr("dtype")? {
+        return Ok(Some(convert::node_from_numpy(obj, layout)?));
+    }
+    Ok(None)
+}
+
+/// Like [`operand`] but raising `TypeError` for unsupported objects.
+pub fn require_operand(
+    obj: &Bound<'_, PyAny>,
+    like: Option<&NodeRef>,
+    what: &str,
+) -> PyResult<NodeRef> {
+    operand(obj, like)?.ok_or_else(|| {
+        PyTypeError::new_err(format!(
+            "{what}: expected a Tensor or a number, got {}",
+            obj.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        ))
+    })
+}
+
+fn wrap(py: Python<'_>, node: NodeRef) -> PyResult<Py<PyAny>> {
+    Ok(Py::new(py, PyTensor::new(node))?.into_any())
+}
+
+fn binop(
+    py: Python<'_>,
+    op: BinaryOp,
+    a: &NodeRef,
+    other: &Bound<'_, PyAny>,
+    reflected: bool,
+) -> PyResult<Py<PyAny>> {
+    match operand(other, Some(a))? {
+        None => Ok(py.NotImplemented()),
+        Some(b) => {
+            let node = if reflected {
+                build::binary(op, &b, a)
+            } else {
+                build::binary(op, a, &b)
+            }
+            .py()?;
+            wrap(py, node)
+        }
+    }
+}
+
+fn values_indices(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    static CLS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    Ok(CLS
+        .get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+            let nt = py.import("collections")?.getattr("namedtuple")?;
+            Ok(nt.call1(("ValuesIndices", ("values", "indices")))?.unbind())
+        })?
+        .bind(py))
+}
+
+/// `max`/`min` with the PyTorch convention: no dim -> 0-d tensor, dim -> (values, indices).
+pub fn max_min(
+    py: Python<'_>,
+    x: &NodeRef,
+    is_max: bool,
+    dim: Option<&Bound<'_, PyAny>>,
+    keepdim: bool,
+) -> PyResult<Py<PyAny>> {
+    let op = if is_max { ReduceOp::Max } else { ReduceOp::Min };
+    match dim {
+        Some(d) if !d.is_none() => {
+            if let Ok(other) = d.cast::<PyTensor>() {
+                // max(a, b) elementwise, like torch.max(a, other).
+                let b = other.borrow().node.clone();
+                let bop = if is_max {
+                    BinaryOp::Maximum
+                } else {
+                    BinaryOp::Minimum
+                };
+                return wrap(py, build::binary(bop, x, &b).py()?);
+            }
+            let dims = parse_dims(Some(d))?.unwrap_or_default();
+            if dims.len() != 1 {
+                return Err(PyTypeError::new_err(
+                    "max/min with indices take a single int dim",
+                ));
+            }
+            let values = build::reduce(op, x, Some(&dims), keepdim).py()?;
+            let indices = build::arg_reduce(is_max, x, Some(dims[0]), keepdim).py()?;
+            let cls = values_indices(py)?;
+            Ok(cls.call1((wrap(py, values)?, wrap(py, indices)?))?.unbind())
+        }
+        _ => wrap(py, build::reduce(op, x, None, false).py()?),
+    }
+}
+
+/// Reduction helper shared by methods and functions.
+pub fn reduction(
+    x: &NodeRef,
+    op: ReduceOp,
+    dim: Option<&Bound<'_, PyAny>>,
+    keepdim: bool,
+) -> PyResult<NodeRef> {
+    let dims = parse_dims(dim)?;
+    build::reduce(op, x, dims.as_deref(), keepdim).py()
+}
+
+/// `clamp(x, min, max)` with scalar or tensor bounds.
+pub fn clamp(
+    x: &NodeRef,
+    min: Option<&Bound<'_, PyAny>>,
+    max: Option<&Bound<'_, PyAny>>,
+) -> PyResult<NodeRef> {
+    let min = min.filter(|m| !m.is_none());
+    let max = max.filter(|m| !m.is_none());
+    if min.is_none() && max.is_none() {
+        return Err(PyValueError::new_err(
+            "clamp: at least one of min and max must be given",
+        ));
+    }
+    let mut out = x.clone();
+    if let Some(m) = min {
+        let b = require_operand(m, Some(x), "clamp")?;
+        out = build::binary(BinaryOp::Maximum, &out, &b).py()?;
+    }
+    if let Some(m) = max {
+        let b = require_operand(m, Some(x), "clamp")?;
+        out = build::binary(BinaryOp::Minimum, &out, &b).py()?;
+    }
+    Ok(out)
+}
+
+/// Splits along `dim` into pieces of `size` (int) or the given sizes (list).
+pub fn split(x: &NodeRef, sizes: &Bound<'_, PyAny>, dim: i64) -> PyResult<Vec<NodeRef>> {
+    let a = pyflame_core::normalize_axis(dim, x.shape.len()).py()?;
+    let n = x.shape[a];
+    let parts: Vec<usize> = if let Ok(s) = sizes.extract::<i64>() {
+        if s <= 0 {
+            return Err(PyValueError::new_err(format!(
+                "split_size must be positive, got {s}"
+            )));
+        }
+        let s = s as usize;
+        if n == 0 {
+            vec![0]
+        } else {
+            (0..n.div_ceil(s)).map(|i| s.min(n - i * s)).collect()
+        }
+    } else {
+        let v: Vec<i64> = sizes.extract().map_err(|_| {
+            PyTypeError::new_err("split_size_or_sections must be an int or a list of ints")
+        })?;
+        if v.iter().any(|&s| s < 0) || v.iter().sum::<i64>() != n as i64 {
+            return Err(crate::errors::ShapeError::new_err(format!(
+                "split: sections {v:?} do not sum to the size {n} of dimension {a} (shape {:?})",
+                x.shape
+            )));
+        }
+        v.into_iter().map(|s| s as usize).collect()
+    };
+    let mut start = 0;
+    let mut out = Vec::with_capacity(parts.len());
+    for len in parts {
+        let ranges: Vec<(usize, usize, usize)> = x
+            .shape
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| if i == a { (start, len, 1) } else { (0, d, 1) })
+            .collect();
+        out.push(build::slice(x, &ranges).py()?);
+        start += len;
+    }
+    Ok(out)
+}
+
+/// Splits into `chunks` nearly equal pieces (the last may be smaller).
+pub fn chunk(py: Python<'_>, x: &NodeRef, chunks: i64, dim: i64) -> PyResult<Vec<NodeRef>> {
+    if chunks <= 0 {
+        return Err(PyValueError::new_err(format!(
+            "chunks must be positive, got {chunks}"
+        )));
+    }
+    let a = pyflame_core::normalize_axis(dim, x.shape.len()).py()?;
+    let n = x.shape[a];
+    let size = n.div_ceil(chunks as usize).max(1);
+    split(x, &size.into_pyobject(py)?.into_any(), dim)
+}
+
+/// The repr: values formatted by NumPy, dtype shown when not the default for its kind.
+pub fn repr(py: Python<'_>, node: &NodeRef) -> PyResult<String> {
+    evaluate(py, std::slice::from_ref(node))?;
+    let v = node
+        .value()
+        .ok_or_else(|| PyValueError::new_err("tensor has no value"))?;
+    let arr = value_to_numpy(py, &v)?;
+    let np = py.import("numpy")?;
+    let kwargs = pyo3::types::PyDict::new(py);
+    kwargs.set_item("separator", ", ")?;
+    kwargs.set_item("prefix", "tensor(")?;
+    let body: String = np
+        .getattr("array2string")?
+        .call((arr,), Some(&kwargs))?
+        .extract()?;
+    let suffix = match node.dtype {
+        DType::Float32 | DType::Int64 | DType::Bool => String::new(),
+        d => format!(", dtype=pyflame.{}", d.name()),
+    };
+    let lazy = "";
+    Ok(format!("tensor({body}{suffix}){lazy}"))
+}
+
+#[pymethods]
+impl PyTensor {
+    /// Builds a tensor from data (same as `pyflame.tensor`).
+    #[new]
+    #[pyo3(signature = (data, dtype=None))]
+    fn py_new(
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        dtype: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let t = py
+            .import("pyflame")?
+            .getattr("tensor")?
+            .call1((data, dtype))?;
+        let node = t.cast::<PyTensor>()?.borrow().node.clone();
+        Ok(PyTensor::new(node))
+    }
+
+    /// Dimensions as a list of ints.
+    #[getter]
+    fn shape(&self) -> Vec<usize> {
+        self.node.shape.clone()
+    }
+    /// Element type.
+    #[getter]
+    fn dtype(&self) -> PyDType {
+        PyDType {
+            inner: self.node.dtype,
+        }
+    }
+    /// Number of dimensions.
+    #[getter]
+    fn ndim(&self) -> usize {
+        self.node.shape.len()
+    }
+    /// Total number of elements.
+    #[getter]
+    fn numel(&self) -> usize {
+        self.node.numel()
+    }
+    /// Distribution over PEs.
+    #[getter]
+    fn layout(&self) -> PyMeshLayout {
+        PyMeshLayout {
+            inner: self.node.layout,
+        }
+    }
+    /// Whether gradients are tracked.
+    #[getter]
+    fn get_requires_grad(&self) -> bool {
+        self.requires_grad
+    }
+    #[setter]
+    fn set_requires_grad(&mut self, value: bool) -> PyResult<()> {
+        if value && !self.node.dtype.is_float() {
+            return Err(PyTypeError::new_err(format!(
+                "only floating point tensors can require gradients (this tensor is {})",
+                self.node.dtype
+            )));
+        }
+        self.requires_grad = value;
+        Ok(())
+    }
+    /// The device tensors are computed on.
+    #[getter]
+    fn device(&self) -> &'static str {
+        "cpu"
+    }
+    /// 2-D transpose (reversed axes for other ranks).
+    #[getter(T)]
+    fn t_prop(&self) -> PyResult<Self> {
+        let nd = self.node.shape.len() as i64;
+        let perm: Vec<i64> = (0..nd).rev().collect();
+        Ok(PyTensor::new(build::permute(&self.node, &perm).py()?))
+    }
+    /// Size of one dimension, or the whole shape.
+    #[pyo3(signature = (dim=None))]
+    fn size(&self, py: Python<'_>, dim: Option<i64>) -> PyResult<Py<PyAny>> {
+        match dim {
+            None => Ok(PyTuple::new(py, &self.node.shape)?.into_any().unbind()),
+            Some(d) => {
+                let a = pyflame_core::normalize_axis(d, self.node.shape.len()).py()?;
+                Ok(self.node.shape[a].into_pyobject(py)?.into_any().unbind())
+            }
+        }
+    }
+    /// Number of dimensions.
+    fn dim(&self) -> usize {
+        self.node.shape.len()
+    }
+
+    /// Computes the tensor's value now; returns the tensor.
+    fn eval(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
+        let node = slf.borrow().node.clone();
+        evaluate(slf.py(), &[node])?;
+        Ok(slf)
+    }
+    /// True once the value has been computed.
+    fn is_evaluated(&self) -> bool {
+        self.node.is_realized()
+    }
+    /// A NumPy copy of the values (evaluates first).
+    fn numpy<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        evaluate(py, std::slice::from_ref(&self.node))?;
+        let v = self
+            .node
+            .value()
+            .ok_or_else(|| PyValueError::new_err("tensor has no value"))?;
+        value_to_numpy(py, &v)
+    }
+    #[pyo3(signature = (dtype=None, copy=None))]
+    fn __array__<'py>(
+        &self,
+        py: Python<'py>,
+        dtype: Option<&Bound<'py, PyAny>>,
+        copy: Option<bool>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let _ = copy;
+        let a = self.numpy(py)?;
+        match dtype {
+            Some(d) if !d.is_none() => a.call_method1("astype", (d,)),
+            _ => Ok(a),
+        }
+    }
+    /// The single value as a Python number.
+    fn item(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        if self.node.numel() != 1 {
+            return Err(PyValueError::new_err(format!(
+                "item() needs a tensor with exactly one element, this one has shape {:?} ({} elements)",
+                self.node.shape,
+                self.node.numel()
+            )));
+        }
+        Ok(self.numpy(py)?.call_method0("item")?.unbind())
+    }
+    /// Nested Python lists.
+    fn tolist(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Ok(self.numpy(py)?.call_method0("tolist")?.unbind())
+    }
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        repr(py, &self.node)
+    }
+    fn __len__(&self) -> PyResult<usize> {
+        self.node
+            .shape
+            .first()
+            .copied()
+            .ok_or_else(|| PyTypeError::new_err("len() of a 0-d tensor"))
+    }
+    fn __bool__(&self, py: Python<'_>) -> PyResult<bool> {
+        if self.node.numel() != 1 {
+            return Err(PyValueError::new_err(format!(
+                "the truth value of a tensor with {} elements is ambiguous; use .any() or .all()",
+                self.node.numel()
+            )));
+        }
+        self.item(py)?.bind(py).is_truthy()
+    }
+    fn __float__(&self, py: Python<'_>) -> PyResult<f64> {
+        self.item(py)?.bind(py).extract::<f64>()
+    }
+    fn __int__(&self, py: Python<'_>) -> PyResult<i64> {
+        Ok(self
+            .item(py)?
+            .bind(py)
+            .call_method0("__int__")?
+            .extract::<i64>()?)
+    }
+    fn __index__(&self, py: Python<'_>) -> PyResult<i64> {
+        if !self.node.dtype.is_int() {
+            return Err(PyTypeError::new_err(
+                "only integer tensors of a single element can be used as an index",
+            ));
+        }
+        self.__int__(py)
+    }
+    fn __hash__(slf: &Bound<'_, Self>) -> isize {
+        slf.as_ptr() as isize
+    }
+    fn __iter__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let n = slf.borrow().__len__()?;
+        let items: Vec<Py<PyAny>> = (0..n)
+            .map(|i| slf.get_item(i).map(|x| x.unbind()))
+            .collect::<PyResult<_>>()?;
+        Ok(PyList::new(py, items)?.try_iter()?.into_any().unbind())
+    }
+
+    // ---- arithmetic ----
+    fn __add__(&self, py: Python<'_>, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        binop(py, BinaryOp::Add, &self.node, o, false)
+    }
+    fn __radd__(&self, py: Python<'_>, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        binop(py, BinaryOp::Add, &self.node, o, true)
+    }
+    fn __sub__(&self, py: Python<'_>, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        binop(py, BinaryOp::Sub, &self.node, o, false)
+    }
+    fn __rsub__(&self, py: Python<'_>, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        binop(py, BinaryOp::Sub, &self.node, o, true)
+    }
+    fn __mul__(&self, py: Python<'_>, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        binop(py, BinaryOp::Mul, &self.node, o, false)
+    }
+    fn __rmul__(&self, py: Python<'_>, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        binop(py, BinaryOp::Mul, &self.node, o, true)
+    }
+    fn __truediv__(&self, py: Python<'_>, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        binop(py, BinaryOp::Div, &self.node, o, false)
+    }
+    fn __rtruediv__(&self, py: Python<'_>, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        binop(py, BinaryOp::Div, &self.node, o, true)
+    }
+    fn __floordiv__(&self, py: Python<'_>, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        binop(py, BinaryOp::FloorDiv, &self.node, o, false)
+    }
+    fn __rfloordiv__(&self, py: Python<'_>, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        binop(py, BinaryOp::FloorDiv, &self.node, o, true)
+    }
+    fn __mod__(&self, py: Python<'_>, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        binop(py, BinaryOp::Rem, &self.node, o, false)
+    }
+    fn __rmod__(&self, py: Python<'_>, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        binop(py, BinaryOp::Rem, &self.node, o, true)
+    }
+    fn __pow__(
+        &self,
+        py: Python<'_>,
+        o: &Bound<'_, PyAny>,
+        modulo: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let _ = modulo;
+        binop(py, BinaryOp::Pow, &self.node, o, false)
+    }
+    fn __rpow__(
+        &self,
+        py: Python<'_>,
+        o: &Bound<'_, PyAny>,
+        modulo: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let _ = modulo;
+        binop(py, BinaryOp::Pow, &self.node, o, true)
+    }
+    fn __and__(&self, py: Python<'_>, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        binop(py, BinaryOp::And, &self.node, o, false)
+    }
+    fn __rand__(&self, py: Python<'_>, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        binop(py, BinaryOp::And, &self.node, o, true)
+    }
+    fn __or__(&self, py: Python<'_>, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        binop(py, BinaryOp::Or, &self.node, o, false)
+    }
+    fn __ror__(&self, py: Python<'_>, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        binop(py, BinaryOp::Or, &self.node, o, true)
+    }
+    fn __xor__(&self, py: Python<'_>, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        binop(py, BinaryOp::Xor, &self.node, o, false)
+    }
+    fn __rxor__(&self, py: Python<'_>, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        binop(py, BinaryOp::Xor, &self.node, o, true)
+    }
+    fn __matmul__(&self, py: Python<'_>, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        match operand(o, None)? {
+            Some(b) => wrap(py, build::matmul(&self.node, &b).py()?),
+            None => Ok(py.NotImplemented()),
+        }
+    }
+    fn __rmatmul__(&self, py: Python<'_>, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        match operand(o, None)? {
+            Some(a) => wrap(py, build::matmul(&a, &self.node).py()?),
+            None => Ok(py.NotImplemented()),
+        }
+    }
+    fn __neg__(&self) -> PyResult<Self> {
+        Ok(PyTensor::new(build::unary(UnaryOp::Neg, &self.node).py()?))
+    }
+    fn __pos__(&self) -> Self {
+        PyTensor::new(self.node.clone())
+    }
+    fn __abs__(&self) -> PyResult<Self> {
+        Ok(PyTensor::new(build::unary(UnaryOp::Abs, &self.node).py()?))
+    }
+    fn __invert__(&self) -> PyResult<Self> {
+        if self.node.dtype != DType::Bool {
+            return Err(PyTypeError::new_err(format!(
+                "~ is only supported for bool tensors, got {}",
+                self.node.dtype
+            )));
+        }
+        Ok(PyTensor::new(
+            build::unary(UnaryOp::LogicalNot, &self.node).py()?,
+        ))
+    }
+    fn __richcmp__(
+        &self,
+        py: Python<'_>,
+        o: &Bound<'_, PyAny>,
+        op: CompareOp,
+    ) -> PyResult<Py<PyAny>> {
+        let bop = match op {
+            CompareOp::Eq => BinaryOp::Eq,
+            CompareOp::Ne => BinaryOp::Ne,
+            CompareOp::Lt => BinaryOp::Lt,
+            CompareOp::Le => BinaryOp::Le,
+            CompareOp::Gt => BinaryOp::Gt,
+            CompareOp::Ge => BinaryOp::Ge,
+        };
+        binop(py, bop, &self.node, o, false)
+    }
+
+    // ---- indexing ----
+    fn __getitem__(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Self> {
+        Ok(PyTensor::new(indexing::getitem(py, &self.node, key)?))
+    }
+    fn __setitem__(
+        &mut self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        self.node = indexing::setitem(py, &self.node, key, value)?;
+        Ok(())
+    }
+
+    // ---- reductions ----
+    #[pyo3(signature = (dim=None, keepdim=false))]
+    fn sum(&self, dim: Option<&Bound<'_, PyAny>>, keepdim: bool) -> PyResult<Self> {
+        Ok(PyTensor::new(reduction(
+            &self.node,
+            ReduceOp::Sum,
+            dim,
+            keepdim,
+        )?))
+    }
+    #[pyo3(signature = (dim=None, keepdim=false))]
+    fn mean(&self, dim: Option<&Bound<'_, PyAny>>, keepdim: bool) -> PyResult<Self> {
+        Ok(PyTensor::new(reduction(
+            &self.node,
+            ReduceOp::Mean,
+            dim,
+            keepdim,
+        )?))
+    }
+    #[pyo3(signature = (dim=None, keepdim=false))]
+    fn prod(&self, dim: Option<&Bound<'_, PyAny>>, keepdim: bool) -> PyResult<Self> {
+        Ok(PyTensor::new(reduction(
+            &self.node,
+            ReduceOp::Prod,
+            dim,
+            keepdim,
+        )?))
+    }
+    #[pyo3(signature = (dim=None, keepdim=false))]
+    fn max(
+        &self,
+        py: Python<'_>,
+        dim: Option<&Bound<'_, PyAny>>,
+        keepdim: bool,
+    ) -> PyResult<Py<PyAny>> {
+        max_min(py, &self.node, true, dim, keepdim)
+    }
+    #[pyo3(signature = (dim=None, keepdim=false))]
+    fn min(
+        &self,
+        py: Python<'_>,
+        dim: Option<&Bound<'_, PyAny>>,
+        keepdim: bool,
+    ) -> PyResult<Py<PyAny>> {
+        max_min(py, &self.node, false, dim, keepdim)
+    }
+    #[pyo3(signature = (dim=None, keepdim=false))]
+    fn amax(&self, dim: Option<&Bound<'_, PyAny>>, keepdim: bool) -> PyResult<Self> {
+        Ok(PyTensor::new(reduction(
+            &self.node,
+            ReduceOp::Max,
+            dim,
+            keepdim,
+        )?))
+    }
+    #[pyo3(signature = (dim=None, keepdim=false))]
+    fn amin(&self, dim: Option<&Bound<'_, PyAny>>, keepdim: bool) -> PyResult<Self> {
+        Ok(PyTensor::new(reduction(
+            &self.node,
+            ReduceOp::Min,
+            dim,
+            keepdim,
+        )?))
+    }
+    #[pyo3(signature = (dim=None, keepdim=false))]
+    fn argmax(&self, dim: Option<i64>, keepdim: bool) -> PyResult<Self> {
+        Ok(PyTensor::new(
+            build::arg_reduce(true, &self.node, dim, keepdim).py()?,
+        ))
+    }
+    #[pyo3(signature = (dim=None, keepdim=false))]
+    fn argmin(&self, dim: Option<i64>, keepdim: bool) -> PyResult<Self> {
+        Ok(PyTensor::new(
+            build::arg_reduce(false, &self.node, dim, keepdim).py()?,
+        ))
+    }
+    /// True where any element is non-zero (reduced like sum).
+    #[pyo3(signature = (dim=None, keepdim=false))]
+    fn any(&self, dim: Option<&Bound<'_, PyAny>>, keepdim: bool) -> PyResult<Self> {
+        let b = build::cast(&self.node, DType::Bool);
+        Ok(PyTensor::new(build::cast(
+            &reduction(&b, ReduceOp::Max, dim, keepdim)?,
+            DType::Bool,
+        )))
+    }
+    /// True where all elements are non-zero.
+    #[pyo3(signature = (dim=None, keepdim=false))]
+    fn all(&self, dim: Option<&Bound<'_, PyAny>>, keepdim: bool) -> PyResult<Self> {
+        let b = build::cast(&self.node, DType::Bool);
+        Ok(PyTensor::new(build::cast(
+            &reduction(&b, ReduceOp::Min, dim, keepdim)?,
+            DType::Bool,
+        )))
+    }
+
+    // ---- shape ----
+    #[pyo3(signature = (*shape))]
+    fn reshape(&self, shape: &Bound<'_, PyTuple>) -> PyResult<Self> {
+        Ok(PyTensor::new(
+            build::reshape(&self.node, &parse_int_list(shape)?).py()?,
+        ))
+    }
+    #[pyo3(signature = (*shape))]
+    fn view(&self, shape: &Bound<'_, PyTuple>) -> PyResult<Self> {
+        self.reshape(shape)
+    }
+    fn transpose(&self, dim0: i64, dim1: i64) -> PyResult<Self> {
+        Ok(PyTensor::new(
+            build::transpose(&self.node, dim0, dim1).py()?,
+        ))
+    }
+    #[pyo3(signature = (*dims))]
+    fn permute(&self, dims: &Bound<'_, PyTuple>) -> PyResult<Self> {
+        Ok(PyTensor::new(
+            build::permute(&self.node, &parse_int_list(dims)?).py()?,
+        ))
+    }
+    #[pyo3(signature = (dim=None))]
+    fn squeeze(&self, dim: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+        let dims = parse_dims(dim)?;
+        Ok(PyTensor::new(
+            build::squeeze(&self.node, dims.as_deref()).py()?,
+        ))
+    }
+    fn unsqueeze(&self, dim: i64) -> PyResult<Self> {
+        Ok(PyTensor::new(build::unsqueeze(&self.node, dim).py()?))
+    }
+    #[pyo3(signature = (start_dim=0, end_dim=-1))]
+    fn flatten(&self, start_dim: i64, end_dim: i64) -> PyResult<Self> {
+        Ok(PyTensor::new(
+            build::flatten(&self.node, start_dim, end_dim).py()?,
+        ))
+    }
+    #[pyo3(signature = (*sizes))]
+    fn expand(&self, sizes: &Bound<'_, PyTuple>) -> PyResult<Self> {
+        Ok(PyTensor::new(
+            build::expand(&self.node, &parse_int_list(sizes)?).py()?,
+        ))
+    }
+    fn expand_as(&self, other: &PyTensor) -> PyResult<Self> {
+        Ok(PyTensor::new(
+            build::broadcast_to(&self.node, &other.node.shape).py()?,
+        ))
+    }
+    fn contiguous(&self) -> Self {
+        PyTensor::new(build::contiguous(&self.node))
+    }
+    /// Converts to `dtype`.
+    fn astype(&self, dtype: &Bound<'_, PyAny>) -> PyResult<Self> {
+        Ok(PyTensor::new(build::cast(&self.node, parse_dtype(dtype)?)))
+    }
+    /// `to(dtype)`; device strings other than "cpu" are rejected.
+    #[pyo3(signature = (*args, dtype=None))]
+    fn to(&self, args: &Bound<'_, PyTuple>, dtype: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+        let mut target = self.node.dtype;
+        for a in args.iter() {
+            if let Ok(s) = a.extract::<String>() {
+                if DType::from_name(&s).is_none() {
+                    if s == "cpu" {
+                        continue;
+                    }
+                    return Err(PyValueError::new_err(format!("unsupported device '{s}'; PyFlame tensors live on the CPU (compile to CSL for the WSE)")));
+                }
+            }
+            target = parse_dtype(&a)?;
+        }
+        if let Some(d) = dtype.filter(|d| !d.is_none()) {
+            target = parse_dtype(d)?;
+        }
+        Ok(PyTensor::new(build::cast(&self.node, target)))
+    }
+    fn float(&self) -> Self {
+        PyTensor::new(build::cast(&self.node, DType::Float32))
+    }
+    fn double(&self) -> Self {
+        PyTensor::new(build::cast(&self.node, DType::Float64))
+    }
+    fn half(&self) -> Self {
+        PyTensor::new(build::cast(&self.node, DType::Float16))
+    }
+    fn bfloat16(&self) -> Self {
+        PyTensor::new(build::cast(&self.node, DType::BFloat16))
+    }
+    fn int(&self) -> Self {
+        PyTensor::new(build::cast(&self.node, DType::Int32))
+    }
+    fn long(&self) -> Self {
+        PyTensor::new(build::cast(&self.node, DType::Int64))
+    }
+    fn bool(&self) -> Self {
+        PyTensor::new(build::cast(&self.node, DType::Bool))
+    }
+
+    // ---- elementwise ----
+    fn relu(&self) -> PyResult<Self> {
+        self.un(UnaryOp::Relu)
+    }
+    fn sigmoid(&self) -> PyResult<Self> {
+        self.un(UnaryOp::Sigmoid)
+    }
+    fn tanh(&self) -> PyResult<Self> {
+        self.un(UnaryOp::Tanh)
+    }
+    #[pyo3(signature = (approximate="none"))]
+    fn gelu(&self, approximate: &str) -> PyResult<Self> {
+        Ok(PyTensor::new(gelu(&self.node, approximate)?))
+    }
+    fn silu(&self) -> PyResult<Self> {
+        self.un(UnaryOp::Silu)
+    }
+    fn exp(&self) -> PyResult<Self> {
+        self.un(UnaryOp::Exp)
+    }
+    fn log(&self) -> PyResult<Self> {
+        self.un(UnaryOp::Log)
+    }
+    fn sqrt(&self) -> PyResult<Self> {
+        self.un(UnaryOp::Sqrt)
+    }
+    fn abs(&self) -> PyResult<Self> {
+        self.un(UnaryOp::Abs)
+    }
+    fn sin(&self) -> PyResult<Self> {
+        self.un(UnaryOp::Sin)
+    }
+    fn cos(&self) -> PyResult<Self> {
+        self.un(UnaryOp::Cos)
+    }
+    fn neg(&self) -> PyResult<Self> {
+        self.un(UnaryOp::Neg)
+    }
+    fn floor(&self) -> PyResult<Self> {
+        self.un(UnaryOp::Floor)
+    }
+    fn ceil(&self) -> PyResult<Self> {
+        self.un(UnaryOp::Ceil)
+    }
+    fn round(&self) -> PyResult<Self> {
+        self.un(UnaryOp::Round)
+    }
+    fn sign(&self) -> PyResult<Self> {
+        self.un(UnaryOp::Sign)
+    }
+    fn reciprocal(&self) -> PyResult<Self> {
+        self.un(UnaryOp::Reciprocal)
+    }
+    fn erf(&self) -> PyResult<Self> {
+        self.un(UnaryOp::Erf)
+    }
+    fn logical_not(&self) -> PyResult<Self> {
+        self.un(UnaryOp::LogicalNot)
+    }
+    #[pyo3(signature = (dim=-1))]
+    fn softmax(&self, dim: i64) -> PyResult<Self> {
+        Ok(PyTensor::new(build::softmax(&self.node, dim, false).py()?))
+    }
+    #[pyo3(signature = (dim=-1))]
+    fn log_softmax(&self, dim: i64) -> PyResult<Self> {
+        Ok(PyTensor::new(build::softmax(&self.node, dim, true).py()?))
+    }
+    #[pyo3(signature = (min=None, max=None))]
+    fn clamp(
+        &self,
+        min: Option<&Bound<'_, PyAny>>,
+        max: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        Ok(PyTensor::new(clamp(&self.node, min, max)?))
+    }
+    fn pow(&self, py: Python<'_>, exponent: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        binop(py, BinaryOp::Pow, &self.node, exponent, false)
+    }
+    fn matmul(&self, py: Python<'_>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        self.__matmul__(py, other)
+    }
+    #[pyo3(signature = (split_size_or_sections, dim=0))]
+    fn split(&self, split_size_or_sections: &Bound<'_, PyAny>, dim: i64) -> PyResult<Vec<Self>> {
+        Ok(split(&self.node, split_size_or_sections, dim)?
+            .into_iter()
+            .map(PyTensor::new)
+            .collect())
+    }
+    #[pyo3(signature = (chunks, dim=0))]
+    fn chunk(&self, py: Python<'_>, chunks: i64, dim: i64) -> PyResult<Vec<Self>> {
+        Ok(chunk(py, &self.node, chunks, dim)?
+            .into_iter()
+            .map(PyTensor::new)
+            .collect())
+    }
+}
+
+impl PyTensor {
+    fn un(&self, op: UnaryOp) -> PyResult<Self> {
+        Ok(PyTensor::new(build::unary(op, &self.node).py()?))
+    }
+}
+
+/// GELU with PyTorch's `approximate` argument.
+pub fn gelu(x: &NodeRef, approximate: &str) -> PyResult<NodeRef> {
+    let op = match approximate {
+        "none" => UnaryOp::Gelu,
+        "tanh" => UnaryOp::GeluTanh,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "gelu: approximate must be 'none' or 'tanh', got '{other}'"
+            )))
+        }
+    };
+    build::unary(op, x).py()
+}
