@@ -164,7 +164,7 @@ def tensor(data: Any, dtype: Optional[Union[DType, str]] = None) -> Tensor:
         raise TypeError(f"unsupported data type {arr.dtype} for a tensor")
     if arr.dtype == np.uint16 or arr.dtype == np.uint32 or arr.dtype == np.uint64:
         arr = arr.astype(np.int64)
-    t = from_numpy(np.ascontiguousarray(arr))
+    t = from_numpy(np.require(arr, requirements="C"))
     if dtype is not None and t.dtype != _as_dtype(dtype):
         t = t.astype(dtype)
     return t

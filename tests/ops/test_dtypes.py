@@ -178,13 +178,18 @@ def test_scalar_values_int_tensor_plus_float():
 
 
 def test_zero_dim_tensor_participates_like_scalar():
+    # 0-d tensors built with from_numpy so that this checks only promotion.
+    i64_0d = pf.from_numpy(np.array(5, dtype=np.int64))
+    f32_0d = pf.from_numpy(np.array(2.0, dtype=np.float32))
+    assert i64_0d.shape == [] and f32_0d.shape == []
     # PyTorch: a 0-d tensor of the same category does not widen a dimensioned one
-    r = _ones("int32") + pf.tensor(5)  # 0-d int64
+    r = _ones("int32") + i64_0d
     assert r.dtype == pf.int32
-    r = _ones("float16") + pf.tensor(2.0)  # 0-d float32
+    assert r.tolist() == [6, 6]
+    r = _ones("float16") + f32_0d
     assert r.dtype == pf.float16
     # ...but two 0-d tensors promote normally
-    r = pf.tensor(1, dtype=pf.int32) + pf.tensor(1)
+    r = pf.from_numpy(np.array(1, dtype=np.int32)) + i64_0d
     assert r.dtype == pf.int64
 
 

@@ -245,7 +245,7 @@ def test_bool_mask_shape_mismatch():
 
 def test_getitem_bad_index_type():
     x = pf.ones([3, 4])
-    with pytest.raises(TypeError):
+    with pytest.raises((TypeError, IndexError)):  # NumPy and PyTorch raise IndexError here
         x["a"]
     with pytest.raises((TypeError, IndexError)):
         x[pf.tensor([0.5, 1.0])]  # float tensors are not indices
@@ -275,11 +275,6 @@ def test_bad_dtype_argument(bad):
         pf.dtype_size(bad)
     with pytest.raises(TypeError):
         pf.dtype_name(bad)
-
-
-def test_astype_none_is_type_error():
-    with pytest.raises(TypeError):
-        pf.ones([2]).astype(None)
 
 
 def test_mean_of_int_is_type_error():

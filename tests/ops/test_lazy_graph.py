@@ -1,6 +1,8 @@
 """Laziness, pf.eval, graph inspection, layouts, versions, and numerical
 stability of repeated / cached / fused evaluation."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pf_testutil as U
 import pyflame as pf
@@ -162,6 +164,112 @@ def test_long_elementwise_chain(rng):
         r, rn = f(r), g(rn)
     assert pf.is_lazy(r)
     np.testing.assert_allclose(r.numpy(), rn, rtol=1e-4, atol=1e-5)
+
+
+_NP = SimpleNamespace(
+    exp=np.exp, relu=lambda z: np.maximum(z, 0), sigmoid=U.np_sigmoid, tanh=np.tanh, sqrt=np.sqrt
+)
+
+# Patterns where one intermediate feeds an op several times (e.g. y * y) and
+# the fused kernel keeps going afterwards: written once, run on pf and NumPy.
+FUSION_PATTERNS = {
+    "square_then_scale_add": lambda v, F: (lambda y: (y * y) * -1.0 + v)(v * 2.0),
+    "square_then_scale_sub": lambda v, F: (lambda y: (y * y) * 0.5 - v)(v * 2.0),
+    "square_then_exp_add": lambda v, F: (lambda y: F.exp((y * y) * -1.0) + v)(v * 2.0),
+    "cube_plus_base": lambda v, F: (lambda y: y * y * y + y)(v + 1.0),
+    "fourth_power_plus_input": lambda v, F: (lambda y: ((y * y) * y) * y + v)(v * 0.5),
+    "diamond": lambda v, F: (lambda y: (y + y) * (y - v) + 1.0)(v * 2.0),
+    "exp_square_mix": lambda v, F: (lambda y: (y * y + y) * v - 0.25)(F.exp(v)),
+    "relu_reuse": lambda v, F: (lambda y: y * y + y * v - 1.0)(F.relu(v)),
+    "sigmoid_tanh_reuse": lambda v, F: (lambda s, t: s * t + s * s - t * t)(
+        F.sigmoid(v), F.tanh(v)
+    ),
+    "input_used_many_times": lambda v, F: v * v + v * 3.0 - v / (v * v + 1.0) + v,
+    "long_reuse_chain": lambda v, F: (lambda y: (lambda z: (z * z) * y + z - y)(y * y + 1.0))(
+        v * 0.5
+    ),
+}
+
+
+@pytest.mark.parametrize("pattern", list(FUSION_PATTERNS.values()), ids=list(FUSION_PATTERNS))
+def test_fusion_patterns_with_reused_intermediates(pattern, rng):
+    a = rng.uniform(-2, 2, 37).astype(np.float32)
+    got = pattern(pf.from_numpy(a), pf)
+    assert pf.is_lazy(got)
+    ref = pattern(a.astype(np.float64), _NP)
+    np.testing.assert_allclose(got.numpy(), ref, rtol=1e-5, atol=1e-5)
+
+
+# Random elementwise DAGs: every op keeps values bounded, operands are drawn
+# from all earlier nodes (so intermediates are reused, shared and broadcast).
+_DAG_UNARY = [
+    (lambda t: pf.tanh(t), np.tanh),
+    (lambda t: pf.sigmoid(t), U.np_sigmoid),
+    (lambda t: pf.relu(t), lambda n: np.maximum(n, 0)),
+    (lambda t: -t, np.negative),
+    (lambda t: pf.abs(t), np.abs),
+    (lambda t: pf.sin(t), np.sin),
+    (lambda t: pf.cos(t), np.cos),
+    (lambda t: t * 0.9 + 0.1, lambda n: n * 0.9 + 0.1),
+    (lambda t: pf.exp(-pf.abs(t)), lambda n: np.exp(-np.abs(n))),
+    (lambda t: t * t, lambda n: n * n),
+    # reductions and row-wise ops inside the DAG split fused regions
+    (
+        lambda t: t - t.mean(dim=-1, keepdim=True) if t.ndim else t,
+        lambda n: n - n.mean(axis=-1, keepdims=True) if n.ndim else n,
+    ),
+    (
+        lambda t: pf.softmax(t, dim=-1) if t.ndim else t,
+        lambda n: U.np_softmax(n, axis=-1) if n.ndim else n,
+    ),
+    (
+        lambda t: t * t.max(dim=0, keepdim=True).values if t.ndim else t,
+        lambda n: n * n.max(axis=0, keepdims=True) if n.ndim else n,
+    ),
+]
+_DAG_BINARY = [
+    (lambda a, b: (a + b) * 0.5, lambda a, b: (a + b) * 0.5),
+    (lambda a, b: (a - b) * 0.5, lambda a, b: (a - b) * 0.5),
+    (lambda a, b: a * pf.tanh(b), lambda a, b: a * np.tanh(b)),
+    (lambda a, b: pf.maximum(a, b), np.maximum),
+    (lambda a, b: pf.minimum(a, b), np.minimum),
+    # continuous at a == b, so float32/float64 near-ties cannot flip the result
+    (
+        lambda a, b: pf.where(a > b, a - b, (b - a) * 0.5),
+        lambda a, b: np.where(a > b, a - b, (b - a) * 0.5),
+    ),
+    (lambda a, b: a / (pf.abs(b) + 1.0), lambda a, b: a / (np.abs(b) + 1.0)),
+]
+
+
+@pytest.mark.parametrize("dt", ["float32", "float64"])
+@pytest.mark.parametrize("seed", range(100))
+def test_random_elementwise_dags(seed, dt):
+    r = np.random.default_rng(1000 + seed)
+    shapes = [(4, 5), (5,), (4, 1), ()]
+    arrays = [r.uniform(-1.5, 1.5, shapes[i % len(shapes)]).astype(dt) for i in range(3)]
+    pf_nodes = [pf.from_numpy(a) for a in arrays]
+    np_nodes = [a.astype(np.float64) for a in arrays]
+    for _ in range(int(r.integers(5, 30))):
+        if r.random() < 0.4:
+            f, g = _DAG_UNARY[r.integers(len(_DAG_UNARY))]
+            i = int(r.integers(len(pf_nodes)))
+            pf_nodes.append(f(pf_nodes[i]))
+            np_nodes.append(g(np_nodes[i]))
+        else:
+            f, g = _DAG_BINARY[r.integers(len(_DAG_BINARY))]
+            i, j = (int(k) for k in r.integers(len(pf_nodes), size=2))
+            pf_nodes.append(f(pf_nodes[i], pf_nodes[j]))
+            np_nodes.append(g(np_nodes[i], np_nodes[j]))
+    # evaluate the last node and, together, two random intermediate ones
+    picks = [len(pf_nodes) - 1] + [int(k) for k in r.integers(3, len(pf_nodes), size=2)]
+    outs = pf.eval(*[pf_nodes[k] for k in picks])
+    for k, out in zip(picks, outs):
+        assert out.dtype == U.pfdt(dt)
+        tol = 1e-4 if dt == "float32" else 1e-10
+        np.testing.assert_allclose(
+            out.numpy(), np_nodes[k], rtol=tol, atol=tol / 10, err_msg=f"node {k} of seed {seed}"
+        )
 
 
 def test_chain_with_broadcast_diamond_and_reduction(rng):

@@ -240,7 +240,10 @@ impl ProgramBuilder {
         let mut count = [0usize; 3];
         let mut instrs = Vec::with_capacity(self.instrs.len());
         for (i, ins) in self.instrs.into_iter().enumerate() {
-            let srcs = sources(&ins);
+            let mut srcs = sources(&ins);
+            // An instruction may read one register twice (`y * y`): free it once.
+            srcs.sort_by_key(|r| (kind_index(r.kind), r.idx));
+            srcs.dedup();
             let mut ins = ins;
             // Allocate the destination before releasing sources: dst never aliases a source.
             if let Some(d) = dest(&ins) {

@@ -37,7 +37,7 @@ pub fn evaluate(op: &Op, shape: &[usize], dtype: DType) -> Result<Value> {
             };
             // The second half counts back from `end` so both endpoints are exact.
             fill_with(dtype, shape, |i| {
-                if i < n / 2 {
+                if n == 1 || i < n / 2 {
                     start + step * i as f64
                 } else {
                     end - step * (n - 1 - i) as f64

@@ -115,10 +115,19 @@ pub fn unary(op: UnaryOp, x: &NodeRef) -> Result<NodeRef> {
     ))
 }
 
-/// Output dtype of a binary op on operands of dtypes `a` and `b` (already promoted for
-/// scalars by the caller).
-pub fn binary_dtype(op: BinaryOp, a: DType, b: DType) -> Result<DType> {
-    let common = DType::promote(a, b);
+/// The dtype two operands are combined in, with PyTorch's rule that a 0-d tensor does not
+/// widen a dimensioned tensor of the same category (`int32[3] + int64 0-d -> int32`).
+pub fn common_dtype(a: &NodeRef, b: &NodeRef) -> DType {
+    match (a.shape.is_empty(), b.shape.is_empty()) {
+        (true, false) if a.dtype.category() <= b.dtype.category() => b.dtype,
+        (false, true) if b.dtype.category() <= a.dtype.category() => a.dtype,
+        _ => DType::promote(a.dtype, b.dtype),
+    }
+}
+
+/// Output dtype of a binary op whose operands are combined in `common`
+/// (see [`common_dtype`]); `a` and `b` are the operand dtypes, for messages.
+pub fn binary_dtype(op: BinaryOp, common: DType, a: DType, b: DType) -> Result<DType> {
     Ok(match op {
         _ if op.is_comparison() => DType::Bool,
         _ if op.is_bitwise() => {
@@ -150,7 +159,7 @@ pub fn binary(op: BinaryOp, a: &NodeRef, b: &NodeRef) -> Result<NodeRef> {
             fmt_shape(&b.shape)
         ))
     })?;
-    let dtype = binary_dtype(op, a.dtype, b.dtype)?;
+    let dtype = binary_dtype(op, common_dtype(a, b), a.dtype, b.dtype)?;
     Ok(Node::new(
         Op::Binary(op),
         vec![a.clone(), b.clone()],

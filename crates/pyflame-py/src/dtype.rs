@@ -44,6 +44,9 @@ impl PyDType {
 
 /// Parses a dtype argument: a `DType`, a name, or a NumPy dtype / type.
 pub fn parse_dtype(obj: &Bound<'_, PyAny>) -> PyResult<DType> {
+    if obj.is_none() {
+        return Err(PyTypeError::new_err("expected a pyflame dtype, got None"));
+    }
     if let Ok(d) = obj.cast::<PyDType>() {
         return Ok(d.get().inner);
     }

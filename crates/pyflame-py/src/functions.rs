@@ -483,7 +483,16 @@ pub fn clamp(
 fn node_list(xs: &Bound<'_, PyAny>) -> PyResult<Vec<NodeRef>> {
     xs.try_iter()
         .map_err(|_| PyTypeError::new_err("expected a sequence of tensors"))?
-        .map(|x| node_of(&x?))
+        .enumerate()
+        .map(|(i, x)| {
+            let x = x?;
+            x.cast::<PyTensor>().map(|t| t.borrow().node.clone()).map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "expected a sequence of tensors, but element {i} is {}",
+                    x.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+                ))
+            })
+        })
         .collect()
 }
 

@@ -367,8 +367,34 @@ multiversion! {
     fn rows_reduce<T: ReduceElement>(kind: ReduceKind, xs: &[T], r: usize, out: &mut [T]) = rows_reduce_body;
 }
 
+/// Small slabs with a compile-time width `N`: the accumulators live in registers.
+#[inline(always)]
+fn slabs_reduce_fixed<T: ReduceElement, const K: u8, const N: usize>(
+    xs: &[T],
+    r: usize,
+    out: &mut [T],
+) {
+    for (orow, slab) in out.chunks_exact_mut(N).zip(xs.chunks_exact(r * N)) {
+        let mut acc = [ident::<Acc<T>, K>(); N];
+        for row in slab.chunks_exact(N) {
+            for (a, x) in acc.iter_mut().zip(row) {
+                *a = op::<Acc<T>, K>(*a, x.to_acc());
+            }
+        }
+        for (o, a) in orow.iter_mut().zip(acc) {
+            *o = T::from_acc(a);
+        }
+    }
+}
+
 #[inline(always)]
 fn slabs_reduce_k<T: ReduceElement, const K: u8>(xs: &[T], r: usize, inner: usize, out: &mut [T]) {
+    match inner {
+        2 => return slabs_reduce_fixed::<T, K, 2>(xs, r, out),
+        3 => return slabs_reduce_fixed::<T, K, 3>(xs, r, out),
+        4 => return slabs_reduce_fixed::<T, K, 4>(xs, r, out),
+        _ => {}
+    }
     let mut lanes = [ident::<Acc<T>, K>(); SMALL_SLAB];
     let acc = &mut lanes[..inner];
     for (orow, slab) in out.chunks_exact_mut(inner).zip(xs.chunks_exact(r * inner)) {
@@ -1066,8 +1092,12 @@ mod tests {
         (s % 2001) as f64 / 1000.0 - 1.0
     }
 
-    const SHAPES: [(usize, usize, usize); 16] = [
+    const SHAPES: [(usize, usize, usize); 20] = [
         (1, 1, 1),
+        (50, 16, 3),
+        (40, 7, 4),
+        (30, 9, 5),
+        (3000, 16, 3),
         (1, 7, 1),
         (3, 5, 2),
         (1, 100, 1),

@@ -7,7 +7,7 @@
 //!    `const FMA: bool` (and, optionally, one element type), using [`madd_f32`]/[`madd_f64`]
 //!    for every multiply-add so that the FMA build fuses them and the baseline build does not
 //!    call the slow software `fma()`;
-//! 2. let [`multiversion!`](crate::kernels::simd::multiversion) generate the public function,
+//! 2. let the crate-internal `multiversion!` macro generate the public function,
 //!    which compiles the body a second time inside a `#[target_feature(enable = "avx2,fma")]`
 //!    wrapper and picks the copy at run time with [`has_avx2_fma`] (a cached atomic load).
 //!
