@@ -8,6 +8,63 @@ use std::ptr::NonNull;
 
 const ALIGN: usize = 64;
 
+/// Large buffers are recycled: a fresh multi-megabyte allocation costs a page fault per
+/// 4 KiB on first touch, which is a large share of an elementwise kernel's time.
+mod pool {
+    use std::alloc::{dealloc, Layout};
+    use std::ptr::NonNull;
+    use std::sync::Mutex;
+
+    /// Smallest buffer worth recycling (smaller ones come from malloc's own free lists).
+    pub const MIN_BYTES: usize = 1 << 20;
+    /// Most bytes held in the pool.
+    const CAP_BYTES: usize = 1 << 30;
+
+    struct Entry(NonNull<u8>, Layout);
+    // SAFETY: an entry is an unused allocation owned by the pool.
+    unsafe impl Send for Entry {}
+
+    static POOL: Mutex<(Vec<Entry>, usize)> = Mutex::new((Vec::new(), 0));
+
+    /// Takes a recycled buffer of exactly `layout`, if one is free.
+    pub fn take(layout: Layout) -> Option<NonNull<u8>> {
+        let mut pool = POOL.lock().ok()?;
+        let i = pool.0.iter().rposition(|e| e.1 == layout)?;
+        let e = pool.0.swap_remove(i);
+        pool.1 -= layout.size();
+        Some(e.0)
+    }
+
+    /// Returns a buffer to the pool, or frees it when the pool is full.
+    pub fn give(ptr: NonNull<u8>, layout: Layout) {
+        if let Ok(mut pool) = POOL.lock() {
+            if pool.1 + layout.size() <= CAP_BYTES {
+                pool.1 += layout.size();
+                pool.0.push(Entry(ptr, layout));
+                return;
+            }
+        }
+        // SAFETY: allocated with this layout by Storage.
+        unsafe { dealloc(ptr.as_ptr(), layout) }
+    }
+
+    /// Frees every pooled buffer.
+    pub fn clear() {
+        if let Ok(mut pool) = POOL.lock() {
+            for e in pool.0.drain(..) {
+                // SAFETY: allocated with this layout by Storage.
+                unsafe { dealloc(e.0.as_ptr(), e.1) }
+            }
+            pool.1 = 0;
+        }
+    }
+}
+
+/// Releases the memory of recycled tensor buffers back to the system allocator.
+pub fn release_cached_memory() {
+    pool::clear();
+}
+
 enum Backing {
     Owned { layout: Layout },
     External { _owner: Box<dyn Any + Send + Sync> },
@@ -36,6 +93,16 @@ impl Storage {
             .ok_or_else(|| Error::Invalid(format!("tensor of {len} elements is too large")))?;
         let layout = Layout::from_size_align(bytes.max(ALIGN), ALIGN)
             .map_err(|_| Error::Invalid(format!("tensor of {bytes} bytes is too large")))?;
+        if !zeroed && layout.size() >= pool::MIN_BYTES {
+            if let Some(ptr) = pool::take(layout) {
+                return Ok(Storage {
+                    ptr,
+                    len,
+                    dtype,
+                    backing: Backing::Owned { layout },
+                });
+            }
+        }
         // SAFETY: layout has non-zero size.
         let raw = unsafe {
             if zeroed {
@@ -175,8 +242,12 @@ impl Storage {
 impl Drop for Storage {
     fn drop(&mut self) {
         if let Backing::Owned { layout } = self.backing {
-            // SAFETY: allocated in `allocate` with this layout.
-            unsafe { dealloc(self.ptr.as_ptr(), layout) }
+            if layout.size() >= pool::MIN_BYTES {
+                pool::give(self.ptr, layout);
+            } else {
+                // SAFETY: allocated in `allocate` with this layout.
+                unsafe { dealloc(self.ptr.as_ptr(), layout) }
+            }
         }
     }
 }

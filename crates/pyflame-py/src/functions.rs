@@ -486,12 +486,17 @@ fn node_list(xs: &Bound<'_, PyAny>) -> PyResult<Vec<NodeRef>> {
         .enumerate()
         .map(|(i, x)| {
             let x = x?;
-            x.cast::<PyTensor>().map(|t| t.borrow().node.clone()).map_err(|_| {
-                PyTypeError::new_err(format!(
-                    "expected a sequence of tensors, but element {i} is {}",
-                    x.get_type().name().map(|n| n.to_string()).unwrap_or_default()
-                ))
-            })
+            x.cast::<PyTensor>()
+                .map(|t| t.borrow().node.clone())
+                .map_err(|_| {
+                    PyTypeError::new_err(format!(
+                        "expected a sequence of tensors, but element {i} is {}",
+                        x.get_type()
+                            .name()
+                            .map(|n| n.to_string())
+                            .unwrap_or_default()
+                    ))
+                })
         })
         .collect()
 }

@@ -10,8 +10,9 @@
 //!
 //! Accuracy: contiguous `f32` sums use 32 independent `f32` lanes over blocks of 4096 elements
 //! and combine the block results in `f64`, so summing 16M ones is exact and random data matches
-//! an `f64` reference to ~1e-7 relative. Products, and every reduction along a strided axis
-//! (`inner > 1`), accumulate in `f64` (for `f32` input) directly.
+//! an `f64` reference to ~1e-7 relative. Along a strided axis (`inner > 1`) each `f32` lane
+//! takes at most 64 values before it is flushed into an `f64` lane. Products accumulate in
+//! `f64` directly.
 //!
 //! The input comes from a [`Source`]: a plain slice (read in place) or a producer such as a
 //! fused elementwise program, pulled through `fill` in blocks of at most 4096 elements.
