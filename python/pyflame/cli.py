@@ -59,7 +59,8 @@ def quickstart(size: int = 1024, repeats: int = 5) -> int:
     reference = float((yn * yn).sum(axis=1).mean())
     error = abs(value - reference) / abs(reference)
     ok = error < 1e-4
-    print(f"NumPy reference: {reference:.6f} (relative error {error:.2e}) -> {'OK' if ok else 'MISMATCH'}")
+    verdict = "OK" if ok else "MISMATCH"
+    print(f"NumPy reference: {reference:.6f} (relative error {error:.2e}) -> {verdict}")
 
     gflops = _matmul_gflops(size, repeats)
     print(f"\nfp32 matmul {size}x{size}: {gflops:.1f} GFLOP/s")

@@ -54,7 +54,7 @@ pub fn evaluate(outputs: &[NodeRef]) -> Result<()> {
     Ok(())
 }
 
-fn slot<'a>(slots: &'a [Option<Value>], j: usize) -> Result<&'a Value> {
+fn slot(slots: &[Option<Value>], j: usize) -> Result<&Value> {
     slots[j]
         .as_ref()
         .ok_or_else(|| Error::Invalid(format!("internal: value of graph node %{j} is missing")))
@@ -292,20 +292,17 @@ fn operand_strides(v: &Value, batch: &[usize]) -> Result<Option<(isize, isize, i
     full.extend_from_slice(&v.shape[nd - 2..]);
     let strides = crate::fused::broadcast_strides(v, &full)?;
     let bstr = &strides[..batch.len()];
-    // Find s with bstr[i] == s * prod(batch[i+1..]) on all non-trivial axes.
+    if batch.contains(&0) {
+        return Ok(Some((0, rs, cs)));
+    }
+    // Find s with bstr[i] == s * prod(batch[i+1..]) on every axis of size > 1.
     let mut s: Option<isize> = None;
     let mut ok = true;
     let mut inner = 1isize;
     for i in (0..batch.len()).rev() {
         if batch[i] > 1 {
-            let want = bstr[i];
-            match s {
-                None => s = Some(if inner == 0 { 0 } else { want / inner }),
-                Some(_) => {}
-            }
-            if s.map(|s| s * inner) != Some(want) {
-                ok = false;
-            }
+            let base = *s.get_or_insert(bstr[i] / inner);
+            ok &= base * inner == bstr[i];
         }
         inner *= batch[i] as isize;
     }

@@ -590,6 +590,9 @@ struct Files {
     stride: usize,
 }
 
+// Handing out `&mut` from `&self` is the point of this type: it stands in for an
+// `UnsafeCell` over the scratch buffers, and each caller upholds the aliasing rules.
+#[allow(clippy::mut_from_ref)]
 impl Files {
     /// # Safety
     /// `r` must be a register of the program the scratch was sized for, and no other live

@@ -384,7 +384,7 @@ pub fn reshape(x: &NodeRef, shape: &[i64]) -> Result<NodeRef> {
         ))
     };
     if let Some(i) = infer {
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return Err(mismatch());
         }
         out[i] = total / known;

@@ -24,7 +24,7 @@ fn wrap_array<T: NpElement + pyflame_core::Element>(
     let shape = a.shape().to_vec();
     let len: usize = shape.iter().product();
     let ptr = a.data() as *const u8;
-    let aligned = (ptr as usize) % std::mem::align_of::<T>() == 0;
+    let aligned = (ptr as usize).is_multiple_of(std::mem::align_of::<T>());
     if a.is_c_contiguous() && aligned && len > 0 {
         // SAFETY: the array is C-contiguous and aligned with `len` elements of T, and the
         // owner keeps it alive for as long as the storage exists.

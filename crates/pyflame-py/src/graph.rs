@@ -157,7 +157,8 @@ impl PyGraph {
             .collect()
     }
     /// Text listing, one node per line.
-    fn to_string(&self) -> String {
+    #[pyo3(name = "to_string")]
+    fn listing(&self) -> String {
         self.graph.render()
     }
     fn __len__(&self) -> usize {

@@ -420,11 +420,7 @@ impl PyTensor {
         self.item(py)?.bind(py).extract::<f64>()
     }
     fn __int__(&self, py: Python<'_>) -> PyResult<i64> {
-        Ok(self
-            .item(py)?
-            .bind(py)
-            .call_method0("__int__")?
-            .extract::<i64>()?)
+        self.item(py)?.bind(py).call_method0("__int__")?.extract::<i64>()
     }
     fn __index__(&self, py: Python<'_>) -> PyResult<i64> {
         if !self.node.dtype.is_int() {
