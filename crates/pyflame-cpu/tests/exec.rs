@@ -1,0 +1,146 @@
+//! Executor tests: fused programs, views, reductions and matmul against naive references.
+
+use pyflame_core::{DType, Error, MeshLayout, Storage};
+use pyflame_cpu::{exec, schedule};
+use pyflame_ir::{build, BinaryOp, Node, NodeRef, ReduceOp, UnaryOp, Value};
+use std::sync::Arc;
+
+fn input_f32(shape: &[usize], data: Vec<f32>) -> NodeRef {
+    let s = Storage::from_slice(&data).unwrap();
+    Node::input(Value::contiguous(Arc::new(s), shape.to_vec()), MeshLayout::SinglePe)
+}
+
+fn input_i64(shape: &[usize], data: Vec<i64>) -> NodeRef {
+    let s = Storage::from_slice(&data).unwrap();
+    Node::input(Value::contiguous(Arc::new(s), shape.to_vec()), MeshLayout::SinglePe)
+}
+
+/// Evaluates and reads back as f64 in row-major order (any dtype, any strides).
+fn values(n: &NodeRef) -> Vec<f64> {
+    exec::evaluate(std::slice::from_ref(n)).unwrap();
+    let v = n.value().unwrap();
+    let c = pyflame_cpu::fused::materialize(&v, DType::Float64).unwrap();
+    c.storage.as_slice::<f64>().unwrap()[c.offset..c.offset + c.numel()].to_vec()
+}
+
+fn seq(n: usize) -> Vec<f32> {
+    (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 10.0).collect()
+}
+
+#[test]
+fn fused_chain_matches_scalar_reference() {
+    let n = 100_000; // several parallel tasks
+    let (a, b, c) = (seq(n), seq(n).iter().rev().copied().collect::<Vec<_>>(), vec![0.5f32; n]);
+    let (na, nb, nc) = (input_f32(&[n], a.clone()), input_f32(&[n], b.clone()), input_f32(&[n], c.clone()));
+    let ab = build::binary(BinaryOp::Mul, &na, &nb).unwrap();
+    let abc = build::binary(BinaryOp::Add, &ab, &nc).unwrap();
+    let out = build::unary(UnaryOp::Relu, &abc).unwrap();
+    let got = values(&out);
+    for i in 0..n {
+        let want = (a[i] * b[i] + c[i]).max(0.0) as f64;
+        assert_eq!(got[i], want, "element {i}");
+    }
+}
+
+#[test]
+fn broadcast_and_transposed_inputs() {
+    // x: [3, 4] transposed to [4, 3], plus a row vector [3].
+    let x = input_f32(&[3, 4], (0..12).map(|v| v as f32).collect());
+    let xt = build::transpose(&x, 0, 1).unwrap();
+    let row = input_f32(&[3], vec![100.0, 200.0, 300.0]);
+    let y = build::binary(BinaryOp::Add, &xt, &row).unwrap();
+    let got = values(&y);
+    let mut want = vec![];
+    for i in 0..4 {
+        for j in 0..3 {
+            want.push((j * 4 + i) as f64 + 100.0 * (j + 1) as f64);
+        }
+    }
+    assert_eq!(got, want);
+}
+
+#[test]
+fn reduction_consumes_fused_producer() {
+    let n = 3 * 50_000;
+    let data = seq(n);
+    let x = input_f32(&[3, 50_000], data.clone());
+    let sq = build::binary(BinaryOp::Mul, &x, &x).unwrap();
+    let s = build::reduce(ReduceOp::Sum, &sq, Some(&[1]), false).unwrap();
+    let got = values(&s);
+    for (r, g) in got.iter().enumerate() {
+        let want: f64 = data[r * 50_000..(r + 1) * 50_000].iter().map(|&v| (v * v) as f64).sum();
+        assert!((g - want).abs() <= 1e-5 * want.abs(), "row {r}: {g} vs {want}");
+    }
+    // Non-adjacent axes and mean.
+    let y = input_f32(&[2, 3, 4], (0..24).map(|v| v as f32).collect());
+    let m = build::reduce(ReduceOp::Mean, &y, Some(&[0, 2]), true).unwrap();
+    assert_eq!(m.shape, vec![1, 3, 1]);
+    let got = values(&m);
+    let want: Vec<f64> = (0..3).map(|j| (0..2).flat_map(|i| (0..4).map(move |k| (i * 12 + j * 4 + k) as f64)).sum::<f64>() / 8.0).collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn matmul_with_transposed_and_broadcast_operands() {
+    let a = input_f32(&[2, 3], vec![1., 2., 3., 4., 5., 6.]);
+    let b = input_f32(&[2, 3], vec![1., 0., 1., 0., 1., 0.]);
+    let bt = build::transpose(&b, 0, 1).unwrap();
+    let c = build::matmul(&a, &bt).unwrap();
+    assert_eq!(values(&c), vec![4., 2., 10., 5.]);
+    // Batched [2, 2, 3] @ broadcast [3, 1].
+    let batch = input_f32(&[2, 2, 3], (0..12).map(|v| v as f32).collect());
+    let v = input_f32(&[3, 1], vec![1., 1., 1.]);
+    let d = build::matmul(&batch, &v).unwrap();
+    assert_eq!(d.shape, vec![2, 2, 1]);
+    assert_eq!(values(&d), vec![3., 12., 21., 30.]);
+}
+
+#[test]
+fn integer_division_by_zero_is_an_error_not_a_crash() {
+    let a = input_i64(&[3], vec![1, 2, 3]);
+    let z = input_i64(&[3], vec![1, 0, 1]);
+    let q = build::binary(BinaryOp::FloorDiv, &a, &z).unwrap();
+    let err = exec::evaluate(&[q]).unwrap_err();
+    assert!(matches!(err, Error::Invalid(ref m) if m.contains("division by zero")));
+    // Python semantics for negative floor division and remainder.
+    let n = input_i64(&[2], vec![-7, 7]);
+    let d = input_i64(&[2], vec![2, -2]);
+    assert_eq!(values(&build::binary(BinaryOp::FloorDiv, &n, &d).unwrap()), vec![-4., -4.]);
+    assert_eq!(values(&build::binary(BinaryOp::Rem, &n, &d).unwrap()), vec![1., -1.]);
+}
+
+#[test]
+fn narrow_dtypes_round_each_op() {
+    let a = input_i64(&[1], vec![100]);
+    let a8 = build::cast(&a, DType::Int8);
+    let s = build::binary(BinaryOp::Add, &a8, &a8).unwrap(); // 200 wraps to -56
+    assert_eq!(s.dtype, DType::Int8);
+    assert_eq!(values(&s), vec![-56.]);
+}
+
+#[test]
+fn same_structure_reuses_its_schedule() {
+    let build_graph = |v: f32| {
+        let x = input_f32(&[4], vec![v; 4]);
+        let y = build::unary(UnaryOp::Exp, &x).unwrap();
+        build::reduce(ReduceOp::Sum, &y, None, false).unwrap()
+    };
+    let first = build_graph(0.0);
+    assert_eq!(values(&first), vec![4.0]);
+    let before = schedule::cache_len();
+    let second = build_graph(1.0);
+    let got = values(&second)[0];
+    assert!((got - 4.0 * 1f64.exp()).abs() < 1e-5);
+    assert_eq!(schedule::cache_len(), before, "the second graph should hit the cache");
+}
+
+#[test]
+fn intermediates_referenced_elsewhere_keep_their_values() {
+    let x = input_f32(&[3], vec![1., 2., 3.]);
+    let y = build::binary(BinaryOp::Mul, &x, &x).unwrap();
+    let z = build::reduce(ReduceOp::Sum, &y, None, false).unwrap();
+    assert_eq!(values(&z), vec![14.]);
+    // y was inlined into the reduction; evaluating it now still gives the right values.
+    assert_eq!(values(&y), vec![1., 4., 9.]);
+    assert!(z.num_inputs() == 0, "an evaluated node releases its inputs");
+}
