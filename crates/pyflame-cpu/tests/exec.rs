@@ -7,12 +7,18 @@ use std::sync::Arc;
 
 fn input_f32(shape: &[usize], data: Vec<f32>) -> NodeRef {
     let s = Storage::from_slice(&data).unwrap();
-    Node::input(Value::contiguous(Arc::new(s), shape.to_vec()), MeshLayout::SinglePe)
+    Node::input(
+        Value::contiguous(Arc::new(s), shape.to_vec()),
+        MeshLayout::SinglePe,
+    )
 }
 
 fn input_i64(shape: &[usize], data: Vec<i64>) -> NodeRef {
     let s = Storage::from_slice(&data).unwrap();
-    Node::input(Value::contiguous(Arc::new(s), shape.to_vec()), MeshLayout::SinglePe)
+    Node::input(
+        Value::contiguous(Arc::new(s), shape.to_vec()),
+        MeshLayout::SinglePe,
+    )
 }
 
 /// Evaluates and reads back as f64 in row-major order (any dtype, any strides).
@@ -24,14 +30,24 @@ fn values(n: &NodeRef) -> Vec<f64> {
 }
 
 fn seq(n: usize) -> Vec<f32> {
-    (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 10.0).collect()
+    (0..n)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 10.0)
+        .collect()
 }
 
 #[test]
 fn fused_chain_matches_scalar_reference() {
     let n = 100_000; // several parallel tasks
-    let (a, b, c) = (seq(n), seq(n).iter().rev().copied().collect::<Vec<_>>(), vec![0.5f32; n]);
-    let (na, nb, nc) = (input_f32(&[n], a.clone()), input_f32(&[n], b.clone()), input_f32(&[n], c.clone()));
+    let (a, b, c) = (
+        seq(n),
+        seq(n).iter().rev().copied().collect::<Vec<_>>(),
+        vec![0.5f32; n],
+    );
+    let (na, nb, nc) = (
+        input_f32(&[n], a.clone()),
+        input_f32(&[n], b.clone()),
+        input_f32(&[n], c.clone()),
+    );
     let ab = build::binary(BinaryOp::Mul, &na, &nb).unwrap();
     let abc = build::binary(BinaryOp::Add, &ab, &nc).unwrap();
     let out = build::unary(UnaryOp::Relu, &abc).unwrap();
@@ -68,15 +84,28 @@ fn reduction_consumes_fused_producer() {
     let s = build::reduce(ReduceOp::Sum, &sq, Some(&[1]), false).unwrap();
     let got = values(&s);
     for (r, g) in got.iter().enumerate() {
-        let want: f64 = data[r * 50_000..(r + 1) * 50_000].iter().map(|&v| (v * v) as f64).sum();
-        assert!((g - want).abs() <= 1e-5 * want.abs(), "row {r}: {g} vs {want}");
+        let want: f64 = data[r * 50_000..(r + 1) * 50_000]
+            .iter()
+            .map(|&v| (v * v) as f64)
+            .sum();
+        assert!(
+            (g - want).abs() <= 1e-5 * want.abs(),
+            "row {r}: {g} vs {want}"
+        );
     }
     // Non-adjacent axes and mean.
     let y = input_f32(&[2, 3, 4], (0..24).map(|v| v as f32).collect());
     let m = build::reduce(ReduceOp::Mean, &y, Some(&[0, 2]), true).unwrap();
     assert_eq!(m.shape, vec![1, 3, 1]);
     let got = values(&m);
-    let want: Vec<f64> = (0..3).map(|j| (0..2).flat_map(|i| (0..4).map(move |k| (i * 12 + j * 4 + k) as f64)).sum::<f64>() / 8.0).collect();
+    let want: Vec<f64> = (0..3)
+        .map(|j| {
+            (0..2)
+                .flat_map(|i| (0..4).map(move |k| (i * 12 + j * 4 + k) as f64))
+                .sum::<f64>()
+                / 8.0
+        })
+        .collect();
     assert_eq!(got, want);
 }
 
@@ -105,8 +134,14 @@ fn integer_division_by_zero_is_an_error_not_a_crash() {
     // Python semantics for negative floor division and remainder.
     let n = input_i64(&[2], vec![-7, 7]);
     let d = input_i64(&[2], vec![2, -2]);
-    assert_eq!(values(&build::binary(BinaryOp::FloorDiv, &n, &d).unwrap()), vec![-4., -4.]);
-    assert_eq!(values(&build::binary(BinaryOp::Rem, &n, &d).unwrap()), vec![1., -1.]);
+    assert_eq!(
+        values(&build::binary(BinaryOp::FloorDiv, &n, &d).unwrap()),
+        vec![-4., -4.]
+    );
+    assert_eq!(
+        values(&build::binary(BinaryOp::Rem, &n, &d).unwrap()),
+        vec![1., -1.]
+    );
 }
 
 #[test]
@@ -131,7 +166,11 @@ fn same_structure_reuses_its_schedule() {
     let second = build_graph(1.0);
     let got = values(&second)[0];
     assert!((got - 4.0 * 1f64.exp()).abs() < 1e-5);
-    assert_eq!(schedule::cache_len(), before, "the second graph should hit the cache");
+    assert_eq!(
+        schedule::cache_len(),
+        before,
+        "the second graph should hit the cache"
+    );
 }
 
 #[test]

@@ -781,6 +781,24 @@ pub fn take(data: &NodeRef, index: &NodeRef, axis: i64) -> Result<NodeRef> {
     ))
 }
 
+/// A node with `x`'s value and no gradient history: realized values are shared, lazy ones
+/// are computed through an identity view.
+pub fn detach(x: &NodeRef) -> NodeRef {
+    if !x.requires_grad() {
+        return x.clone();
+    }
+    match x.value() {
+        Some(v) => Node::input(v, x.layout),
+        None => Node::new(
+            Op::Reshape,
+            vec![x.clone()],
+            x.shape.clone(),
+            x.dtype,
+            x.layout,
+        ),
+    }
+}
+
 /// A node whose value will be contiguous in memory.
 pub fn contiguous(x: &NodeRef) -> NodeRef {
     if let Some(v) = x.value() {

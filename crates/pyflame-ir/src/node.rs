@@ -27,6 +27,8 @@ pub struct Node {
     inputs: Mutex<Vec<NodeRef>>,
     value: RwLock<Option<Value>>,
     retain_inputs: AtomicBool,
+    requires_grad: AtomicBool,
+    grad: Mutex<Option<NodeRef>>,
 }
 
 impl Node {
@@ -47,6 +49,8 @@ impl Node {
             inputs: Mutex::new(inputs),
             value: RwLock::new(None),
             retain_inputs: AtomicBool::new(false),
+            requires_grad: AtomicBool::new(false),
+            grad: Mutex::new(None),
         })
     }
 
@@ -87,6 +91,27 @@ impl Node {
     /// Keep inputs after realization (autograd needs the graph for backward).
     pub fn set_retain_inputs(&self, retain: bool) {
         self.retain_inputs.store(retain, Ordering::Relaxed);
+    }
+
+    /// Whether gradients flow to (or through) this node.
+    pub fn requires_grad(&self) -> bool {
+        self.requires_grad.load(Ordering::Relaxed)
+    }
+
+    /// Marks the node as requiring gradients; its inputs are then kept after evaluation.
+    pub fn set_requires_grad(&self, value: bool) {
+        self.requires_grad.store(value, Ordering::Relaxed);
+        self.set_retain_inputs(value);
+    }
+
+    /// The accumulated gradient (for leaves).
+    pub fn grad(&self) -> Option<NodeRef> {
+        self.grad.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the accumulated gradient.
+    pub fn set_grad(&self, grad: Option<NodeRef>) {
+        *self.grad.lock().unwrap_or_else(|e| e.into_inner()) = grad;
     }
 
     /// Number of elements.

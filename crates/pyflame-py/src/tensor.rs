@@ -13,6 +13,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyList, PyTuple};
+use std::sync::Arc;
 
 /// A lazily evaluated n-dimensional array.
 ///
@@ -21,16 +22,21 @@ use pyo3::types::{PyList, PyTuple};
 pub struct PyTensor {
     /// The node this tensor refers to.
     pub node: NodeRef,
-    /// Whether gradients should be tracked for this tensor.
-    pub requires_grad: bool,
 }
 
 impl PyTensor {
     /// Wraps a node.
     pub fn new(node: NodeRef) -> Self {
-        PyTensor {
-            node,
-            requires_grad: false,
+        PyTensor { node }
+    }
+
+    /// Points this tensor at `node`, keeping its gradient and `requires_grad` flag (used by
+    /// `__setitem__`, `data = ...` and `copy_`).
+    fn rebind(&mut self, node: NodeRef) {
+        if !Arc::ptr_eq(&node, &self.node) {
+            node.set_requires_grad(self.node.requires_grad());
+            node.set_grad(self.node.grad());
+            self.node = node;
         }
     }
 }
@@ -308,7 +314,7 @@ impl PyTensor {
     /// Whether gradients are tracked.
     #[getter]
     fn get_requires_grad(&self) -> bool {
-        self.requires_grad
+        self.node.requires_grad()
     }
     #[setter]
     fn set_requires_grad(&mut self, value: bool) -> PyResult<()> {
@@ -318,8 +324,60 @@ impl PyTensor {
                 self.node.dtype
             )));
         }
-        self.requires_grad = value;
+        self.node.set_requires_grad(value);
         Ok(())
+    }
+    /// Sets `requires_grad` in place and returns the tensor.
+    #[pyo3(signature = (requires_grad=true))]
+    fn requires_grad_(slf: Bound<'_, Self>, requires_grad: bool) -> PyResult<Bound<'_, Self>> {
+        slf.borrow_mut().set_requires_grad(requires_grad)?;
+        Ok(slf)
+    }
+    /// The accumulated gradient, or None.
+    #[getter]
+    fn get_grad(&self) -> Option<PyTensor> {
+        self.node.grad().map(PyTensor::new)
+    }
+    #[setter]
+    fn set_grad(&mut self, grad: Option<PyRef<'_, PyTensor>>) -> PyResult<()> {
+        if let Some(g) = &grad {
+            if g.node.shape != self.node.shape {
+                return Err(crate::errors::ShapeError::new_err(format!(
+                    "assigned grad has shape {:?} but the tensor has shape {:?}",
+                    g.node.shape, self.node.shape
+                )));
+            }
+        }
+        self.node.set_grad(grad.map(|g| g.node.clone()));
+        Ok(())
+    }
+    /// A tensor sharing this one's value but cut from the graph (no gradient history).
+    fn detach(&self) -> Self {
+        PyTensor::new(build::detach(&self.node))
+    }
+    /// The tensor's value without gradient history; assigning replaces the value in place.
+    #[getter]
+    fn get_data(&self) -> Self {
+        self.detach()
+    }
+    #[setter]
+    fn set_data(&mut self, value: PyRef<'_, PyTensor>) {
+        let node = value.node.clone();
+        drop(value);
+        self.rebind(build::detach(&node));
+    }
+    /// Copies `src` (broadcast and cast to this tensor's shape and dtype) into this tensor.
+    fn copy_(mut slf: PyRefMut<'_, Self>, src: &Bound<'_, PyAny>) -> PyResult<()> {
+        let like = slf.node.clone();
+        let s = require_operand(src, Some(&like), "copy_")?;
+        let s = build::broadcast_to(&build::cast(&s, like.dtype), &like.shape).py()?;
+        slf.rebind(build::detach(&s));
+        Ok(())
+    }
+    /// True for tensors not produced by a differentiable op.
+    #[getter]
+    fn is_leaf(&self) -> bool {
+        !self.node.requires_grad() || self.node.num_inputs() == 0
     }
     /// The device tensors are computed on.
     #[getter]
@@ -420,7 +478,10 @@ impl PyTensor {
         self.item(py)?.bind(py).extract::<f64>()
     }
     fn __int__(&self, py: Python<'_>) -> PyResult<i64> {
-        self.item(py)?.bind(py).call_method0("__int__")?.extract::<i64>()
+        self.item(py)?
+            .bind(py)
+            .call_method0("__int__")?
+            .extract::<i64>()
     }
     fn __index__(&self, py: Python<'_>) -> PyResult<i64> {
         if !self.node.dtype.is_int() {
@@ -574,7 +635,8 @@ impl PyTensor {
         key: &Bound<'_, PyAny>,
         value: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        self.node = indexing::setitem(py, &self.node, key, value)?;
+        let node = indexing::setitem(py, &self.node, key, value)?;
+        self.rebind(node);
         Ok(())
     }
 
