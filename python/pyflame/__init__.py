@@ -120,6 +120,8 @@ from ._core import (
     zeros_like,
 )
 from ._core import eval as _eval_all
+from . import autograd
+from .autograd import enable_grad, no_grad, set_grad_enabled
 
 __version__ = "1.0.0-alpha"
 __version_info__ = (1, 0, 0, "alpha")

@@ -35,7 +35,8 @@ pub fn evaluate(outputs: &[NodeRef]) -> Result<()> {
         keep[o] = true;
     }
     for (j, node) in g.nodes.iter().enumerate() {
-        if Arc::strong_count(node) > 1 + in_graph_refs[j] {
+        // Referenced from outside this graph, or saved for a later backward pass.
+        if Arc::strong_count(node) > 1 + in_graph_refs[j] || node.requires_grad() {
             keep[j] = true;
         }
     }
@@ -134,6 +135,15 @@ fn run_step(g: &Graph, i: usize, kind: &StepKind, slots: &[Option<Value>]) -> Re
                 run_arg_reduce(slot(slots, ins[0])?, *is_max, *axis, &node.shape)
             }
             Op::Contiguous => materialize(slot(slots, ins[0])?, node.dtype),
+            Op::Unslice { starts, steps } => {
+                movement::unslice(slot(slots, ins[0])?, starts, steps, &node.shape)
+            }
+            Op::TakeGrad { axis } => movement::take_grad(
+                slot(slots, ins[0])?,
+                slot(slots, ins[1])?,
+                *axis,
+                &node.shape,
+            ),
             other => Err(Error::NotImplemented(format!(
                 "the CPU backend has no kernel for {}",
                 other.name()

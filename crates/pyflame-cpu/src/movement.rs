@@ -2,7 +2,9 @@
 //! and copying ops (concatenation, gather along an axis).
 
 use crate::fused::{broadcast_strides, materialize};
-use pyflame_core::{contiguous_strides, numel, Element, Error, Result, Storage};
+use pyflame_core::{
+    contiguous_strides, dispatch_dtype, numel, DType, Element, Error, Result, Storage,
+};
 use pyflame_ir::{Op, Value};
 use std::sync::Arc;
 
@@ -225,4 +227,93 @@ mod tests {
         // Merging the leading axes of a sliced view with compatible strides works.
         assert!(reshape_view(&v, &[6, 4]).is_some());
     }
+}
+
+/// Zeros of `out_shape` with `x` written at positions `starts[d] + i * steps[d]`.
+pub fn unslice(x: &Value, starts: &[usize], steps: &[usize], out_shape: &[usize]) -> Result<Value> {
+    let dtype = x.dtype();
+    let src = materialize(x, dtype)?;
+    let mut storage = Storage::zeros(dtype, numel(out_shape))?;
+    let out_strides = contiguous_strides(out_shape);
+    let nd = out_shape.len();
+    let n = src.numel();
+    dispatch_dtype!(dtype, T => {
+        let out = storage.as_mut_slice::<T>()?;
+        let s = &src.storage.as_slice::<T>()?[src.offset..src.offset + n];
+        if nd == 0 {
+            if let (Some(o), Some(v)) = (out.first_mut(), s.first()) {
+                *o = *v;
+            }
+        } else if n > 0 {
+            let inner = x.shape[nd - 1];
+            let inner_step = steps[nd - 1];
+            let mut idx = vec![0usize; nd];
+            for chunk in s.chunks(inner) {
+                let base: usize = (0..nd - 1).map(|d| (starts[d] + idx[d] * steps[d]) * out_strides[d] as usize).sum::<usize>() + starts[nd - 1];
+                for (k, &v) in chunk.iter().enumerate() {
+                    out[base + k * inner_step] = v;
+                }
+                // Advance the outer multi-index.
+                let mut d = nd - 1;
+                while d > 0 {
+                    d -= 1;
+                    idx[d] += 1;
+                    if idx[d] < x.shape[d] {
+                        break;
+                    }
+                    idx[d] = 0;
+                }
+            }
+        }
+    });
+    Ok(Value::contiguous(Arc::new(storage), out_shape.to_vec()))
+}
+
+/// Scatter-add: `out[pre, index[k], post] += grad[pre, k, post]` into zeros of `out_shape`.
+pub fn take_grad(grad: &Value, index: &Value, axis: usize, out_shape: &[usize]) -> Result<Value> {
+    let acc = if grad.dtype() == DType::Float64 {
+        DType::Float64
+    } else {
+        DType::Float32
+    };
+    let g = materialize(grad, acc)?;
+    let idx = materialize(index, DType::Int64)?;
+    let idx = &idx.storage.as_slice::<i64>()?[idx.offset..idx.offset + idx.numel()];
+    let outer: usize = out_shape[..axis].iter().product();
+    let size = out_shape[axis];
+    let inner: usize = out_shape[axis + 1..].iter().product();
+    let n = idx.len();
+    let mut resolved = Vec::with_capacity(n);
+    for &i in idx {
+        let j = if i < 0 { i + size as i64 } else { i };
+        if j < 0 || j >= size as i64 {
+            return Err(Error::Index(format!(
+                "index {i} is out of bounds for dimension {axis} with size {size}"
+            )));
+        }
+        resolved.push(j as usize);
+    }
+    let mut storage = Storage::zeros(acc, numel(out_shape))?;
+    macro_rules! go {
+        ($T:ty) => {{
+            let out = storage.as_mut_slice::<$T>()?;
+            let src = &g.storage.as_slice::<$T>()?[g.offset..g.offset + g.numel()];
+            for o in 0..outer {
+                for (k, &j) in resolved.iter().enumerate() {
+                    let s = (o * n + k) * inner;
+                    let t = (o * size + j) * inner;
+                    for (dst, &v) in out[t..t + inner].iter_mut().zip(&src[s..s + inner]) {
+                        *dst += v;
+                    }
+                }
+            }
+        }};
+    }
+    if acc == DType::Float64 {
+        go!(f64)
+    } else {
+        go!(f32)
+    }
+    let v = Value::contiguous(Arc::new(storage), out_shape.to_vec());
+    materialize(&v, grad.dtype())
 }

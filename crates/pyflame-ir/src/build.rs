@@ -789,7 +789,7 @@ pub fn detach(x: &NodeRef) -> NodeRef {
     }
     match x.value() {
         Some(v) => Node::input(v, x.layout),
-        None => Node::new(
+        None => Node::untracked(
             Op::Reshape,
             vec![x.clone()],
             x.shape.clone(),
@@ -833,4 +833,67 @@ pub fn checked_shape(shape: &[i64]) -> Result<Vec<usize>> {
     }
     let _ = numel(&out);
     Ok(out)
+}
+
+/// Places `x` at the strided positions `(start, len, step)` of a zero tensor of `shape`
+/// (the gradient of [`slice`]).
+pub fn unslice(x: &NodeRef, shape: &[usize], ranges: &[(usize, usize, usize)]) -> Result<NodeRef> {
+    if ranges.len() != shape.len() || ranges.iter().map(|r| r.1).ne(x.shape.iter().copied()) {
+        return Err(Error::Shape(format!(
+            "unslice: input of shape {} does not match the ranges {ranges:?}",
+            fmt_shape(&x.shape)
+        )));
+    }
+    let starts = ranges.iter().map(|r| r.0).collect();
+    let steps = ranges.iter().map(|r| r.2).collect();
+    Ok(Node::new(
+        Op::Unslice { starts, steps },
+        vec![x.clone()],
+        shape.to_vec(),
+        x.dtype,
+        x.layout,
+    ))
+}
+
+/// Scatter-adds slices of `grad` into zeros of `data_shape` along `axis` at `index`
+/// (the gradient of [`take`]).
+pub fn take_grad(
+    grad: &NodeRef,
+    index: &NodeRef,
+    axis: usize,
+    data_shape: &[usize],
+) -> Result<NodeRef> {
+    Ok(Node::new(
+        Op::TakeGrad { axis },
+        vec![grad.clone(), index.clone()],
+        data_shape.to_vec(),
+        grad.dtype,
+        grad.layout,
+    ))
+}
+
+/// Sums `g` over broadcast dimensions so it has `shape` (the gradient of broadcasting).
+pub fn sum_to_shape(g: &NodeRef, shape: &[usize]) -> Result<NodeRef> {
+    if g.shape == shape {
+        return Ok(g.clone());
+    }
+    if g.shape.len() < shape.len() {
+        return broadcast_to(g, shape);
+    }
+    let lead = g.shape.len() - shape.len();
+    let mut axes: Vec<i64> = (0..lead as i64).collect();
+    for (i, &d) in shape.iter().enumerate() {
+        if d == 1 && g.shape[lead + i] != 1 {
+            axes.push((lead + i) as i64);
+        }
+    }
+    let summed = if axes.is_empty() {
+        g.clone()
+    } else {
+        reduce(ReduceOp::Sum, g, Some(&axes), true)?
+    };
+    reshape(
+        &summed,
+        &shape.iter().map(|&d| d as i64).collect::<Vec<_>>(),
+    )
 }

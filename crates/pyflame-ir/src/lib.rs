@@ -2,6 +2,7 @@
 //! shape/dtype inference ([`build`]), and capture of unrealized ancestors into a [`Graph`].
 
 pub mod build;
+pub mod grad_mode;
 pub mod graph;
 pub mod node;
 pub mod op;

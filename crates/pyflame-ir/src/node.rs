@@ -32,8 +32,29 @@ pub struct Node {
 }
 
 impl Node {
-    /// Creates an unrealized node.
+    /// Creates an unrealized node. It records gradient history (requires grad and keeps its
+    /// inputs) when grad mode is on, its dtype is floating point and an input requires grad.
+    #[inline]
     pub fn new(
+        op: Op,
+        inputs: Vec<NodeRef>,
+        shape: Vec<usize>,
+        dtype: DType,
+        layout: MeshLayout,
+    ) -> NodeRef {
+        let track = dtype.is_float()
+            && !inputs.is_empty()
+            && inputs.iter().any(|i| i.requires_grad())
+            && crate::grad_mode::is_enabled();
+        let node = Self::untracked(op, inputs, shape, dtype, layout);
+        if track {
+            node.set_requires_grad(true);
+        }
+        node
+    }
+
+    /// Creates an unrealized node that never records gradient history.
+    pub fn untracked(
         op: Op,
         inputs: Vec<NodeRef>,
         shape: Vec<usize>,
@@ -86,6 +107,17 @@ impl Node {
     /// The `i`-th current input.
     pub fn input_at(&self, i: usize) -> Option<NodeRef> {
         self.lock_inputs().get(i).cloned()
+    }
+
+    /// Drops the inputs of a realized node (after a backward pass that did not retain the
+    /// graph).
+    pub fn release_inputs(&self) {
+        // A released node can no longer propagate gradients.
+        self.set_requires_grad(false);
+        if self.is_realized() {
+            let dropped = std::mem::take(&mut *self.lock_inputs());
+            drop_iteratively(dropped);
+        }
     }
 
     /// Keep inputs after realization (autograd needs the graph for backward).

@@ -322,6 +322,20 @@ pub enum Op {
     },
     /// A contiguous copy of the input.
     Contiguous,
+    /// Inverse of [`Op::Slice`] (its gradient): zeros of the node shape with the input
+    /// written at the strided positions `starts[d] + i * steps[d]`.
+    Unslice {
+        /// start index per axis
+        starts: Vec<usize>,
+        /// step per axis
+        steps: Vec<usize>,
+    },
+    /// Gradient of [`Op::Take`]: zeros of the node shape (the data shape) into which the
+    /// input slices are added at the positions in the index input (scatter-add).
+    TakeGrad {
+        /// axis of the data
+        axis: usize,
+    },
 }
 
 impl Op {
@@ -365,6 +379,8 @@ impl Op {
             }
             Op::Take { .. } => "take",
             Op::Contiguous => "contiguous",
+            Op::Unslice { .. } => "unslice",
+            Op::TakeGrad { .. } => "take_grad",
         }
     }
 
@@ -435,6 +451,12 @@ impl Op {
             Op::Softmax { axis, log } => key.extend([21, *axis as u64, *log as u64]),
             Op::Take { axis } => key.extend([22, *axis as u64]),
             Op::Contiguous => tag(key, 23),
+            Op::Unslice { starts, steps } => {
+                key.extend([24, starts.len() as u64]);
+                key.extend(starts.iter().map(|&a| a as u64));
+                key.extend(steps.iter().map(|&a| a as u64));
+            }
+            Op::TakeGrad { axis } => key.extend([25, *axis as u64]),
         }
     }
 }

@@ -698,3 +698,15 @@ pub fn _scalar_tensor(
     let d = parse_opt_dtype(dtype)?.unwrap_or(s.default_dtype());
     Ok(t(build::full(vec![], s.value(), d, MeshLayout::SinglePe)))
 }
+
+/// Turns gradient recording on or off for this thread; returns the previous mode.
+#[pyfunction]
+pub fn set_grad_enabled(enabled: bool) -> bool {
+    pyflame_ir::grad_mode::set_enabled(enabled)
+}
+
+/// True when new ops record gradient history on this thread.
+#[pyfunction]
+pub fn is_grad_enabled() -> bool {
+    pyflame_ir::grad_mode::is_enabled()
+}

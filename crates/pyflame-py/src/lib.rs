@@ -84,6 +84,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         wrap_pyfunction!(promote_types, m)?,
         wrap_pyfunction!(_schedule_cache_size, m)?,
         wrap_pyfunction!(_scalar_tensor, m)?,
+        wrap_pyfunction!(set_grad_enabled, m)?,
+        wrap_pyfunction!(is_grad_enabled, m)?,
     ] {
         m.add_function(f)?;
     }

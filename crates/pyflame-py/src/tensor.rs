@@ -374,6 +374,22 @@ impl PyTensor {
         slf.rebind(build::detach(&s));
         Ok(())
     }
+    /// Accumulates the gradient of this tensor into the `grad` of every leaf it depends on.
+    #[pyo3(signature = (gradient=None, retain_graph=false))]
+    fn backward(
+        &self,
+        py: Python<'_>,
+        gradient: Option<&Bound<'_, PyAny>>,
+        retain_graph: bool,
+    ) -> PyResult<()> {
+        let g = match gradient.filter(|g| !g.is_none()) {
+            Some(g) => Some(require_operand(g, Some(&self.node), "backward")?),
+            None => None,
+        };
+        let root = self.node.clone();
+        py.detach(|| pyflame_autograd::backward(&root, g, retain_graph))
+            .py()
+    }
     /// True for tensors not produced by a differentiable op.
     #[getter]
     fn is_leaf(&self) -> bool {
