@@ -17,7 +17,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from . import _core
+from . import _core, autograd
 from ._core import (
     DType,
     Graph,
@@ -120,7 +120,6 @@ from ._core import (
     zeros_like,
 )
 from ._core import eval as _eval_all
-from . import autograd
 from .autograd import enable_grad, no_grad, set_grad_enabled
 
 __version__ = "1.0.0-alpha"
