@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
-
 import pyflame as pf
+import pytest
 
 
 def gradcheck(fn, *arrays, eps=1e-6, rtol=1e-5, atol=1e-7, seed=0):
@@ -223,3 +222,77 @@ def test_graph_is_released_after_backward():
     y2.backward(retain_graph=True)
     y2.backward()
     assert x.grad.tolist() == [9.0, 9.0]
+
+
+def conv2d_reference(x, w, stride, padding, dilation, groups):
+    """Direct NumPy convolution used as the forward reference."""
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    ho = (h + 2 * padding - dilation * (kh - 1) - 1) // stride + 1
+    wo = (wd + 2 * padding - dilation * (kw - 1) - 1) // stride + 1
+    out = np.zeros((n, o, ho, wo))
+    og = o // groups
+    for oc in range(o):
+        gi = oc // og
+        for i in range(ho):
+            for j in range(wo):
+                patch = xp[
+                    :,
+                    gi * cg : (gi + 1) * cg,
+                    i * stride : i * stride + dilation * (kh - 1) + 1 : dilation,
+                    j * stride : j * stride + dilation * (kw - 1) + 1 : dilation,
+                ]
+                out[:, oc, i, j] = (patch * w[oc]).sum(axis=(1, 2, 3))
+    return out
+
+
+CONV_CASES = {
+    "plain": dict(stride=1, padding=0, dilation=1, groups=1),
+    "pad_stride": dict(stride=2, padding=1, dilation=1, groups=1),
+    "dilated_grouped": dict(stride=1, padding=2, dilation=2, groups=2),
+}
+
+
+@pytest.mark.parametrize("name", list(CONV_CASES))
+def test_conv2d_forward_and_gradients(name):
+    kw = CONV_CASES[name]
+    x = rand(2, 4, 6, 5, seed=9)
+    w = rand(4, 4 // kw["groups"], 3, 3, seed=10)
+    got = pf._core.conv2d(pf.tensor(x), pf.tensor(w), None, **kw).numpy()
+    np.testing.assert_allclose(got, conv2d_reference(x, w, **kw), rtol=1e-10, atol=1e-12)
+    gradcheck(lambda a, b: pf._core.conv2d(a, b, None, **kw), x, w)
+
+
+def test_conv2d_bias_gradient():
+    gradcheck(
+        lambda x, w, b: pf._core.conv2d(x, w, b, stride=1, padding=1),
+        rand(1, 2, 4, 4, seed=11),
+        rand(3, 2, 3, 3, seed=12),
+        rand(3, seed=13),
+    )
+
+
+POOLS = {
+    "max": lambda x: pf._core.max_pool2d(x, 2, 2),
+    "max_overlap_pad_ceil": lambda x: pf._core.max_pool2d(x, 3, 2, 1, 1, True),
+    "avg": lambda x: pf._core.avg_pool2d(x, 2, 1),
+    "avg_pad_exclude": lambda x: pf._core.avg_pool2d(x, 3, 2, 1, True, False),
+    "adaptive": lambda x: pf._core.adaptive_avg_pool2d(x, (2, 3)),
+}
+
+
+@pytest.mark.parametrize("name", list(POOLS))
+def test_pooling_gradients(name):
+    # Distinct values so max pooling has no ties.
+    x = np.random.default_rng(14).permutation(2 * 3 * 5 * 6).reshape(2, 3, 5, 6) / 7.0
+    gradcheck(POOLS[name], x)
+
+
+def test_conv_shape_errors_are_clear():
+    with pytest.raises(ValueError, match=r"\[2, 3, 5, 5\]"):
+        pf._core.conv2d(pf.zeros([2, 3, 5, 5]), pf.zeros([4, 2, 3, 3]))
+    with pytest.raises(ValueError):
+        pf._core.conv2d(pf.zeros([1, 1, 2, 2]), pf.zeros([1, 1, 3, 3]))
+    with pytest.raises(ValueError):
+        pf._core.max_pool2d(pf.zeros([1, 1, 4, 4]), 2, 0)

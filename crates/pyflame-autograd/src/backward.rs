@@ -87,8 +87,8 @@ pub fn backward(root: &NodeRef, grad: Option<NodeRef>, retain_graph: bool) -> Re
             continue;
         };
         let inputs = node.inputs();
-        if inputs.is_empty() {
-            // A leaf: accumulate into its grad, in its own dtype.
+        if !inputs.iter().any(|i| i.requires_grad()) {
+            // A leaf (no input carries gradients): accumulate into its grad, in its dtype.
             let g = build::cast(&g, node.dtype);
             let total = match node.grad() {
                 Some(prev) => build::binary(BinaryOp::Add, &prev, &g)?,

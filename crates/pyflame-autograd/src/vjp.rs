@@ -2,7 +2,7 @@
 //! its inputs, built as graph nodes.
 
 use pyflame_core::Result;
-use pyflame_ir::{build, BinaryOp, NodeRef, Op, ReduceOp, UnaryOp};
+use pyflame_ir::{build, BinaryOp, NodeRef, Op, PoolKind, ReduceOp, UnaryOp};
 
 fn scalar(v: f64, like: &NodeRef) -> NodeRef {
     build::full(vec![], v, like.dtype, like.layout)
@@ -322,6 +322,22 @@ pub fn vjp(node: &NodeRef, inputs: &[NodeRef], g: &NodeRef) -> Result<Vec<Option
             vec![Some(build::slice(g, &ranges)?)]
         }
         Op::TakeGrad { axis } => vec![Some(build::take(g, &inputs[1], *axis as i64)?), None],
+        Op::Conv2d(a) => {
+            let (x, w) = (&inputs[0], &inputs[1]);
+            vec![
+                Some(build::conv2d_grad_input(g, w, *a, &x.shape)),
+                Some(build::conv2d_grad_weight(x, g, *a, &w.shape)),
+            ]
+        }
+        Op::Pool2d { kind, attrs } => {
+            let x = &inputs[0];
+            let ins = if *kind == PoolKind::Max {
+                vec![x.clone(), g.clone()]
+            } else {
+                vec![g.clone()]
+            };
+            vec![Some(build::pool2d_grad(*kind, *attrs, ins, &x.shape))]
+        }
         // Sources and index-valued ops carry no gradient.
         _ => vec![None; inputs.len()],
     })

@@ -4,9 +4,9 @@
 use crate::fused::{materialize, Input};
 use crate::kernels::{matmul, reduce};
 use crate::schedule::{schedule_for, StepKind};
-use crate::{movement, softmax, sources};
+use crate::{conv, movement, pool, softmax, sources};
 use pyflame_core::{dispatch_dtype, numel, DType, Element, Error, Result, Storage};
-use pyflame_ir::{Graph, NodeRef, Op, ReduceOp, Value};
+use pyflame_ir::{ConvAttrs, Graph, NodeRef, Op, PoolAttrs, PoolKind, ReduceOp, Value};
 use std::sync::{Arc, Mutex};
 
 /// Evaluates `outputs` (and whatever they depend on) and stores their values in the nodes.
@@ -53,6 +53,25 @@ pub fn evaluate(outputs: &[NodeRef]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn conv_params(a: &ConvAttrs) -> conv::ConvParams {
+    conv::ConvParams {
+        stride: a.stride,
+        padding: a.padding,
+        dilation: a.dilation,
+        groups: a.groups,
+    }
+}
+
+fn pool_params(a: &PoolAttrs) -> pool::PoolParams {
+    pool::PoolParams {
+        kernel: a.kernel,
+        stride: a.stride,
+        padding: a.padding,
+        dilation: a.dilation,
+        count_include_pad: a.count_include_pad,
+    }
 }
 
 fn slot(slots: &[Option<Value>], j: usize) -> Result<&Value> {
@@ -135,6 +154,54 @@ fn run_step(g: &Graph, i: usize, kind: &StepKind, slots: &[Option<Value>]) -> Re
                 run_arg_reduce(slot(slots, ins[0])?, *is_max, *axis, &node.shape)
             }
             Op::Contiguous => materialize(slot(slots, ins[0])?, node.dtype),
+            Op::Conv2d(a) => conv::conv2d(
+                slot(slots, ins[0])?,
+                slot(slots, ins[1])?,
+                &conv_params(a),
+                &node.shape,
+                node.dtype,
+            ),
+            Op::Conv2dGradInput(a) => conv::conv2d_backward_input(
+                slot(slots, ins[0])?,
+                slot(slots, ins[1])?,
+                &conv_params(a),
+                &node.shape,
+                node.dtype,
+            ),
+            Op::Conv2dGradWeight(a) => conv::conv2d_backward_weight(
+                slot(slots, ins[0])?,
+                slot(slots, ins[1])?,
+                &conv_params(a),
+                &node.shape,
+                node.dtype,
+            ),
+            Op::Pool2d { kind, attrs } => {
+                let (x, p) = (slot(slots, ins[0])?, pool_params(attrs));
+                match kind {
+                    PoolKind::Max => pool::max_pool2d(x, &p, &node.shape, node.dtype),
+                    PoolKind::Avg => pool::avg_pool2d(x, &p, &node.shape, node.dtype),
+                    PoolKind::AdaptiveAvg => pool::adaptive_avg_pool2d(x, &node.shape, node.dtype),
+                }
+            }
+            Op::Pool2dGrad { kind, attrs } => {
+                let p = pool_params(attrs);
+                match kind {
+                    PoolKind::Max => pool::max_pool2d_backward(
+                        slot(slots, ins[0])?,
+                        slot(slots, ins[1])?,
+                        &p,
+                        node.dtype,
+                    ),
+                    PoolKind::Avg => {
+                        pool::avg_pool2d_backward(slot(slots, ins[0])?, &p, &node.shape, node.dtype)
+                    }
+                    PoolKind::AdaptiveAvg => pool::adaptive_avg_pool2d_backward(
+                        slot(slots, ins[0])?,
+                        &node.shape,
+                        node.dtype,
+                    ),
+                }
+            }
             Op::Unslice { starts, steps } => {
                 movement::unslice(slot(slots, ins[0])?, starts, steps, &node.shape)
             }

@@ -1,10 +1,12 @@
 //! PyFlame CPU backend: the scheduler and executor for captured graphs, fused elementwise
 //! programs, and the kernels (matmul, reductions, math) they call.
 
+pub mod conv;
 pub mod exec;
 pub mod fused;
 pub mod kernels;
 pub mod movement;
+pub mod pool;
 pub mod schedule;
 pub mod softmax;
 pub mod sources;

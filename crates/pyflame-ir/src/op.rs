@@ -228,6 +228,47 @@ pub enum RandDist {
     },
 }
 
+/// Convolution hyper-parameters (2-D; 1-D convolutions use a unit height).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConvAttrs {
+    /// (sh, sw)
+    pub stride: [usize; 2],
+    /// (ph, pw)
+    pub padding: [usize; 2],
+    /// (dh, dw)
+    pub dilation: [usize; 2],
+    /// channel groups
+    pub groups: usize,
+}
+
+/// Pooling kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PoolKind {
+    /// max over the window
+    Max,
+    /// mean over the window
+    Avg,
+    /// mean over PyTorch's adaptive windows (output size given by the node shape)
+    AdaptiveAvg,
+}
+
+/// Pooling window hyper-parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PoolAttrs {
+    /// (kh, kw)
+    pub kernel: [usize; 2],
+    /// (sh, sw)
+    pub stride: [usize; 2],
+    /// (ph, pw)
+    pub padding: [usize; 2],
+    /// (dh, dw)
+    pub dilation: [usize; 2],
+    /// output size rounds up
+    pub ceil_mode: bool,
+    /// average pooling divides by the window including padding
+    pub count_include_pad: bool,
+}
+
 /// One IR operation. The output shape and dtype live on the [`crate::Node`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
@@ -330,6 +371,26 @@ pub enum Op {
         /// step per axis
         steps: Vec<usize>,
     },
+    /// 2-D convolution of input 0 ([N, C, H, W]) with weight input 1 ([O, C/g, kh, kw]).
+    Conv2d(ConvAttrs),
+    /// Gradient of [`Op::Conv2d`] with respect to its input: inputs (grad_out, weight).
+    Conv2dGradInput(ConvAttrs),
+    /// Gradient of [`Op::Conv2d`] with respect to its weight: inputs (input, grad_out).
+    Conv2dGradWeight(ConvAttrs),
+    /// 2-D pooling of input 0 ([N, C, H, W]).
+    Pool2d {
+        /// pooling kind
+        kind: PoolKind,
+        /// window
+        attrs: PoolAttrs,
+    },
+    /// Gradient of [`Op::Pool2d`]: inputs (input, grad_out) for max, (grad_out) otherwise.
+    Pool2dGrad {
+        /// pooling kind
+        kind: PoolKind,
+        /// window
+        attrs: PoolAttrs,
+    },
     /// Gradient of [`Op::Take`]: zeros of the node shape (the data shape) into which the
     /// input slices are added at the positions in the index input (scatter-add).
     TakeGrad {
@@ -381,6 +442,19 @@ impl Op {
             Op::Contiguous => "contiguous",
             Op::Unslice { .. } => "unslice",
             Op::TakeGrad { .. } => "take_grad",
+            Op::Conv2d(_) => "conv2d",
+            Op::Conv2dGradInput(_) => "conv2d_grad_input",
+            Op::Conv2dGradWeight(_) => "conv2d_grad_weight",
+            Op::Pool2d { kind, .. } => match kind {
+                PoolKind::Max => "max_pool2d",
+                PoolKind::Avg => "avg_pool2d",
+                PoolKind::AdaptiveAvg => "adaptive_avg_pool2d",
+            },
+            Op::Pool2dGrad { kind, .. } => match kind {
+                PoolKind::Max => "max_pool2d_grad",
+                PoolKind::Avg => "avg_pool2d_grad",
+                PoolKind::AdaptiveAvg => "adaptive_avg_pool2d_grad",
+            },
         }
     }
 
@@ -457,6 +531,40 @@ impl Op {
                 key.extend(steps.iter().map(|&a| a as u64));
             }
             Op::TakeGrad { axis } => key.extend([25, *axis as u64]),
+            Op::Conv2d(a) | Op::Conv2dGradInput(a) | Op::Conv2dGradWeight(a) => {
+                let t = match self {
+                    Op::Conv2d(_) => 26,
+                    Op::Conv2dGradInput(_) => 27,
+                    _ => 28,
+                };
+                key.push(t);
+                key.extend(
+                    a.stride
+                        .iter()
+                        .chain(&a.padding)
+                        .chain(&a.dilation)
+                        .map(|&v| v as u64),
+                );
+                key.push(a.groups as u64);
+            }
+            Op::Pool2d { kind, attrs } | Op::Pool2dGrad { kind, attrs } => {
+                key.push(if matches!(self, Op::Pool2d { .. }) {
+                    29
+                } else {
+                    30
+                });
+                key.push(*kind as u64);
+                key.extend(
+                    attrs
+                        .kernel
+                        .iter()
+                        .chain(&attrs.stride)
+                        .chain(&attrs.padding)
+                        .chain(&attrs.dilation)
+                        .map(|&v| v as u64),
+                );
+                key.extend([attrs.ceil_mode as u64, attrs.count_include_pad as u64]);
+            }
         }
     }
 }

@@ -710,3 +710,154 @@ pub fn set_grad_enabled(enabled: bool) -> bool {
 pub fn is_grad_enabled() -> bool {
     pyflame_ir::grad_mode::is_enabled()
 }
+
+/// Parses an int or a pair of ints.
+fn pair(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<[usize; 2]> {
+    let v: Vec<i64> = if let Ok(i) = obj.extract::<i64>() {
+        vec![i, i]
+    } else {
+        obj.extract::<Vec<i64>>()
+            .map_err(|_| PyTypeError::new_err(format!("{what} must be an int or a pair of ints")))?
+    };
+    match v.as_slice() {
+        [a, b] if *a >= 0 && *b >= 0 => Ok([*a as usize, *b as usize]),
+        _ => Err(PyValueError::new_err(format!(
+            "{what} must be one or two non-negative ints, got {v:?}"
+        ))),
+    }
+}
+
+/// 2-D convolution of `x` [N, C, H, W] with `weight` [O, C/groups, kh, kw], plus `bias` [O].
+#[pyfunction]
+#[pyo3(signature = (x, weight, bias=None, stride=None, padding=None, dilation=None, groups=1))]
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d(
+    x: &Bound<'_, PyAny>,
+    weight: &Bound<'_, PyAny>,
+    bias: Option<&Bound<'_, PyAny>>,
+    stride: Option<&Bound<'_, PyAny>>,
+    padding: Option<&Bound<'_, PyAny>>,
+    dilation: Option<&Bound<'_, PyAny>>,
+    groups: usize,
+) -> PyResult<PyTensor> {
+    let opt = |o: Option<&Bound<'_, PyAny>>, d: usize, what: &str| {
+        o.map_or(Ok([d, d]), |o| pair(o, what))
+    };
+    let attrs = pyflame_ir::ConvAttrs {
+        stride: opt(stride, 1, "stride")?,
+        padding: opt(padding, 0, "padding")?,
+        dilation: opt(dilation, 1, "dilation")?,
+        groups,
+    };
+    let y = build::conv2d(&node_of(x)?, &node_of(weight)?, attrs).py()?;
+    match bias.filter(|b| !b.is_none()) {
+        None => Ok(t(y)),
+        Some(b) => {
+            let b = node_of(b)?;
+            if b.shape != [y.shape[1]] {
+                return Err(crate::errors::ShapeError::new_err(format!(
+                    "conv2d: bias of shape {:?} does not match {} output channels",
+                    b.shape, y.shape[1]
+                )));
+            }
+            let b = build::reshape(&b, &[1, y.shape[1] as i64, 1, 1]).py()?;
+            Ok(t(build::binary(BinaryOp::Add, &y, &b).py()?))
+        }
+    }
+}
+
+fn pool_attrs(
+    kernel_size: &Bound<'_, PyAny>,
+    stride: Option<&Bound<'_, PyAny>>,
+    padding: Option<&Bound<'_, PyAny>>,
+    dilation: Option<&Bound<'_, PyAny>>,
+    ceil_mode: bool,
+    count_include_pad: bool,
+) -> PyResult<pyflame_ir::PoolAttrs> {
+    let kernel = pair(kernel_size, "kernel_size")?;
+    let stride = match stride.filter(|s| !s.is_none()) {
+        Some(s) => pair(s, "stride")?,
+        None => kernel,
+    };
+    Ok(pyflame_ir::PoolAttrs {
+        kernel,
+        stride,
+        padding: padding.map_or(Ok([0, 0]), |p| pair(p, "padding"))?,
+        dilation: dilation.map_or(Ok([1, 1]), |d| pair(d, "dilation"))?,
+        ceil_mode,
+        count_include_pad,
+    })
+}
+
+/// 2-D max pooling (stride defaults to the kernel size).
+#[pyfunction]
+#[pyo3(signature = (x, kernel_size, stride=None, padding=None, dilation=None, ceil_mode=false))]
+pub fn max_pool2d(
+    x: &Bound<'_, PyAny>,
+    kernel_size: &Bound<'_, PyAny>,
+    stride: Option<&Bound<'_, PyAny>>,
+    padding: Option<&Bound<'_, PyAny>>,
+    dilation: Option<&Bound<'_, PyAny>>,
+    ceil_mode: bool,
+) -> PyResult<PyTensor> {
+    let a = pool_attrs(kernel_size, stride, padding, dilation, ceil_mode, true)?;
+    Ok(t(build::pool2d(
+        pyflame_ir::PoolKind::Max,
+        &node_of(x)?,
+        a,
+        None,
+    )
+    .py()?))
+}
+
+/// 2-D average pooling (stride defaults to the kernel size).
+#[pyfunction]
+#[pyo3(signature = (x, kernel_size, stride=None, padding=None, ceil_mode=false, count_include_pad=true))]
+pub fn avg_pool2d(
+    x: &Bound<'_, PyAny>,
+    kernel_size: &Bound<'_, PyAny>,
+    stride: Option<&Bound<'_, PyAny>>,
+    padding: Option<&Bound<'_, PyAny>>,
+    ceil_mode: bool,
+    count_include_pad: bool,
+) -> PyResult<PyTensor> {
+    let a = pool_attrs(
+        kernel_size,
+        stride,
+        padding,
+        None,
+        ceil_mode,
+        count_include_pad,
+    )?;
+    Ok(t(build::pool2d(
+        pyflame_ir::PoolKind::Avg,
+        &node_of(x)?,
+        a,
+        None,
+    )
+    .py()?))
+}
+
+/// Adaptive average pooling to `output_size` (an int or a pair).
+#[pyfunction]
+pub fn adaptive_avg_pool2d(
+    x: &Bound<'_, PyAny>,
+    output_size: &Bound<'_, PyAny>,
+) -> PyResult<PyTensor> {
+    let size = pair(output_size, "output_size")?;
+    let a = pyflame_ir::PoolAttrs {
+        kernel: [1, 1],
+        stride: [1, 1],
+        padding: [0, 0],
+        dilation: [1, 1],
+        ceil_mode: false,
+        count_include_pad: true,
+    };
+    Ok(t(build::pool2d(
+        pyflame_ir::PoolKind::AdaptiveAvg,
+        &node_of(x)?,
+        a,
+        Some(size),
+    )
+    .py()?))
+}

@@ -85,6 +85,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         wrap_pyfunction!(_schedule_cache_size, m)?,
         wrap_pyfunction!(_scalar_tensor, m)?,
         wrap_pyfunction!(set_grad_enabled, m)?,
+        wrap_pyfunction!(conv2d, m)?,
+        wrap_pyfunction!(max_pool2d, m)?,
+        wrap_pyfunction!(avg_pool2d, m)?,
+        wrap_pyfunction!(adaptive_avg_pool2d, m)?,
         wrap_pyfunction!(is_grad_enabled, m)?,
     ] {
         m.add_function(f)?;

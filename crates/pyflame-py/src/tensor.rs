@@ -393,7 +393,7 @@ impl PyTensor {
     /// True for tensors not produced by a differentiable op.
     #[getter]
     fn is_leaf(&self) -> bool {
-        !self.node.requires_grad() || self.node.num_inputs() == 0
+        !self.node.requires_grad() || !self.node.inputs().iter().any(|i| i.requires_grad())
     }
     /// The device tensors are computed on.
     #[getter]

@@ -12,7 +12,7 @@
 //! * `i64`, `i32`, `i16`, `i8`, `u8`: cache-blocked loops with wrapping arithmetic (like
 //!   PyTorch's integer matmul), vectorized and runtime-dispatched (AVX2) on x86.
 
-use super::simd::{madd_f32, multiversion};
+use super::simd::multiversion;
 use gemm::Parallelism;
 use half::{bf16, f16};
 use pyflame_core::{Error, Result};
@@ -24,8 +24,8 @@ use sealed::Dims;
 /// 128^3 runs ~2x slower threaded than single-threaded).
 pub const PARALLEL_WORK_THRESHOLD: usize = 192 * 192 * 192;
 
-/// Total work from which a batch of products, or one product computed by this module's own
-/// kernels (integers, few-row f32), is split over the rayon pool.
+/// Total work from which a batch of products, or one integer product (computed by this
+/// module's own loops), is split over the rayon pool.
 pub const BATCH_PARALLEL_WORK: usize = 64 * 64 * 64;
 
 /// A read-only view of a batch of matrices inside a slice.
@@ -307,12 +307,7 @@ fn gemm_batched<T: GemmScalar>(d: Dims, a: MatRef<'_, T>, b: MatRef<'_, T>, out:
 
 impl sealed::Sealed for f32 {
     fn matmul_validated(d: Dims, a: MatRef<'_, Self>, b: MatRef<'_, Self>, out: &mut [Self]) {
-        let unit_stride_b = b.col_stride == 1 || b.row_stride == 1;
-        if d.m <= SMALL_M && d.k > 0 && d.n >= SMALL_M_MIN_N && unit_stride_b {
-            small_m_batched(d, a, b, out);
-        } else {
-            gemm_batched(d, a, b, out);
-        }
+        gemm_batched(d, a, b, out);
     }
 }
 
@@ -331,335 +326,6 @@ impl sealed::Sealed for f16 {
 impl MatmulElement for f32 {}
 impl MatmulElement for f64 {}
 impl MatmulElement for f16 {}
-
-// -------------------------------------------------------------------------------------------
-// f32 with few rows: streaming kernels
-// -------------------------------------------------------------------------------------------
-//
-// gemm 0.19 computes a row-major output as its transpose, which makes products with few rows
-// (inference with a small batch: `x[m, k] @ w[k, n]`, m <= 16) run at a third of its usual
-// speed. These two kernels stream `b` once per 4 (resp. 2) rows of `a` instead:
-// * `b` with unit column stride (row-major): register tiles of 4 rows x 16 columns, updated
-//   with one row of `b` per step (`acc += a[i, p] * b[p, j..j+16]`);
-// * `b` with unit row stride (a transposed weight, `x @ w.T`): dot products of 2 rows of `a`
-//   with 4 columns of `b`, 8 lanes along `k`.
-
-/// Largest `m` handled by the streaming f32 kernels.
-const SMALL_M: usize = 16;
-/// Smallest `n` for which the streaming kernels are used.
-const SMALL_M_MIN_N: usize = 16;
-/// Row tile of the row-major kernel.
-const SM_MR: usize = 4;
-/// Column tile of the row-major kernel.
-const SM_NR: usize = 16;
-/// Dot-product kernel tile: rows, columns and lanes.
-const DOT_MR: usize = 2;
-const DOT_NR: usize = 4;
-const DOT_L: usize = 8;
-
-/// Packs matrix `bi` of `a` (`m x k`) as `[ceil(m / SM_MR)][k][SM_MR]`, zero padded.
-fn pack_a_tiles(a: MatRef<'_, f32>, bi: usize, m: usize, k: usize, ap: &mut Vec<f32>) {
-    let tiles = m.div_ceil(SM_MR);
-    ap.clear();
-    ap.resize(tiles * k * SM_MR, 0.0);
-    for i in 0..m {
-        let (t, r) = (i / SM_MR, i % SM_MR);
-        for p in 0..k {
-            ap[(t * k + p) * SM_MR + r] = a.data[a.index(bi, i, p)];
-        }
-    }
-}
-
-/// Packs matrix `bi` of `a` (`m x k`) as contiguous rows (`[m][k]`).
-fn pack_a_rows(a: MatRef<'_, f32>, bi: usize, m: usize, k: usize, ap: &mut Vec<f32>) {
-    ap.clear();
-    ap.reserve(m * k);
-    for i in 0..m {
-        if a.col_stride == 1 {
-            let s = a.index(bi, i, 0);
-            ap.extend_from_slice(&a.data[s..s + k]);
-        } else {
-            ap.extend((0..k).map(|p| a.data[a.index(bi, i, p)]));
-        }
-    }
-}
-
-/// `acc + x * b`, lane by lane (one vector FMA on AVX2).
-#[inline(always)]
-fn fma8<const FMA: bool>(x: f32, b: [f32; 8], acc: [f32; 8]) -> [f32; 8] {
-    std::array::from_fn(|l| madd_f32::<FMA>(x, b[l], acc[l]))
-}
-
-/// `acc + a * b`, lane by lane.
-#[inline(always)]
-fn fma8v<const FMA: bool>(a: [f32; 8], b: [f32; 8], acc: [f32; 8]) -> [f32; 8] {
-    std::array::from_fn(|l| madd_f32::<FMA>(a[l], b[l], acc[l]))
-}
-
-/// The first 8 elements of `s` (which has at least 8) as an array.
-#[inline(always)]
-fn load8(s: &[f32]) -> [f32; 8] {
-    let s = &s[..8];
-    std::array::from_fn(|l| s[l])
-}
-
-/// Register tile of the row-major kernel: `R <= 4` rows of the packed tile `apt` (`[k][4]`)
-/// times columns `j .. j + 16` of `b`; each row as two 8-lane halves.
-#[inline(always)]
-fn rm_tile<const FMA: bool, const R: usize>(
-    apt: &[f32],
-    b: MatRef<'_, f32>,
-    bi: usize,
-    j: usize,
-) -> [[[f32; 8]; 2]; R] {
-    let mut acc = [[[0f32; 8]; 2]; R];
-    for (p, av) in apt.chunks_exact(SM_MR).enumerate() {
-        let s = b.index(bi, p, j);
-        let bs = &b.data[s..s + SM_NR];
-        let (b0, b1) = (load8(bs), load8(&bs[8..]));
-        for (r, accr) in acc.iter_mut().enumerate() {
-            accr[0] = fma8::<FMA>(av[r], b0, accr[0]);
-            accr[1] = fma8::<FMA>(av[r], b1, accr[1]);
-        }
-    }
-    acc
-}
-
-/// Stores a row-major register tile at rows `i0..`, columns `j..j + 16` of `out` (row length
-/// `w`).
-#[inline(always)]
-fn rm_store<const R: usize>(
-    acc: [[[f32; 8]; 2]; R],
-    out: &mut [f32],
-    w: usize,
-    i0: usize,
-    j: usize,
-) {
-    for (r, accr) in acc.iter().enumerate() {
-        let o = (i0 + r) * w + j;
-        out[o..o + 8].copy_from_slice(&accr[0]);
-        out[o + 8..o + 16].copy_from_slice(&accr[1]);
-    }
-}
-
-/// `out[m x w] = a @ b[bi][:, j0 .. j0 + w]` for a row-major `b` (`col_stride == 1`), with
-/// `ap` from [`pack_a_tiles`].
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn small_m_rowmajor_body<const FMA: bool>(
-    ap: &[f32],
-    m: usize,
-    k: usize,
-    b: MatRef<'_, f32>,
-    bi: usize,
-    j0: usize,
-    w: usize,
-    out: &mut [f32],
-) {
-    for jt in (0..w).step_by(SM_NR) {
-        let cw = SM_NR.min(w - jt);
-        for (t, apt) in ap.chunks_exact(k * SM_MR).enumerate() {
-            let i0 = t * SM_MR;
-            let rows = SM_MR.min(m - i0);
-            if cw == SM_NR {
-                let j = j0 + jt;
-                match rows {
-                    4 => rm_store(rm_tile::<FMA, 4>(apt, b, bi, j), out, w, i0, jt),
-                    3 => rm_store(rm_tile::<FMA, 3>(apt, b, bi, j), out, w, i0, jt),
-                    2 => rm_store(rm_tile::<FMA, 2>(apt, b, bi, j), out, w, i0, jt),
-                    _ => rm_store(rm_tile::<FMA, 1>(apt, b, bi, j), out, w, i0, jt),
-                }
-            } else {
-                // Last, narrower column tile.
-                let mut acc = [[0f32; SM_NR]; SM_MR];
-                for (p, av) in apt.chunks_exact(SM_MR).enumerate() {
-                    let s = b.index(bi, p, j0 + jt);
-                    let brow = &b.data[s..s + cw];
-                    for (accr, &x) in acc.iter_mut().zip(av) {
-                        for (c, &y) in accr.iter_mut().zip(brow) {
-                            *c = madd_f32::<FMA>(x, y, *c);
-                        }
-                    }
-                }
-                for (r, accr) in acc.iter().take(rows).enumerate() {
-                    let o = (i0 + r) * w + jt;
-                    out[o..o + cw].copy_from_slice(&accr[..cw]);
-                }
-            }
-        }
-    }
-}
-
-multiversion! {
-    /// Runtime-dispatched [`small_m_rowmajor_body`].
-    #[allow(clippy::too_many_arguments)]
-    fn small_m_rowmajor(
-        ap: &[f32],
-        m: usize,
-        k: usize,
-        b: MatRef<'_, f32>,
-        bi: usize,
-        j0: usize,
-        w: usize,
-        out: &mut [f32],
-    ) = small_m_rowmajor_body;
-}
-
-/// Register tile of the dot-product kernel: `R` rows times `C` columns, each a dot product of
-/// length `k` (8 lanes, then a pairwise lane sum and the `k % 8` tail).
-#[inline(always)]
-fn dot_tile<const FMA: bool, const R: usize, const C: usize>(
-    rows: [&[f32]; R],
-    cols: [&[f32]; C],
-    k: usize,
-) -> [[f32; C]; R] {
-    let k8 = k - k % DOT_L;
-    let mut acc = [[[0f32; DOT_L]; C]; R];
-    for p in (0..k8).step_by(DOT_L) {
-        let av: [[f32; 8]; R] = std::array::from_fn(|r| load8(&rows[r][p..]));
-        let bv: [[f32; 8]; C] = std::array::from_fn(|c| load8(&cols[c][p..]));
-        for (accr, a) in acc.iter_mut().zip(&av) {
-            for (accc, b) in accr.iter_mut().zip(&bv) {
-                *accc = fma8v::<FMA>(*a, *b, *accc);
-            }
-        }
-    }
-    std::array::from_fn(|r| {
-        std::array::from_fn(|c| {
-            let l = acc[r][c];
-            let s = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
-            let mut tail = 0.0;
-            for (x, y) in rows[r][k8..k].iter().zip(&cols[c][k8..k]) {
-                tail = madd_f32::<FMA>(*x, *y, tail);
-            }
-            s + tail
-        })
-    })
-}
-
-/// `out[m x w] = a @ b[bi][:, j0 .. j0 + w]` for `b` with `row_stride == 1` (columns
-/// contiguous along `k`), with `ap` from [`pack_a_rows`].
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn small_m_dot_body<const FMA: bool>(
-    ap: &[f32],
-    m: usize,
-    k: usize,
-    b: MatRef<'_, f32>,
-    bi: usize,
-    j0: usize,
-    w: usize,
-    out: &mut [f32],
-) {
-    let col = |j: usize| {
-        let s = b.index(bi, 0, j0 + j);
-        &b.data[s..s + k]
-    };
-    let row = |i: usize| &ap[i * k..(i + 1) * k];
-    for jt in (0..w).step_by(DOT_NR) {
-        let cw = DOT_NR.min(w - jt);
-        for it in (0..m).step_by(DOT_MR) {
-            let rh = DOT_MR.min(m - it);
-            if cw == DOT_NR {
-                let cols = [col(jt), col(jt + 1), col(jt + 2), col(jt + 3)];
-                if rh == DOT_MR {
-                    let t = dot_tile::<FMA, 2, 4>([row(it), row(it + 1)], cols, k);
-                    for (r, v) in t.iter().enumerate() {
-                        out[(it + r) * w + jt..(it + r) * w + jt + 4].copy_from_slice(v);
-                    }
-                } else {
-                    let t = dot_tile::<FMA, 1, 4>([row(it)], cols, k);
-                    out[it * w + jt..it * w + jt + 4].copy_from_slice(&t[0]);
-                }
-            } else {
-                for r in 0..rh {
-                    for c in 0..cw {
-                        let t = dot_tile::<FMA, 1, 1>([row(it + r)], [col(jt + c)], k);
-                        out[(it + r) * w + jt + c] = t[0][0];
-                    }
-                }
-            }
-        }
-    }
-}
-
-multiversion! {
-    /// Runtime-dispatched [`small_m_dot_body`].
-    #[allow(clippy::too_many_arguments)]
-    fn small_m_dot(
-        ap: &[f32],
-        m: usize,
-        k: usize,
-        b: MatRef<'_, f32>,
-        bi: usize,
-        j0: usize,
-        w: usize,
-        out: &mut [f32],
-    ) = small_m_dot_body;
-}
-
-/// One f32 product with few rows into the contiguous `m x n` block `dst`.
-fn small_m_one(
-    d: Dims,
-    a: MatRef<'_, f32>,
-    b: MatRef<'_, f32>,
-    bi: usize,
-    dst: &mut [f32],
-    parallel: bool,
-) {
-    let dot = b.row_stride == 1 && b.col_stride != 1;
-    let mut ap = Vec::new();
-    if dot {
-        pack_a_rows(a, bi, d.m, d.k, &mut ap);
-    } else {
-        pack_a_tiles(a, bi, d.m, d.k, &mut ap);
-    }
-    let kernel = |j0: usize, w: usize, out: &mut [f32]| {
-        if dot {
-            small_m_dot(&ap, d.m, d.k, b, bi, j0, w, out);
-        } else {
-            small_m_rowmajor(&ap, d.m, d.k, b, bi, j0, w, out);
-        }
-    };
-    if !parallel {
-        kernel(0, d.n, dst);
-        return;
-    }
-    // Column blocks on the pool; each task writes a private m x w block, copied back after.
-    let tasks = rayon::current_num_threads() * 4;
-    let w = d.n.div_ceil(tasks).next_multiple_of(SM_NR);
-    let blocks: Vec<(usize, Vec<f32>)> = (0..d.n.div_ceil(w))
-        .into_par_iter()
-        .map(|t| {
-            let j0 = t * w;
-            let cw = w.min(d.n - j0);
-            let mut blk = vec![0f32; d.m * cw];
-            kernel(j0, cw, &mut blk);
-            (j0, blk)
-        })
-        .collect();
-    for (j0, blk) in blocks {
-        let cw = blk.len() / d.m;
-        for (i, row) in blk.chunks_exact(cw).enumerate() {
-            dst[i * d.n + j0..i * d.n + j0 + cw].copy_from_slice(row);
-        }
-    }
-}
-
-fn small_m_batched(d: Dims, a: MatRef<'_, f32>, b: MatRef<'_, f32>, out: &mut [f32]) {
-    let mn = d.m * d.n;
-    let threads = rayon::current_num_threads();
-    if d.parallel_over_batch() && d.batch >= 2 * threads {
-        out.par_chunks_mut(mn)
-            .enumerate()
-            .for_each(|(bi, dst)| small_m_one(d, a, b, bi, dst, false));
-    } else {
-        let parallel = threads > 1 && d.work() >= BATCH_PARALLEL_WORK;
-        for (bi, dst) in out.chunks_mut(mn).enumerate() {
-            small_m_one(d, a, b, bi, dst, parallel);
-        }
-    }
-}
 
 // -------------------------------------------------------------------------------------------
 // bf16: convert to f32, gemm, round back
@@ -957,7 +623,7 @@ mod tests {
             (40, 20, 16, 24),
             (1, 130, 129, 131),
             (2, 2, 0, 3),
-            // Few rows (streaming f32 kernels), serial, column-parallel and batch-parallel.
+            // Few rows (inference-like shapes), serial and batch-parallel.
             (1, 1, 37, 40),
             (3, 5, 19, 33),
             (2, 16, 64, 50),

@@ -1,0 +1,441 @@
+//! 2-D convolution (im2col + GEMM) and its two backward kernels. Batches are processed in
+//! parallel (one single-threaded GEMM per image and group); a single image uses the GEMM's
+//! own parallelism instead.
+
+use crate::fused::materialize;
+use gemm::Parallelism;
+use pyflame_core::{numel, DType, Element, Error, Result, Storage};
+use pyflame_ir::Value;
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// Convolution hyper-parameters.
+#[derive(Clone, Copy, Debug)]
+pub struct ConvParams {
+    /// (sh, sw)
+    pub stride: [usize; 2],
+    /// (ph, pw)
+    pub padding: [usize; 2],
+    /// (dh, dw)
+    pub dilation: [usize; 2],
+    /// channel groups
+    pub groups: usize,
+}
+
+/// Geometry derived from shapes.
+#[derive(Clone, Copy, Debug)]
+struct Geom {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    kh: usize,
+    kw: usize,
+    ho: usize,
+    wo: usize,
+    g: usize,
+}
+
+impl Geom {
+    fn new(x: &[usize], w: &[usize], out: &[usize], groups: usize) -> Self {
+        Geom {
+            n: x[0],
+            c: x[1],
+            h: x[2],
+            w: x[3],
+            o: w[0],
+            kh: w[2],
+            kw: w[3],
+            ho: out[2],
+            wo: out[3],
+            g: groups,
+        }
+    }
+    fn cg(&self) -> usize {
+        self.c / self.g
+    }
+    fn og(&self) -> usize {
+        self.o / self.g
+    }
+    fn ckk(&self) -> usize {
+        self.cg() * self.kh * self.kw
+    }
+    fn hw(&self) -> usize {
+        self.ho * self.wo
+    }
+}
+
+/// Float types the convolution kernels run in.
+pub trait ConvFloat: Element + std::ops::AddAssign + std::ops::Mul<Output = Self> {}
+impl ConvFloat for f32 {}
+impl ConvFloat for f64 {}
+
+/// Fills `cols` ([cg*kh*kw, ho*wo]) from one image's channel group `x` ([cg, h, w]).
+fn im2col<T: ConvFloat>(x: &[T], g: &Geom, p: &ConvParams, cols: &mut [T]) {
+    let (sh, sw) = (p.stride[0], p.stride[1]);
+    let (ph, pw) = (p.padding[0] as isize, p.padding[1] as isize);
+    let (dh, dw) = (p.dilation[0], p.dilation[1]);
+    let hw = g.hw();
+    let mut row = 0;
+    for ci in 0..g.cg() {
+        let plane = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                let dst = &mut cols[row * hw..(row + 1) * hw];
+                for oy in 0..g.ho {
+                    let iy = (oy * sh + ki * dh) as isize - ph;
+                    let out_row = &mut dst[oy * g.wo..(oy + 1) * g.wo];
+                    if iy < 0 || iy >= g.h as isize {
+                        out_row.fill(T::default());
+                        continue;
+                    }
+                    let src = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
+                    let off = (kj * dw) as isize - pw;
+                    if sw == 1 && off >= 0 && off as usize + g.wo <= g.w {
+                        out_row.copy_from_slice(&src[off as usize..off as usize + g.wo]);
+                    } else {
+                        for (ox, o) in out_row.iter_mut().enumerate() {
+                            let ix = (ox * sw) as isize + off;
+                            *o = if ix >= 0 && ix < g.w as isize {
+                                src[ix as usize]
+                            } else {
+                                T::default()
+                            };
+                        }
+                    }
+                }
+                row += 1;
+            }
+        }
+    }
+}
+
+/// Adds `cols` ([cg*kh*kw, ho*wo]) back into one image's channel group `dx` ([cg, h, w]).
+fn col2im<T: ConvFloat>(cols: &[T], g: &Geom, p: &ConvParams, dx: &mut [T]) {
+    let (sh, sw) = (p.stride[0], p.stride[1]);
+    let (ph, pw) = (p.padding[0] as isize, p.padding[1] as isize);
+    let (dh, dw) = (p.dilation[0], p.dilation[1]);
+    let hw = g.hw();
+    let mut row = 0;
+    for ci in 0..g.cg() {
+        let plane = &mut dx[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                let src = &cols[row * hw..(row + 1) * hw];
+                for oy in 0..g.ho {
+                    let iy = (oy * sh + ki * dh) as isize - ph;
+                    if iy < 0 || iy >= g.h as isize {
+                        continue;
+                    }
+                    let dst = &mut plane[iy as usize * g.w..(iy as usize + 1) * g.w];
+                    let off = (kj * dw) as isize - pw;
+                    for ox in 0..g.wo {
+                        let ix = (ox * sw) as isize + off;
+                        if ix >= 0 && ix < g.w as isize {
+                            dst[ix as usize] += src[oy * g.wo + ox];
+                        }
+                    }
+                }
+                row += 1;
+            }
+        }
+    }
+}
+
+/// `dst[m, n] (+)= lhs[m, k] @ rhs[k, n]` with explicit strides (column stride, row stride).
+#[allow(clippy::too_many_arguments)]
+fn gemm_into<T: ConvFloat>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [T],
+    accumulate: bool,
+    lhs: &[T],
+    lhs_strides: (isize, isize),
+    rhs: &[T],
+    rhs_strides: (isize, isize),
+    par: Parallelism,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst[..m * n].fill(T::default());
+        }
+        return;
+    }
+    // SAFETY: every operand slice covers the index range implied by its shape and strides
+    // (checked by the callers' slicing), and dst does not alias lhs or rhs.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_strides.0,
+            lhs_strides.1,
+            rhs.as_ptr(),
+            rhs_strides.0,
+            rhs_strides.1,
+            T::from_f64(1.0),
+            T::from_f64(1.0),
+            false,
+            false,
+            false,
+            par,
+        )
+    }
+}
+
+fn par_for(n: usize, work: usize) -> (bool, Parallelism) {
+    // Many images: one thread per image, single-threaded GEMMs. One image: parallel GEMM.
+    if n >= 2 {
+        (true, Parallelism::None)
+    } else if work >= 1 << 18 {
+        (false, Parallelism::Rayon(0))
+    } else {
+        (false, Parallelism::None)
+    }
+}
+
+fn compute_dtype(d: DType) -> DType {
+    if d == DType::Float64 {
+        DType::Float64
+    } else {
+        DType::Float32
+    }
+}
+
+fn slice<T: Element>(v: &Value) -> Result<&[T]> {
+    Ok(&v.storage.as_slice::<T>()?[v.offset..v.offset + v.numel()])
+}
+
+fn finish(storage: Storage, shape: &[usize], dtype: DType) -> Result<Value> {
+    let v = Value::contiguous(Arc::new(storage), shape.to_vec());
+    materialize(&v, dtype)
+}
+
+/// Forward convolution: `x` [N, C, H, W], `w` [O, C/groups, kh, kw] -> `out_shape`.
+pub fn conv2d(
+    x: &Value,
+    w: &Value,
+    p: &ConvParams,
+    out_shape: &[usize],
+    dtype: DType,
+) -> Result<Value> {
+    let acc = compute_dtype(dtype);
+    let (xv, wv) = (materialize(x, acc)?, materialize(w, acc)?);
+    let g = Geom::new(&x.shape, &w.shape, out_shape, p.groups);
+    let mut out = Storage::uninit(acc, numel(out_shape))?;
+    macro_rules! go {
+        ($T:ty) => {{
+            let (xs, ws) = (slice::<$T>(&xv)?, slice::<$T>(&wv)?);
+            let o = out.as_mut_slice::<$T>()?;
+            let per_image = g.o * g.hw();
+            let (parallel, par) = par_for(g.n, g.o * g.hw() * g.ckk());
+            let image = |(ni, dst): (usize, &mut [$T])| {
+                let mut cols = vec![<$T>::default(); g.ckk() * g.hw()];
+                for gi in 0..g.g {
+                    let xg = &xs[(ni * g.c + gi * g.cg()) * g.h * g.w..][..g.cg() * g.h * g.w];
+                    im2col(xg, &g, p, &mut cols);
+                    let wg = &ws[gi * g.og() * g.ckk()..][..g.og() * g.ckk()];
+                    let d = &mut dst[gi * g.og() * g.hw()..][..g.og() * g.hw()];
+                    gemm_into(
+                        g.og(),
+                        g.hw(),
+                        g.ckk(),
+                        d,
+                        false,
+                        wg,
+                        (1, g.ckk() as isize),
+                        &cols,
+                        (1, g.hw() as isize),
+                        par,
+                    );
+                }
+            };
+            if per_image > 0 {
+                if parallel {
+                    o.par_chunks_mut(per_image).enumerate().for_each(image);
+                } else {
+                    o.chunks_mut(per_image).enumerate().for_each(image);
+                }
+            }
+        }};
+    }
+    match acc {
+        DType::Float64 => go!(f64),
+        _ => go!(f32),
+    }
+    finish(out, out_shape, dtype)
+}
+
+/// Gradient of the convolution with respect to its input: `gy` [N, O, Ho, Wo], `w`.
+pub fn conv2d_backward_input(
+    gy: &Value,
+    w: &Value,
+    p: &ConvParams,
+    x_shape: &[usize],
+    dtype: DType,
+) -> Result<Value> {
+    let acc = compute_dtype(dtype);
+    let (gv, wv) = (materialize(gy, acc)?, materialize(w, acc)?);
+    let g = Geom::new(x_shape, &w.shape, &gy.shape, p.groups);
+    let mut out = Storage::zeros(acc, numel(x_shape))?;
+    macro_rules! go {
+        ($T:ty) => {{
+            let (gs, ws) = (slice::<$T>(&gv)?, slice::<$T>(&wv)?);
+            let o = out.as_mut_slice::<$T>()?;
+            let per_image = g.c * g.h * g.w;
+            let (parallel, par) = par_for(g.n, g.o * g.hw() * g.ckk());
+            let image = |(ni, dx): (usize, &mut [$T])| {
+                let mut cols = vec![<$T>::default(); g.ckk() * g.hw()];
+                for gi in 0..g.g {
+                    // cols = W_g^T [ckk, og] @ gy_g [og, hw]
+                    let wg = &ws[gi * g.og() * g.ckk()..][..g.og() * g.ckk()];
+                    let gyg = &gs[(ni * g.o + gi * g.og()) * g.hw()..][..g.og() * g.hw()];
+                    gemm_into(
+                        g.ckk(),
+                        g.hw(),
+                        g.og(),
+                        &mut cols,
+                        false,
+                        wg,
+                        (g.ckk() as isize, 1),
+                        gyg,
+                        (1, g.hw() as isize),
+                        par,
+                    );
+                    let dxg = &mut dx[gi * g.cg() * g.h * g.w..][..g.cg() * g.h * g.w];
+                    col2im(&cols, &g, p, dxg);
+                }
+            };
+            if per_image > 0 {
+                if parallel {
+                    o.par_chunks_mut(per_image).enumerate().for_each(image);
+                } else {
+                    o.chunks_mut(per_image).enumerate().for_each(image);
+                }
+            }
+        }};
+    }
+    match acc {
+        DType::Float64 => go!(f64),
+        _ => go!(f32),
+    }
+    finish(out, x_shape, dtype)
+}
+
+/// Gradient of the convolution with respect to its weight: `x`, `gy` [N, O, Ho, Wo].
+pub fn conv2d_backward_weight(
+    x: &Value,
+    gy: &Value,
+    p: &ConvParams,
+    w_shape: &[usize],
+    dtype: DType,
+) -> Result<Value> {
+    let acc = compute_dtype(dtype);
+    let (xv, gv) = (materialize(x, acc)?, materialize(gy, acc)?);
+    let g = Geom::new(&x.shape, w_shape, &gy.shape, p.groups);
+    let wn = numel(w_shape);
+    let mut out = Storage::zeros(acc, wn)?;
+    macro_rules! go {
+        ($T:ty) => {{
+            let (xs, gs) = (slice::<$T>(&xv)?, slice::<$T>(&gv)?);
+            let (parallel, par) = par_for(g.n, g.o * g.hw() * g.ckk());
+            let image = |ni: usize, dw: &mut [$T], cols: &mut Vec<$T>| {
+                for gi in 0..g.g {
+                    let xg = &xs[(ni * g.c + gi * g.cg()) * g.h * g.w..][..g.cg() * g.h * g.w];
+                    im2col(xg, &g, p, cols);
+                    // dW_g [og, ckk] += gy_g [og, hw] @ cols^T [hw, ckk]
+                    let gyg = &gs[(ni * g.o + gi * g.og()) * g.hw()..][..g.og() * g.hw()];
+                    let d = &mut dw[gi * g.og() * g.ckk()..][..g.og() * g.ckk()];
+                    gemm_into(
+                        g.og(),
+                        g.ckk(),
+                        g.hw(),
+                        d,
+                        true,
+                        gyg,
+                        (1, g.hw() as isize),
+                        cols,
+                        (g.hw() as isize, 1),
+                        par,
+                    );
+                }
+            };
+            let total: Vec<$T> = if parallel {
+                (0..g.n)
+                    .into_par_iter()
+                    .fold(
+                        || {
+                            (
+                                vec![<$T>::default(); wn],
+                                vec![<$T>::default(); g.ckk() * g.hw()],
+                            )
+                        },
+                        |(mut dw, mut cols), ni| {
+                            image(ni, &mut dw, &mut cols);
+                            (dw, cols)
+                        },
+                    )
+                    .map(|(dw, _)| dw)
+                    .reduce(
+                        || vec![<$T>::default(); wn],
+                        |mut a, b| {
+                            a.iter_mut().zip(&b).for_each(|(x, &y)| *x += y);
+                            a
+                        },
+                    )
+            } else {
+                let mut dw = vec![<$T>::default(); wn];
+                let mut cols = vec![<$T>::default(); g.ckk() * g.hw()];
+                for ni in 0..g.n {
+                    image(ni, &mut dw, &mut cols);
+                }
+                dw
+            };
+            out.as_mut_slice::<$T>()?.copy_from_slice(&total);
+        }};
+    }
+    match acc {
+        DType::Float64 => go!(f64),
+        _ => go!(f32),
+    }
+    finish(out, w_shape, dtype)
+}
+
+/// Output spatial size of a convolution or pooling window.
+pub fn out_size(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    dilation: usize,
+    ceil_mode: bool,
+) -> Result<usize> {
+    let eff = dilation * (kernel - 1) + 1;
+    let padded = input + 2 * pad;
+    if padded < eff || stride == 0 {
+        return Err(Error::Shape(format!(
+            "window of size {eff} (kernel {kernel}, dilation {dilation}) does not fit an input of size {input} with padding {pad}"
+        )));
+    }
+    let span = padded - eff;
+    let mut n = if ceil_mode {
+        span.div_ceil(stride)
+    } else {
+        span / stride
+    } + 1;
+    // PyTorch: the last window must start inside the input or the left padding.
+    if ceil_mode && (n - 1) * stride >= input + pad {
+        n -= 1;
+    }
+    Ok(n)
+}

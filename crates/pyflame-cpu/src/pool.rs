@@ -1,0 +1,333 @@
+//! Pooling kernels (max, average, adaptive average) and their gradients, parallel over the
+//! N*C planes.
+
+use crate::fused::materialize;
+use pyflame_core::{numel, DType, Element, Result, Storage};
+use pyflame_ir::Value;
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// Pooling window hyper-parameters.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolParams {
+    /// (kh, kw)
+    pub kernel: [usize; 2],
+    /// (sh, sw)
+    pub stride: [usize; 2],
+    /// (ph, pw)
+    pub padding: [usize; 2],
+    /// (dh, dw)
+    pub dilation: [usize; 2],
+    /// average pooling: divide by the full window including padding
+    pub count_include_pad: bool,
+}
+
+fn acc_dtype(d: DType) -> DType {
+    if d == DType::Float64 {
+        DType::Float64
+    } else {
+        DType::Float32
+    }
+}
+
+fn finish(storage: Storage, shape: &[usize], dtype: DType) -> Result<Value> {
+    materialize(&Value::contiguous(Arc::new(storage), shape.to_vec()), dtype)
+}
+
+fn planes<T: Send>(data: &mut [T], plane: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) {
+    if plane == 0 {
+        return;
+    }
+    if data.len() >= 1 << 14 {
+        data.par_chunks_mut(plane)
+            .enumerate()
+            .for_each(|(i, p)| f(i, p));
+    } else {
+        data.chunks_mut(plane)
+            .enumerate()
+            .for_each(|(i, p)| f(i, p));
+    }
+}
+
+/// Window rows (or columns) of output index `o`: input positions, `None` for padding.
+#[inline]
+fn window(
+    o: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    dil: usize,
+    size: usize,
+) -> impl Iterator<Item = Option<usize>> {
+    (0..k).map(move |i| {
+        let p = (o * stride + i * dil) as isize - pad as isize;
+        (p >= 0 && (p as usize) < size).then_some(p as usize)
+    })
+}
+
+/// Index (within a plane) of the max of each window, or `usize::MAX` for an all-padding one.
+fn argmax_plane<T: Element>(
+    x: &[T],
+    h: usize,
+    w: usize,
+    ho: usize,
+    wo: usize,
+    p: &PoolParams,
+    out: &mut [usize],
+) {
+    for oy in 0..ho {
+        for ox in 0..wo {
+            let mut best = usize::MAX;
+            let mut best_v = f64::NEG_INFINITY;
+            for iy in window(oy, p.kernel[0], p.stride[0], p.padding[0], p.dilation[0], h).flatten()
+            {
+                for ix in
+                    window(ox, p.kernel[1], p.stride[1], p.padding[1], p.dilation[1], w).flatten()
+                {
+                    let v = x[iy * w + ix].to_f64();
+                    if best == usize::MAX || v > best_v || v.is_nan() {
+                        best = iy * w + ix;
+                        best_v = v;
+                        if v.is_nan() {
+                            break;
+                        }
+                    }
+                }
+            }
+            out[oy * wo + ox] = best;
+        }
+    }
+}
+
+/// Max pooling forward.
+pub fn max_pool2d(x: &Value, p: &PoolParams, out_shape: &[usize], dtype: DType) -> Result<Value> {
+    let acc = acc_dtype(dtype);
+    let xv = materialize(x, acc)?;
+    let (h, w, ho, wo) = (x.shape[2], x.shape[3], out_shape[2], out_shape[3]);
+    let mut out = Storage::uninit(acc, numel(out_shape))?;
+    macro_rules! go {
+        ($T:ty) => {{
+            let xs = &xv.storage.as_slice::<$T>()?[xv.offset..xv.offset + xv.numel()];
+            planes(out.as_mut_slice::<$T>()?, ho * wo, |i, o| {
+                let plane = &xs[i * h * w..(i + 1) * h * w];
+                let mut idx = vec![0usize; ho * wo];
+                argmax_plane(plane, h, w, ho, wo, p, &mut idx);
+                for (dst, &j) in o.iter_mut().zip(&idx) {
+                    *dst = if j == usize::MAX {
+                        <$T>::NEG_INFINITY
+                    } else {
+                        plane[j]
+                    };
+                }
+            });
+        }};
+    }
+    if acc == DType::Float64 {
+        go!(f64)
+    } else {
+        go!(f32)
+    }
+    finish(out, out_shape, dtype)
+}
+
+/// Max pooling gradient: routes each output gradient to its window's max.
+pub fn max_pool2d_backward(x: &Value, gy: &Value, p: &PoolParams, dtype: DType) -> Result<Value> {
+    let acc = acc_dtype(dtype);
+    let (xv, gv) = (materialize(x, acc)?, materialize(gy, acc)?);
+    let (h, w, ho, wo) = (x.shape[2], x.shape[3], gy.shape[2], gy.shape[3]);
+    let mut out = Storage::zeros(acc, numel(&x.shape))?;
+    macro_rules! go {
+        ($T:ty) => {{
+            let xs = &xv.storage.as_slice::<$T>()?[xv.offset..xv.offset + xv.numel()];
+            let gs = &gv.storage.as_slice::<$T>()?[gv.offset..gv.offset + gv.numel()];
+            planes(out.as_mut_slice::<$T>()?, h * w, |i, dx| {
+                let plane = &xs[i * h * w..(i + 1) * h * w];
+                let mut idx = vec![0usize; ho * wo];
+                argmax_plane(plane, h, w, ho, wo, p, &mut idx);
+                for (k, &j) in idx.iter().enumerate() {
+                    if j != usize::MAX {
+                        dx[j] += gs[i * ho * wo + k];
+                    }
+                }
+            });
+        }};
+    }
+    if acc == DType::Float64 {
+        go!(f64)
+    } else {
+        go!(f32)
+    }
+    finish(out, &x.shape, dtype)
+}
+
+fn avg_divisor(oy: usize, ox: usize, h: usize, w: usize, p: &PoolParams) -> usize {
+    if p.count_include_pad {
+        // Windows are clipped to the padded input (PyTorch semantics).
+        let span = |o: usize, k: usize, s: usize, pad: usize, size: usize| {
+            let start = (o * s) as isize - pad as isize;
+            let end = (start + k as isize).min((size + pad) as isize);
+            (end - start) as usize
+        };
+        span(oy, p.kernel[0], p.stride[0], p.padding[0], h)
+            * span(ox, p.kernel[1], p.stride[1], p.padding[1], w)
+    } else {
+        window(oy, p.kernel[0], p.stride[0], p.padding[0], 1, h)
+            .flatten()
+            .count()
+            * window(ox, p.kernel[1], p.stride[1], p.padding[1], 1, w)
+                .flatten()
+                .count()
+    }
+}
+
+/// Average pooling forward.
+pub fn avg_pool2d(x: &Value, p: &PoolParams, out_shape: &[usize], dtype: DType) -> Result<Value> {
+    let acc = acc_dtype(dtype);
+    let xv = materialize(x, acc)?;
+    let (h, w, ho, wo) = (x.shape[2], x.shape[3], out_shape[2], out_shape[3]);
+    let mut out = Storage::uninit(acc, numel(out_shape))?;
+    macro_rules! go {
+        ($T:ty) => {{
+            let xs = &xv.storage.as_slice::<$T>()?[xv.offset..xv.offset + xv.numel()];
+            planes(out.as_mut_slice::<$T>()?, ho * wo, |i, o| {
+                let plane = &xs[i * h * w..(i + 1) * h * w];
+                for oy in 0..ho {
+                    for ox in 0..wo {
+                        let mut s = 0.0f64;
+                        for iy in window(oy, p.kernel[0], p.stride[0], p.padding[0], 1, h).flatten()
+                        {
+                            for ix in
+                                window(ox, p.kernel[1], p.stride[1], p.padding[1], 1, w).flatten()
+                            {
+                                s += plane[iy * w + ix].to_f64();
+                            }
+                        }
+                        let d = avg_divisor(oy, ox, h, w, p).max(1);
+                        o[oy * wo + ox] = <$T>::from_f64(s / d as f64);
+                    }
+                }
+            });
+        }};
+    }
+    if acc == DType::Float64 {
+        go!(f64)
+    } else {
+        go!(f32)
+    }
+    finish(out, out_shape, dtype)
+}
+
+/// Average pooling gradient.
+pub fn avg_pool2d_backward(
+    gy: &Value,
+    p: &PoolParams,
+    x_shape: &[usize],
+    dtype: DType,
+) -> Result<Value> {
+    let acc = acc_dtype(dtype);
+    let gv = materialize(gy, acc)?;
+    let (h, w, ho, wo) = (x_shape[2], x_shape[3], gy.shape[2], gy.shape[3]);
+    let mut out = Storage::zeros(acc, numel(x_shape))?;
+    macro_rules! go {
+        ($T:ty) => {{
+            let gs = &gv.storage.as_slice::<$T>()?[gv.offset..gv.offset + gv.numel()];
+            planes(out.as_mut_slice::<$T>()?, h * w, |i, dx| {
+                for oy in 0..ho {
+                    for ox in 0..wo {
+                        let d = avg_divisor(oy, ox, h, w, p).max(1);
+                        let g = gs[i * ho * wo + oy * wo + ox].to_f64() / d as f64;
+                        for iy in window(oy, p.kernel[0], p.stride[0], p.padding[0], 1, h).flatten()
+                        {
+                            for ix in
+                                window(ox, p.kernel[1], p.stride[1], p.padding[1], 1, w).flatten()
+                            {
+                                dx[iy * w + ix] += <$T>::from_f64(g);
+                            }
+                        }
+                    }
+                }
+            });
+        }};
+    }
+    if acc == DType::Float64 {
+        go!(f64)
+    } else {
+        go!(f32)
+    }
+    finish(out, x_shape, dtype)
+}
+
+/// PyTorch's adaptive window `[start, end)` for output index `o` of `out` over `size`.
+fn adaptive(o: usize, out: usize, size: usize) -> (usize, usize) {
+    ((o * size) / out, ((o + 1) * size).div_ceil(out))
+}
+
+/// Adaptive average pooling forward.
+pub fn adaptive_avg_pool2d(x: &Value, out_shape: &[usize], dtype: DType) -> Result<Value> {
+    let acc = acc_dtype(dtype);
+    let xv = materialize(x, acc)?;
+    let (h, w, ho, wo) = (x.shape[2], x.shape[3], out_shape[2], out_shape[3]);
+    let mut out = Storage::uninit(acc, numel(out_shape))?;
+    macro_rules! go {
+        ($T:ty) => {{
+            let xs = &xv.storage.as_slice::<$T>()?[xv.offset..xv.offset + xv.numel()];
+            planes(out.as_mut_slice::<$T>()?, ho * wo, |i, o| {
+                let plane = &xs[i * h * w..(i + 1) * h * w];
+                for oy in 0..ho {
+                    let (y0, y1) = adaptive(oy, ho, h);
+                    for ox in 0..wo {
+                        let (x0, x1) = adaptive(ox, wo, w);
+                        let mut s = 0.0f64;
+                        for iy in y0..y1 {
+                            s += plane[iy * w + x0..iy * w + x1]
+                                .iter()
+                                .map(|v| v.to_f64())
+                                .sum::<f64>();
+                        }
+                        o[oy * wo + ox] = <$T>::from_f64(s / ((y1 - y0) * (x1 - x0)).max(1) as f64);
+                    }
+                }
+            });
+        }};
+    }
+    if acc == DType::Float64 {
+        go!(f64)
+    } else {
+        go!(f32)
+    }
+    finish(out, out_shape, dtype)
+}
+
+/// Adaptive average pooling gradient.
+pub fn adaptive_avg_pool2d_backward(gy: &Value, x_shape: &[usize], dtype: DType) -> Result<Value> {
+    let acc = acc_dtype(dtype);
+    let gv = materialize(gy, acc)?;
+    let (h, w, ho, wo) = (x_shape[2], x_shape[3], gy.shape[2], gy.shape[3]);
+    let mut out = Storage::zeros(acc, numel(x_shape))?;
+    macro_rules! go {
+        ($T:ty) => {{
+            let gs = &gv.storage.as_slice::<$T>()?[gv.offset..gv.offset + gv.numel()];
+            planes(out.as_mut_slice::<$T>()?, h * w, |i, dx| {
+                for oy in 0..ho {
+                    let (y0, y1) = adaptive(oy, ho, h);
+                    for ox in 0..wo {
+                        let (x0, x1) = adaptive(ox, wo, w);
+                        let g = gs[i * ho * wo + oy * wo + ox].to_f64()
+                            / ((y1 - y0) * (x1 - x0)).max(1) as f64;
+                        for iy in y0..y1 {
+                            for v in &mut dx[iy * w + x0..iy * w + x1] {
+                                *v += <$T>::from_f64(g);
+                            }
+                        }
+                    }
+                }
+            });
+        }};
+    }
+    if acc == DType::Float64 {
+        go!(f64)
+    } else {
+        go!(f32)
+    }
+    finish(out, x_shape, dtype)
+}
