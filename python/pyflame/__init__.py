@@ -133,6 +133,9 @@ half = float16
 long = int64
 int = int32  # noqa: A001
 
+# Subpackages use the names bound above, so they are imported after them.
+from . import nn, optim  # noqa: E402
+
 _NUMPY_DEFAULTS = {"f": float32, "i": int64, "u": int64, "b": bool_}
 
 
@@ -267,3 +270,4 @@ def expand(x: Tensor, *sizes: Any) -> Tensor:
 
 
 __all__ = [name for name in dir() if not name.startswith("_")]
+from .csl import CodeGenOptions, CodeGenResult, CSLCodeGenerator, compile_to_csl, estimate_memory  # noqa: E402, I001

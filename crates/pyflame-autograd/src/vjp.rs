@@ -59,6 +59,15 @@ fn expand_reduced(g: &NodeRef, input: &NodeRef, axes: &[usize], keepdim: bool) -
     build::broadcast_to(&r, &input.shape)
 }
 
+/// True for a permutation that only swaps the last two axes.
+fn swaps_last_two(p: &[usize]) -> bool {
+    let n = p.len();
+    n >= 2
+        && p[n - 1] == n - 2
+        && p[n - 2] == n - 1
+        && p[..n - 2].iter().enumerate().all(|(i, &a)| i == a)
+}
+
 /// The gradients of `node`'s inputs given the gradient `g` of its output (`None` where an
 /// input has no gradient, e.g. integer or index inputs).
 pub fn vjp(node: &NodeRef, inputs: &[NodeRef], g: &NodeRef) -> Result<Vec<Option<NodeRef>>> {
@@ -251,6 +260,16 @@ pub fn vjp(node: &NodeRef, inputs: &[NodeRef], g: &NodeRef) -> Result<Vec<Option
             vec![Some(build::cast(&gx, x.dtype))]
         }
         Op::Reshape => vec![Some(build::reshape(g, &shape_i64(&inputs[0].shape))?)],
+        Op::Permute(p) if swaps_last_two(p) && g.op == Op::MatMul && !g.is_realized() => {
+            // transpose(A @ B) = B^T @ A^T: the product is computed directly in the layout
+            // the input needs, instead of as a transposed view that later readers gather.
+            let mm = g.inputs();
+            let (a, b) = (&mm[0], &mm[1]);
+            vec![Some(build::matmul(
+                &build::transpose(b, -1, -2)?,
+                &build::transpose(a, -1, -2)?,
+            )?)]
+        }
         Op::Permute(p) => {
             let mut inv = vec![0i64; p.len()];
             for (i, &a) in p.iter().enumerate() {

@@ -16,7 +16,7 @@ mod pool {
     use std::sync::Mutex;
 
     /// Smallest buffer worth recycling (smaller ones come from malloc's own free lists).
-    pub const MIN_BYTES: usize = 1 << 20;
+    pub const MIN_BYTES: usize = 64 << 10;
     /// Most bytes held in the pool.
     const CAP_BYTES: usize = 1 << 30;
 
@@ -136,9 +136,12 @@ impl Storage {
         Ok(s)
     }
 
-    /// Allocates `len` zeroed elements.
+    /// Allocates `len` zeroed elements (a recycled buffer is cleared with memset, which is
+    /// cheaper than faulting in fresh pages).
     pub fn zeros(dtype: DType, len: usize) -> Result<Self> {
-        Self::allocate(dtype, len, true)
+        let mut s = Self::allocate(dtype, len, false)?;
+        s.bytes_mut().fill(0);
+        Ok(s)
     }
 
     /// Copies a slice into new storage.

@@ -40,10 +40,29 @@ pub fn evaluate(outputs: &[NodeRef]) -> Result<()> {
             keep[j] = true;
         }
     }
+    let profile = profiling();
     for (s, step) in schedule.steps.iter().enumerate() {
         let i = step.node;
         let node = &g.nodes[i];
+        let started = profile.then(std::time::Instant::now);
         let value = run_step(&g, i, &step.kind, &slots)?;
+        if let Some(t0) = started {
+            let kind = match &step.kind {
+                StepKind::Fused { program, .. } => format!("fused[{}]", program.instrs.len()),
+                StepKind::Reduce { .. } => "reduce".to_string(),
+                StepKind::Source => "source".to_string(),
+                StepKind::View => "view".to_string(),
+                StepKind::Kernel => "kernel".to_string(),
+            };
+            eprintln!(
+                "pyflame-profile {:>9.1} us  {:<12} {:<20} {:?} {}",
+                t0.elapsed().as_secs_f64() * 1e6,
+                kind,
+                node.op.name(),
+                node.shape,
+                node.dtype
+            );
+        }
         if keep[i] {
             node.set_value(value.clone());
         }
@@ -72,6 +91,14 @@ fn pool_params(a: &PoolAttrs) -> pool::PoolParams {
         dilation: a.dilation,
         count_include_pad: a.count_include_pad,
     }
+}
+
+/// True when `PYFLAME_PROFILE` is set: every step's time goes to stderr.
+fn profiling() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        std::env::var_os("PYFLAME_PROFILE").is_some_and(|v| !v.is_empty() && v != "0")
+    })
 }
 
 fn slot(slots: &[Option<Value>], j: usize) -> Result<&Value> {

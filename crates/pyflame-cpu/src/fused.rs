@@ -15,6 +15,8 @@ use std::sync::Arc;
 pub const CHUNK: usize = 1024;
 /// Output elements per parallel task.
 const TASK: usize = 32 * CHUNK;
+/// Elements times instructions from which a program runs on several threads.
+const PARALLEL_WORK: usize = 1 << 20;
 
 /// The arithmetic an instruction is computed in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -343,9 +345,12 @@ enum Loader<'a> {
         storage: &'a Storage,
         offset: usize,
     },
+    /// A strided view; `shape`/`strides` are the output's, with adjacent axes that are
+    /// contiguous with each other merged (so inner runs are long).
     Strided {
         storage: &'a Storage,
         offset: usize,
+        shape: Vec<usize>,
         strides: Vec<isize>,
     },
 }
@@ -427,14 +432,43 @@ fn make_loader<'a>(input: &'a Input, out_shape: &[usize]) -> Result<Loader<'a>> 
                     offset: v.offset,
                 })
             } else {
+                let (shape, strides) = collapse(out_shape, &strides);
                 Ok(Loader::Strided {
                     storage: &v.storage,
                     offset: v.offset,
+                    shape,
                     strides,
                 })
             }
         }
     }
+}
+
+/// Merges adjacent axes that are contiguous with each other (`stride[i] == stride[i+1] *
+/// shape[i+1]`, which includes runs of broadcast axes) and drops size-1 axes, preserving the
+/// row-major element order.
+fn collapse(shape: &[usize], strides: &[isize]) -> (Vec<usize>, Vec<isize>) {
+    let mut cs: Vec<usize> = Vec::with_capacity(shape.len());
+    let mut cst: Vec<isize> = Vec::with_capacity(shape.len());
+    for (&d, &st) in shape.iter().zip(strides) {
+        if d == 1 {
+            continue;
+        }
+        if let (Some(last_d), Some(last_st)) = (cs.last_mut(), cst.last_mut()) {
+            if *last_st == st * d as isize {
+                *last_d *= d;
+                *last_st = st;
+                continue;
+            }
+        }
+        cs.push(d);
+        cst.push(st);
+    }
+    if cs.is_empty() {
+        cs.push(1);
+        cst.push(0);
+    }
+    (cs, cst)
 }
 
 /// Compute-side element types of registers.
@@ -511,6 +545,8 @@ fn gather_strided<T: Element, C: Compute>(
         let out = &mut dst[written..written + run];
         if inner_stride == 1 {
             convert_slice(&data[pos as usize..pos as usize + run], out);
+        } else if inner_stride == 0 {
+            out.fill(C::from_elem(data[pos as usize]));
         } else {
             let mut p = pos;
             for o in out.iter_mut() {
@@ -533,12 +569,7 @@ fn gather_strided<T: Element, C: Compute>(
     }
 }
 
-fn load_into<C: Compute>(
-    loader: &Loader,
-    shape: &[usize],
-    start: usize,
-    dst: &mut [C],
-) -> Result<()> {
+fn load_into<C: Compute>(loader: &Loader, start: usize, dst: &mut [C]) -> Result<()> {
     match loader {
         Loader::Scalar(v) => dst.fill(C::from_f64(*v)),
         Loader::Contiguous { storage, offset } => {
@@ -550,6 +581,7 @@ fn load_into<C: Compute>(
         Loader::Strided {
             storage,
             offset,
+            shape,
             strides,
         } => {
             pyflame_core::dispatch_dtype!(storage.dtype(), T => {
@@ -763,11 +795,49 @@ fn narrow_i64(d: &mut [i64], dtype: DType) {
 
 impl Program {
     /// Runs the program for output elements `[start, start + len)` (`len <= CHUNK`),
-    /// leaving the result in the `out` register of `scratch`.
+    /// leaving the result in the `out` register of `scratch`. Dispatches at run time to a
+    /// copy compiled for AVX2+FMA when the CPU has it.
+    #[inline]
     fn run_chunk(
         &self,
         loaders: &[Loader],
         shape: &[usize],
+        start: usize,
+        len: usize,
+        scratch: &mut Scratch,
+        flags: &mut Flags,
+    ) -> Result<()> {
+        #[cfg(target_arch = "x86_64")]
+        if crate::kernels::simd::has_avx2_fma() {
+            // SAFETY: the CPU supports AVX2 and FMA (checked above).
+            return unsafe { self.run_chunk_avx2(loaders, shape, start, len, scratch, flags) };
+        }
+        self.run_chunk_body(loaders, shape, start, len, scratch, flags)
+    }
+
+    /// [`Program::run_chunk`] compiled with AVX2 and FMA enabled.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn run_chunk_avx2(
+        &self,
+        loaders: &[Loader],
+        shape: &[usize],
+        start: usize,
+        len: usize,
+        scratch: &mut Scratch,
+        flags: &mut Flags,
+    ) -> Result<()> {
+        self.run_chunk_body(loaders, shape, start, len, scratch, flags)
+    }
+
+    #[inline(always)]
+    fn run_chunk_body(
+        &self,
+        loaders: &[Loader],
+        _shape: &[usize],
         start: usize,
         len: usize,
         scratch: &mut Scratch,
@@ -788,9 +858,9 @@ impl Program {
                     Instr::Load { dst, input } => {
                         let l = &loaders[input];
                         match dst.kind {
-                            Kind::F32 => load_into(l, shape, start, files.f32(dst, len))?,
-                            Kind::F64 => load_into(l, shape, start, files.f64(dst, len))?,
-                            Kind::I64 => load_into(l, shape, start, files.i64(dst, len))?,
+                            Kind::F32 => load_into(l, start, files.f32(dst, len))?,
+                            Kind::F64 => load_into(l, start, files.f64(dst, len))?,
+                            Kind::I64 => load_into(l, start, files.i64(dst, len))?,
                         }
                     }
                     Instr::Unary { dst, op, src } => match (src.kind, op) {
@@ -1094,7 +1164,8 @@ impl Program {
             }
             Ok(())
         };
-        if n >= 2 * TASK {
+        // Parallel only when the work (elements x instructions) pays for waking a thread.
+        if n >= 2 * TASK && n * self.instrs.len().max(1) >= PARALLEL_WORK {
             out.par_chunks_mut(TASK).enumerate().try_for_each(task)
         } else {
             out.chunks_mut(TASK).enumerate().try_for_each(task)

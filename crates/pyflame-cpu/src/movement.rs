@@ -209,26 +209,6 @@ pub fn element_f64<T: Element>(v: &Value, flat: usize) -> Result<f64> {
         .ok_or_else(|| Error::Index("element out of range".into()))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reshape_of_transposed_is_detected() {
-        let s =
-            Arc::new(Storage::from_slice(&(0..24).map(|x| x as f32).collect::<Vec<_>>()).unwrap());
-        let v = Value::contiguous(s, vec![2, 3, 4]);
-        // Permute to [2, 4, 3]: merging the last two axes is impossible without a copy.
-        let p = view(&Op::Permute(vec![0, 2, 1]), &v, &[2, 4, 3]).unwrap();
-        assert!(reshape_view(&p, &[2, 12]).is_none());
-        // Splitting an axis is always possible.
-        let r = reshape_view(&p, &[2, 2, 2, 3]).unwrap();
-        assert_eq!(r.strides, vec![12, 2, 1, 4]);
-        // Merging the leading axes of a sliced view with compatible strides works.
-        assert!(reshape_view(&v, &[6, 4]).is_some());
-    }
-}
-
 /// Zeros of `out_shape` with `x` written at positions `starts[d] + i * steps[d]`.
 pub fn unslice(x: &Value, starts: &[usize], steps: &[usize], out_shape: &[usize]) -> Result<Value> {
     let dtype = x.dtype();
@@ -316,4 +296,24 @@ pub fn take_grad(grad: &Value, index: &Value, axis: usize, out_shape: &[usize]) 
     }
     let v = Value::contiguous(Arc::new(storage), out_shape.to_vec());
     materialize(&v, grad.dtype())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reshape_of_transposed_is_detected() {
+        let s =
+            Arc::new(Storage::from_slice(&(0..24).map(|x| x as f32).collect::<Vec<_>>()).unwrap());
+        let v = Value::contiguous(s, vec![2, 3, 4]);
+        // Permute to [2, 4, 3]: merging the last two axes is impossible without a copy.
+        let p = view(&Op::Permute(vec![0, 2, 1]), &v, &[2, 4, 3]).unwrap();
+        assert!(reshape_view(&p, &[2, 12]).is_none());
+        // Splitting an axis is always possible.
+        let r = reshape_view(&p, &[2, 2, 2, 3]).unwrap();
+        assert_eq!(r.strides, vec![12, 2, 1, 4]);
+        // Merging the leading axes of a sliced view with compatible strides works.
+        assert!(reshape_view(&v, &[6, 4]).is_some());
+    }
 }

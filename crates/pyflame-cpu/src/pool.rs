@@ -39,7 +39,10 @@ fn planes<T: Send>(data: &mut [T], plane: usize, f: impl Fn(usize, &mut [T]) + S
         return;
     }
     if data.len() >= 1 << 14 {
+        // Several planes per task: rayon's per-task cost dwarfs a small plane's work.
+        let per_task = (1usize << 13).div_ceil(plane).max(1);
         data.par_chunks_mut(plane)
+            .with_min_len(per_task)
             .enumerate()
             .for_each(|(i, p)| f(i, p));
     } else {
@@ -65,7 +68,34 @@ fn window(
     })
 }
 
+/// The valid kernel taps `[k0, k1)` of output index `o` and the input position of tap 0
+/// (which may be negative): taps outside the input (padding) are skipped up front.
+#[inline(always)]
+fn taps(
+    o: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    dil: usize,
+    size: usize,
+) -> (usize, usize, isize) {
+    let base = (o * stride) as isize - pad as isize;
+    let k0 = if base < 0 {
+        ((-base) as usize).div_ceil(dil)
+    } else {
+        0
+    };
+    let last = size as isize - 1 - base;
+    let k1 = if last < 0 {
+        0
+    } else {
+        (last as usize / dil + 1).min(k)
+    };
+    (k0, k1.max(k0), base)
+}
+
 /// Index (within a plane) of the max of each window, or `usize::MAX` for an all-padding one.
+/// NaN wins, like PyTorch.
 fn argmax_plane<T: Element>(
     x: &[T],
     h: usize,
@@ -75,21 +105,28 @@ fn argmax_plane<T: Element>(
     p: &PoolParams,
     out: &mut [usize],
 ) {
+    let [kh, kw] = p.kernel;
+    let [sh, sw] = p.stride;
+    let [ph, pw] = p.padding;
+    let [dh, dw] = p.dilation;
     for oy in 0..ho {
+        let (y0, y1, ybase) = taps(oy, kh, sh, ph, dh, h);
         for ox in 0..wo {
+            let (x0, x1, xbase) = taps(ox, kw, sw, pw, dw, w);
             let mut best = usize::MAX;
-            let mut best_v = f64::NEG_INFINITY;
-            for iy in window(oy, p.kernel[0], p.stride[0], p.padding[0], p.dilation[0], h).flatten()
-            {
-                for ix in
-                    window(ox, p.kernel[1], p.stride[1], p.padding[1], p.dilation[1], w).flatten()
-                {
-                    let v = x[iy * w + ix].to_f64();
-                    if best == usize::MAX || v > best_v || v.is_nan() {
-                        best = iy * w + ix;
+            let mut best_v = T::default();
+            'window: for ky in y0..y1 {
+                let row = (ybase + (ky * dh) as isize) as usize * w;
+                for kx in x0..x1 {
+                    let j = row + (xbase + (kx * dw) as isize) as usize;
+                    let v = x[j];
+                    #[allow(clippy::eq_op)]
+                    let nan = v != v;
+                    if best == usize::MAX || v > best_v || nan {
+                        best = j;
                         best_v = v;
-                        if v.is_nan() {
-                            break;
+                        if nan {
+                            break 'window;
                         }
                     }
                 }
@@ -192,18 +229,17 @@ pub fn avg_pool2d(x: &Value, p: &PoolParams, out_shape: &[usize], dtype: DType) 
             planes(out.as_mut_slice::<$T>()?, ho * wo, |i, o| {
                 let plane = &xs[i * h * w..(i + 1) * h * w];
                 for oy in 0..ho {
+                    let (y0, y1, yb) = taps(oy, p.kernel[0], p.stride[0], p.padding[0], 1, h);
                     for ox in 0..wo {
-                        let mut s = 0.0f64;
-                        for iy in window(oy, p.kernel[0], p.stride[0], p.padding[0], 1, h).flatten()
-                        {
-                            for ix in
-                                window(ox, p.kernel[1], p.stride[1], p.padding[1], 1, w).flatten()
-                            {
-                                s += plane[iy * w + ix].to_f64();
-                            }
+                        let (x0, x1, xb) = taps(ox, p.kernel[1], p.stride[1], p.padding[1], 1, w);
+                        let mut s: $T = 0.0;
+                        for ky in y0..y1 {
+                            let r = (yb + ky as isize) as usize * w;
+                            let c0 = (xb + x0 as isize) as usize;
+                            s += plane[r + c0..r + c0 + (x1 - x0)].iter().sum::<$T>();
                         }
                         let d = avg_divisor(oy, ox, h, w, p).max(1);
-                        o[oy * wo + ox] = <$T>::from_f64(s / d as f64);
+                        o[oy * wo + ox] = s / d as $T;
                     }
                 }
             });
@@ -233,16 +269,17 @@ pub fn avg_pool2d_backward(
             let gs = &gv.storage.as_slice::<$T>()?[gv.offset..gv.offset + gv.numel()];
             planes(out.as_mut_slice::<$T>()?, h * w, |i, dx| {
                 for oy in 0..ho {
+                    let (y0, y1, yb) = taps(oy, p.kernel[0], p.stride[0], p.padding[0], 1, h);
                     for ox in 0..wo {
+                        let (x0, x1, xb) = taps(ox, p.kernel[1], p.stride[1], p.padding[1], 1, w);
                         let d = avg_divisor(oy, ox, h, w, p).max(1);
-                        let g = gs[i * ho * wo + oy * wo + ox].to_f64() / d as f64;
-                        for iy in window(oy, p.kernel[0], p.stride[0], p.padding[0], 1, h).flatten()
-                        {
-                            for ix in
-                                window(ox, p.kernel[1], p.stride[1], p.padding[1], 1, w).flatten()
-                            {
-                                dx[iy * w + ix] += <$T>::from_f64(g);
-                            }
+                        let g = gs[i * ho * wo + oy * wo + ox] / d as $T;
+                        for ky in y0..y1 {
+                            let r = (yb + ky as isize) as usize * w;
+                            let c0 = (xb + x0 as isize) as usize;
+                            dx[r + c0..r + c0 + (x1 - x0)]
+                                .iter_mut()
+                                .for_each(|v| *v += g);
                         }
                     }
                 }

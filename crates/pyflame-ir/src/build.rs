@@ -430,6 +430,13 @@ pub fn permute(x: &NodeRef, perm: &[i64]) -> Result<NodeRef> {
     if p.iter().enumerate().all(|(i, &a)| i == a) {
         return Ok(x.clone());
     }
+    // permute(permute(y, q), p) is one view of y.
+    if let (Op::Permute(q), false) = (&x.op, x.is_realized()) {
+        if let Some(inner) = x.input_at(0) {
+            let composed: Vec<i64> = p.iter().map(|&a| q[a] as i64).collect();
+            return permute(&inner, &composed);
+        }
+    }
     let shape = p.iter().map(|&a| x.shape[a]).collect();
     Ok(Node::new(
         Op::Permute(p),
@@ -941,7 +948,7 @@ pub fn conv2d(x: &NodeRef, w: &NodeRef, a: ConvAttrs) -> Result<NodeRef> {
         )));
     }
     let g = a.groups;
-    if g == 0 || x.shape[1] != w.shape[1] * g || w.shape[0] % g != 0 {
+    if g == 0 || x.shape[1] != w.shape[1] * g || !w.shape[0].is_multiple_of(g) {
         return Err(Error::Shape(format!(
             "conv2d: input {} with groups={g} does not match weight {} (input channels must equal weight.shape[1] * groups and out channels must divide by groups)",
             fmt_shape(&x.shape),

@@ -2,6 +2,7 @@
 //! arguments, maps errors to Python exceptions and releases the GIL around execution.
 
 mod convert;
+mod csl;
 mod dtype;
 mod errors;
 mod functions;
@@ -93,5 +94,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     ] {
         m.add_function(f)?;
     }
+    csl::register(m)?;
     Ok(())
 }

@@ -154,6 +154,17 @@ impl Dims {
             && (self.work() < PARALLEL_WORK_THRESHOLD || self.batch >= 2 * threads)
     }
 
+    /// True for products worth two threads but too small for gemm's own parallel split:
+    /// they are split by output rows instead.
+    fn split_rows(&self) -> bool {
+        let threads = rayon::current_num_threads();
+        threads > 1
+            && self.work() >= ROW_SPLIT_MIN_WORK
+            && self.work() < ROW_SPLIT_MAX_WORK
+            && self.m >= 16 * threads
+            && self.n > 0
+    }
+
     /// Parallelism for one matrix when matrices run in sequence.
     fn per_matrix_parallelism(&self) -> Parallelism {
         if self.work() >= PARALLEL_WORK_THRESHOLD && rayon::current_num_threads() > 1 {
@@ -163,6 +174,11 @@ impl Dims {
         }
     }
 }
+
+/// Smallest product (m*n*k) split by rows over the threads.
+const ROW_SPLIT_MIN_WORK: usize = 1 << 18;
+/// Products from this size on use gemm's own parallelism.
+const ROW_SPLIT_MAX_WORK: usize = 1 << 28;
 
 mod sealed {
     use super::MatRef;
@@ -297,6 +313,26 @@ fn gemm_batched<T: GemmScalar>(d: Dims, a: MatRef<'_, T>, b: MatRef<'_, T>, out:
         out.par_chunks_mut(mn)
             .enumerate()
             .for_each(|(bi, dst)| gemm_one(d, a, b, bi, dst, Parallelism::None));
+    } else if d.split_rows() {
+        // Mid-size products: gemm's internal threading costs more than it gains here, so
+        // give each thread a contiguous block of output rows and a single-threaded GEMM.
+        let threads = rayon::current_num_threads();
+        let rows = d.m.div_ceil(threads);
+        for (bi, dst) in out.chunks_mut(mn).enumerate() {
+            dst.par_chunks_mut(rows * d.n)
+                .enumerate()
+                .for_each(|(part, block)| {
+                    let sub = Dims {
+                        m: block.len() / d.n,
+                        ..d
+                    };
+                    let a_rows = MatRef {
+                        offset: a.offset + part * rows * a.row_stride as usize,
+                        ..a
+                    };
+                    gemm_one(sub, a_rows, b, bi, block, Parallelism::None);
+                });
+        }
     } else {
         let par = d.per_matrix_parallelism();
         for (bi, dst) in out.chunks_mut(mn).enumerate() {
