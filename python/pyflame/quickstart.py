@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import tempfile
 import time
 from typing import Callable, Optional
 
@@ -113,7 +114,7 @@ def _progress(total: int, desc: str) -> Callable[[int, Optional[str]], None]:
 
 
 def train_digits(epochs: int = 30, batch_size: int = 64, seed: int = 0) -> tuple:
-    """Trains a 64-128-10 MLP with Adam on the digits; returns (test accuracy, seconds).
+    """Trains a 64-128-10 MLP with Adam on the digits; returns (accuracy, seconds, model).
 
     Example:
         >>> acc, seconds = train_digits(epochs=2)  # doctest: +SKIP
@@ -149,7 +150,43 @@ def train_digits(epochs: int = 30, batch_size: int = 64, seed: int = 0) -> tuple
     with pf.no_grad():
         predictions = model(pf.tensor(xte)).argmax(dim=1).numpy()
     accuracy = float((predictions == yte).mean())
-    return accuracy, seconds
+    return accuracy, seconds, model
+
+
+def compile_model_to_csl(model: pf.nn.Module, samples: np.ndarray, output_dir: str) -> bool:
+    """Compiles the trained MLP's inference graph (softmax of the logits) for a 2x2 PE grid,
+    then validates the program and checks the fabric simulator against the CPU executor.
+
+    Example:
+        >>> compile_model_to_csl(model, xte[:16], "/tmp/csl")  # doctest: +SKIP
+        True
+    """
+    grid = pf.MeshLayout.grid(2, 2)
+    first, last = model[0], model[3]
+
+    def on_grid(a: np.ndarray) -> pf.Tensor:
+        return pf.from_numpy(np.ascontiguousarray(a, dtype=np.float32), layout=grid)
+
+    x = on_grid(samples)
+    w1, b1 = on_grid(first.weight.numpy().T), on_grid(first.bias.numpy())
+    w2, b2 = on_grid(last.weight.numpy().T), on_grid(last.bias.numpy())
+    probabilities = pf.softmax(pf.relu(x @ w1 + b1) @ w2 + b2, dim=-1)
+    options = pf.CodeGenOptions()
+    options.output_dir = output_dir
+    result = pf.compile_to_csl(probabilities, options)
+    if not result.success:
+        print(f"CSL generation failed: {result.error_message}")
+        return False
+    issues = [i for i in pf.csl.validate(output_dir) if i[1] == "error"]
+    estimate = result.estimate or {}
+    error = result.sim_max_abs_error
+    print(f"wrote {len(result.generated_files)} files to {output_dir}")
+    print(f"validator: {'clean' if not issues else f'{len(issues)} errors'}")
+    if error is not None:
+        print(f"fabric simulator vs CPU executor: max abs difference {error:.2e}")
+    if "cycles" in estimate:
+        print(f"performance model: {estimate['cycles']} cycles on the WSE-2 model")
+    return not issues and error is not None and error < 1e-4
 
 
 def run(size: int = 1024, repeats: int = 5, epochs: int = 30) -> int:
@@ -163,9 +200,13 @@ def run(size: int = 1024, repeats: int = 5, epochs: int = 30) -> int:
     ok = _print_graph_demo()
     print(f"\nfp32 matmul {size}x{size}: {matmul_gflops(size, repeats):.1f} GFLOP/s")
     print("\nTraining a 64-128-10 MLP on scikit-learn's handwritten digits (1437 train / 360 test)")
-    accuracy, seconds = train_digits(epochs=epochs)
+    accuracy, seconds, model = train_digits(epochs=epochs)
     print(f"test accuracy {100 * accuracy:.2f}% after {epochs} epochs in {seconds:.1f} s")
     good = accuracy >= 0.95
     if not good:
         print("accuracy is below the expected 95%")
-    return 0 if ok and good else 1
+    print("\nCompiling the trained model's inference graph to CSL for a 2x2 PE grid")
+    _, _, xte, _ = load_digits_split()
+    out_dir = tempfile.mkdtemp(prefix="pyflame_csl_")
+    compiled = compile_model_to_csl(model, xte[:16], out_dir)
+    return 0 if ok and good and compiled else 1

@@ -1,0 +1,165 @@
+//! Reductions, arg-reductions and softmax.
+
+use super::*;
+
+/// Normalizes a list of possibly negative axes (`None` = all axes) to sorted unique axes.
+pub fn normalize_axes(axes: Option<&[i64]>, ndim: usize) -> Result<Vec<usize>> {
+    let mut out = match axes {
+        None => (0..ndim).collect::<Vec<_>>(),
+        Some(list) => list
+            .iter()
+            .map(|&a| normalize_axis(a, ndim))
+            .collect::<Result<Vec<_>>>()?,
+    };
+    out.sort_unstable();
+    let before = out.len();
+    out.dedup();
+    if out.len() != before {
+        return Err(Error::Invalid(format!(
+            "dimension list {axes:?} contains duplicates"
+        )));
+    }
+    if ndim == 0 {
+        out.clear();
+    }
+    Ok(out)
+}
+
+/// Reduction over `axes` (`None` = all).
+pub fn reduce(op: ReduceOp, x: &NodeRef, axes: Option<&[i64]>, keepdim: bool) -> Result<NodeRef> {
+    let axes = normalize_axes(axes, x.shape.len())?;
+    let dtype = match op {
+        ReduceOp::Mean => {
+            if !x.dtype.is_float() {
+                return Err(Error::DType(format!(
+                    "mean is only defined for floating point tensors, got {}; cast with .to(pyflame.float32) first",
+                    x.dtype
+                )));
+            }
+            x.dtype
+        }
+        ReduceOp::Sum | ReduceOp::Prod if !x.dtype.is_float() => DType::Int64,
+        _ => x.dtype,
+    };
+    if matches!(op, ReduceOp::Max | ReduceOp::Min) && axes.iter().any(|&a| x.shape[a] == 0) {
+        return Err(Error::Invalid(format!(
+            "{}: cannot reduce over a zero-size dimension of a tensor of shape {} (the operation has no identity)",
+            op.name(),
+            fmt_shape(&x.shape)
+        )));
+    }
+    let adjacent = axes.windows(2).all(|w| w[1] == w[0] + 1);
+    let kept_shape: Vec<usize> = (0..x.shape.len())
+        .filter(|a| !axes.contains(a))
+        .map(|a| x.shape[a])
+        .collect();
+    // Non-adjacent axes: move the reduced axes to the end (a free view), reduce the tail.
+    let (input, red_axes) = if adjacent {
+        (x.clone(), axes.clone())
+    } else {
+        let mut perm: Vec<usize> = (0..x.shape.len()).filter(|a| !axes.contains(a)).collect();
+        let k = perm.len();
+        perm.extend(axes.iter().copied());
+        (
+            permute(x, &perm.iter().map(|&p| p as i64).collect::<Vec<_>>())?,
+            (k..x.shape.len()).collect(),
+        )
+    };
+    let out_shape: Vec<usize> = if keepdim && adjacent {
+        x.shape
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| if axes.contains(&i) { 1 } else { d })
+            .collect()
+    } else {
+        kept_shape
+    };
+    let node = Node::new(
+        Op::Reduce {
+            op,
+            axes: red_axes,
+            keepdim: keepdim && adjacent,
+        },
+        vec![input],
+        out_shape,
+        dtype,
+        x.layout,
+    );
+    if keepdim && !adjacent {
+        let shape: Vec<i64> = x
+            .shape
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| if axes.contains(&i) { 1 } else { d as i64 })
+            .collect();
+        return reshape(&node, &shape);
+    }
+    Ok(node)
+}
+
+/// Index of the maximum (or minimum) along `axis`, or of the flattened tensor.
+pub fn arg_reduce(is_max: bool, x: &NodeRef, axis: Option<i64>, keepdim: bool) -> Result<NodeRef> {
+    let name = if is_max { "argmax" } else { "argmin" };
+    let (axis, shape) = match axis {
+        None => {
+            if x.numel() == 0 {
+                return Err(Error::Invalid(format!("{name}: the tensor is empty")));
+            }
+            let shape = if keepdim {
+                vec![1; x.shape.len()]
+            } else {
+                vec![]
+            };
+            (None, shape)
+        }
+        Some(a) => {
+            let a = normalize_axis(a, x.shape.len())?;
+            if x.shape.get(a) == Some(&0) {
+                return Err(Error::Invalid(format!(
+                    "{name}: cannot reduce over a zero-size dimension of a tensor of shape {}",
+                    fmt_shape(&x.shape)
+                )));
+            }
+            let mut shape = x.shape.clone();
+            if x.shape.is_empty() {
+                (Some(0), shape)
+            } else {
+                if keepdim {
+                    shape[a] = 1;
+                } else {
+                    shape.remove(a);
+                }
+                (Some(a), shape)
+            }
+        }
+    };
+    if x.dtype == DType::Bool {
+        return Err(Error::DType(format!(
+            "{name} is not supported for bool tensors"
+        )));
+    }
+    Ok(Node::new(
+        Op::ArgReduce {
+            is_max,
+            axis,
+            keepdim,
+        },
+        vec![x.clone()],
+        shape,
+        DType::Int64,
+        x.layout,
+    ))
+}
+
+/// Softmax or log-softmax along `axis`.
+pub fn softmax(x: &NodeRef, axis: i64, log: bool) -> Result<NodeRef> {
+    let a = normalize_axis(axis, x.shape.len())?;
+    let x = cast(x, float_result(x.dtype));
+    Ok(Node::new(
+        Op::Softmax { axis: a, log },
+        vec![x.clone()],
+        x.shape.clone(),
+        x.dtype,
+        x.layout,
+    ))
+}
