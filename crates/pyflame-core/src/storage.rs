@@ -17,8 +17,8 @@ mod pool {
 
     /// Smallest buffer worth recycling (smaller ones come from malloc's own free lists).
     pub const MIN_BYTES: usize = 64 << 10;
-    /// Most bytes held in the pool.
-    const CAP_BYTES: usize = 1 << 30;
+    /// Most bytes held in the pool (oldest buffers are freed first beyond it).
+    const CAP_BYTES: usize = 256 << 20;
 
     struct Entry(NonNull<u8>, Layout);
     // SAFETY: an entry is an unused allocation owned by the pool.
@@ -35,12 +35,24 @@ mod pool {
         Some(e.0)
     }
 
-    /// Returns a buffer to the pool, or frees it when the pool is full.
+    /// Returns a buffer to the pool, freeing the oldest pooled buffers to stay under the cap
+    /// (a buffer larger than the cap is freed at once).
     pub fn give(ptr: NonNull<u8>, layout: Layout) {
-        if let Ok(mut pool) = POOL.lock() {
-            if pool.1 + layout.size() <= CAP_BYTES {
+        if layout.size() <= CAP_BYTES {
+            if let Ok(mut pool) = POOL.lock() {
+                let mut evicted = Vec::new();
+                while pool.1 + layout.size() > CAP_BYTES && !pool.0.is_empty() {
+                    let old = pool.0.remove(0);
+                    pool.1 -= old.1.size();
+                    evicted.push(old);
+                }
                 pool.1 += layout.size();
                 pool.0.push(Entry(ptr, layout));
+                drop(pool);
+                for e in evicted {
+                    // SAFETY: allocated with this layout by Storage.
+                    unsafe { dealloc(e.0.as_ptr(), e.1) }
+                }
                 return;
             }
         }

@@ -24,21 +24,21 @@ pub struct ConvParams {
 
 /// Geometry derived from shapes.
 #[derive(Clone, Copy, Debug)]
-struct Geom {
-    n: usize,
-    c: usize,
-    h: usize,
-    w: usize,
-    o: usize,
-    kh: usize,
-    kw: usize,
-    ho: usize,
-    wo: usize,
-    g: usize,
+pub(crate) struct Geom {
+    pub(crate) n: usize,
+    pub(crate) c: usize,
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+    pub(crate) o: usize,
+    pub(crate) kh: usize,
+    pub(crate) kw: usize,
+    pub(crate) ho: usize,
+    pub(crate) wo: usize,
+    pub(crate) g: usize,
 }
 
 impl Geom {
-    fn new(x: &[usize], w: &[usize], out: &[usize], groups: usize) -> Self {
+    pub(crate) fn new(x: &[usize], w: &[usize], out: &[usize], groups: usize) -> Self {
         Geom {
             n: x[0],
             c: x[1],
@@ -52,16 +52,16 @@ impl Geom {
             g: groups,
         }
     }
-    fn cg(&self) -> usize {
+    pub(crate) fn cg(&self) -> usize {
         self.c / self.g
     }
-    fn og(&self) -> usize {
+    pub(crate) fn og(&self) -> usize {
         self.o / self.g
     }
-    fn ckk(&self) -> usize {
+    pub(crate) fn ckk(&self) -> usize {
         self.cg() * self.kh * self.kw
     }
-    fn hw(&self) -> usize {
+    pub(crate) fn hw(&self) -> usize {
         self.ho * self.wo
     }
 }
@@ -145,7 +145,7 @@ fn col2im<T: ConvFloat>(cols: &[T], g: &Geom, p: &ConvParams, dx: &mut [T]) {
 
 /// `dst[m, n] (+)= lhs[m, k] @ rhs[k, n]` with explicit strides (column stride, row stride).
 #[allow(clippy::too_many_arguments)]
-fn gemm_into<T: ConvFloat>(
+pub(crate) fn gemm_into<T: ConvFloat>(
     m: usize,
     n: usize,
     k: usize,
@@ -237,6 +237,10 @@ pub fn conv2d(
         ($T:ty) => {{
             let (xs, ws) = (slice::<$T>(&xv)?, slice::<$T>(&wv)?);
             let o = out.as_mut_slice::<$T>()?;
+            if g.g == 1 {
+                crate::conv_batched::forward(xs, ws, &g, p, o);
+                return finish(out, out_shape, dtype);
+            }
             let per_image = g.o * g.hw();
             let (parallel, par) = par_for(g.n, g.o * g.hw() * g.ckk());
             let image = |(ni, dst): (usize, &mut [$T])| {
@@ -292,6 +296,10 @@ pub fn conv2d_backward_input(
         ($T:ty) => {{
             let (gs, ws) = (slice::<$T>(&gv)?, slice::<$T>(&wv)?);
             let o = out.as_mut_slice::<$T>()?;
+            if g.g == 1 {
+                crate::conv_batched::backward_input(gs, ws, &g, p, o);
+                return finish(out, x_shape, dtype);
+            }
             let per_image = g.c * g.h * g.w;
             let (parallel, par) = par_for(g.n, g.o * g.hw() * g.ckk());
             let image = |(ni, dx): (usize, &mut [$T])| {
@@ -348,6 +356,10 @@ pub fn conv2d_backward_weight(
     macro_rules! go {
         ($T:ty) => {{
             let (xs, gs) = (slice::<$T>(&xv)?, slice::<$T>(&gv)?);
+            if g.g == 1 {
+                crate::conv_batched::backward_weight(xs, gs, &g, p, out.as_mut_slice::<$T>()?);
+                return finish(out, w_shape, dtype);
+            }
             let (parallel, par) = par_for(g.n, g.o * g.hw() * g.ckk());
             let image = |ni: usize, dw: &mut [$T], cols: &mut Vec<$T>| {
                 for gi in 0..g.g {

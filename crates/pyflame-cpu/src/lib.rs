@@ -2,6 +2,7 @@
 //! programs, and the kernels (matmul, reductions, math) they call.
 
 pub mod conv;
+mod conv_batched;
 pub mod exec;
 pub mod fused;
 pub mod kernels;

@@ -222,10 +222,33 @@ impl Program {
         flags: &mut Flags,
     ) -> Result<()> {
         #[cfg(target_arch = "x86_64")]
+        if crate::kernels::simd::has_avx512() {
+            // SAFETY: the CPU supports the AVX-512 subsets, AVX2 and FMA (checked above).
+            return unsafe { self.run_chunk_avx512(loaders, shape, start, len, scratch, flags) };
+        }
+        #[cfg(target_arch = "x86_64")]
         if crate::kernels::simd::has_avx2_fma() {
             // SAFETY: the CPU supports AVX2 and FMA (checked above).
             return unsafe { self.run_chunk_avx2(loaders, shape, start, len, scratch, flags) };
         }
+        self.run_chunk_body(loaders, shape, start, len, scratch, flags)
+    }
+
+    /// [`Program::run_chunk`] compiled with AVX-512 (F, VL, BW, DQ), AVX2 and FMA enabled.
+    ///
+    /// # Safety
+    /// The CPU must support those instruction sets.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
+    unsafe fn run_chunk_avx512(
+        &self,
+        loaders: &[Loader],
+        shape: &[usize],
+        start: usize,
+        len: usize,
+        scratch: &mut Scratch,
+        flags: &mut Flags,
+    ) -> Result<()> {
         self.run_chunk_body(loaders, shape, start, len, scratch, flags)
     }
 

@@ -55,11 +55,50 @@ fn detect_avx2_fma() -> bool {
     yes
 }
 
+/// Detection state of AVX-512 (F, VL, BW, DQ): 0 = not yet detected, 1 = no, 2 = yes.
+#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+static AVX512: AtomicU8 = AtomicU8::new(0);
+
+/// Returns true when the running CPU supports AVX-512 (F, VL, BW, DQ) besides AVX2 and FMA
+/// (and `PYFLAME_NO_SIMD` / `PYFLAME_NO_AVX512` are not set).
+#[inline]
+pub fn has_avx512() -> bool {
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    {
+        match AVX512.load(Ordering::Relaxed) {
+            1 => false,
+            2 => true,
+            _ => detect_avx512(),
+        }
+    }
+    #[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
+    {
+        false
+    }
+}
+
+#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+#[cold]
+#[inline(never)]
+fn detect_avx512() -> bool {
+    let off = std::env::var_os("PYFLAME_NO_AVX512").is_some_and(|v| !v.is_empty() && v != "0");
+    let yes = !off
+        && has_avx2_fma()
+        && is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512vl")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512dq");
+    AVX512.store(if yes { 2 } else { 1 }, Ordering::Relaxed);
+    yes
+}
+
 /// Returns a short name of the instruction set the kernels dispatch to
 /// (`"avx2+fma"`, `"neon"` or `"baseline"`), for diagnostics.
 pub fn active_isa() -> &'static str {
     if cfg!(target_arch = "aarch64") {
         "neon"
+    } else if has_avx512() {
+        "avx512"
     } else if has_avx2_fma() {
         "avx2+fma"
     } else {
@@ -118,9 +157,17 @@ macro_rules! multiversion {
         $vis fn $name $(<$($gen: $bound),+>)? ($($arg: $argty),*) $(-> $ret)? {
             #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
             {
+                #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
+                unsafe fn avx512 $(<$($gen: $bound),+>)? ($($arg: $argty),*) $(-> $ret)? {
+                    $body::<true $($(, $gen)+)?>($($arg),*)
+                }
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn avx2_fma $(<$($gen: $bound),+>)? ($($arg: $argty),*) $(-> $ret)? {
                     $body::<true $($(, $gen)+)?>($($arg),*)
+                }
+                if $crate::kernels::simd::has_avx512() {
+                    // SAFETY: the running CPU supports these AVX-512 subsets, AVX2 and FMA.
+                    return unsafe { avx512 $(::<$($gen),+>)? ($($arg),*) };
                 }
                 if $crate::kernels::simd::has_avx2_fma() {
                     // SAFETY: the running CPU supports AVX2 and FMA (checked just above), which
@@ -186,7 +233,7 @@ mod tests {
     fn detection_is_stable() {
         let a = has_avx2_fma();
         assert_eq!(a, has_avx2_fma());
-        assert!(["avx2+fma", "neon", "baseline"].contains(&active_isa()));
+        assert!(["avx512", "avx2+fma", "neon", "baseline"].contains(&active_isa()));
     }
 
     #[test]
