@@ -1,0 +1,169 @@
+"""Runs a Graph on pyflame tensors: each node's converter builds lazy tensor ops, and the
+pyflame executor evaluates all requested outputs in one fused pass.
+
+The first run for a given input signature (shapes + dtypes) traces the whole graph; every
+value that turns out constant for that signature (initializer arithmetic, Shape/Size results
+and what is computed from them) is folded, and the remaining steps are cached as a plan.
+
+Example:
+    >>> import numpy as np
+    >>> from pyflame.runtime.graph import Graph
+    >>> g = Graph("t"); g.add_input("x", [2], np.float32)
+    >>> _ = g.add_node("r", "Relu", ["x"], ["y"]); g.add_output("y")
+    >>> Executor(g).run(["y"], {"x": np.array([-1, 2], np.float32)})[0].tolist()
+    [0.0, 2.0]
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+import pyflame as pf
+
+from .errors import BackendError, PyFlameRTError
+from .graph import Graph, Node
+from .onnx_import.registry import NONDETERMINISTIC, OpContext, check_supported, get_converter
+
+Step = Tuple[Callable[..., Any], Node, List[str], List[str]]
+
+
+class _Plan:
+    def __init__(self, steps: List[Step], consts: Dict[str, np.ndarray], cacheable: bool) -> None:
+        self.steps = steps
+        self.consts = consts
+        self.cacheable = cacheable
+
+
+class Executor:
+    """Executes a validated Graph; see the module docstring."""
+
+    def __init__(self, graph: Graph, max_plans: int = 16) -> None:
+        check_supported(graph.nodes)
+        self.graph = graph
+        self.opset = graph.opset
+        self._steps: List[Step] = []
+        for n in graph.nodes:
+            fn = get_converter(n.op_type)
+            assert fn is not None  # check_supported guarantees it
+            self._steps.append((fn, n, list(n.inputs), [o for o in n.outputs]))
+        self._plans: Dict[Any, _Plan] = {}
+        self._max_plans = max_plans
+        self._ctx = OpContext(self.opset)
+
+    @staticmethod
+    def _to_outputs(node: Node, res: Any) -> List[Any]:
+        out = list(res) if isinstance(res, (list, tuple)) else [res]
+        return [np.asarray(r) if isinstance(r, np.generic) else r for r in out]
+
+    def _trace(
+        self,
+        steps: Sequence[Step],
+        env: Dict[str, Any],
+        ctx: OpContext,
+        fold: bool,
+        deadline: Optional[float],
+        profile: Optional[list],
+    ) -> List[Step]:
+        remaining: List[Step] = []
+        for step in steps:
+            fn, node, ins, outs = step
+            vals = [env[i] if i else None for i in ins]
+            if deadline is not None and time.perf_counter() > deadline:
+                raise BackendError("run timed out (RunOptions.timeout_ms) before evaluation")
+            const_in = (
+                fold
+                and node.op_type not in NONDETERMINISTIC
+                and all(v is None or isinstance(v, np.ndarray) for v in vals)
+            )
+            t0 = time.perf_counter() if profile is not None else 0.0
+            try:
+                res = self._to_outputs(node, fn(ctx, node, vals))
+            except PyFlameRTError:
+                raise
+            except Exception as e:  # noqa: BLE001 - shape errors etc. from the tensor API
+                raise BackendError(
+                    f"node {node.name!r} ({node.op_type}) failed: {type(e).__name__}: {e}"
+                ) from e
+            if profile is not None:
+                live = [r for r in res if r is not None and not isinstance(r, np.ndarray)]
+                if live:
+                    pf._core.eval(*live)
+                profile.append((node, t0, time.perf_counter()))
+            if const_in:
+                res = [
+                    r if r is None or isinstance(r, np.ndarray) else np.asarray(r.numpy())
+                    for r in res
+                ]
+            all_const = all(r is None or isinstance(r, np.ndarray) for r in res)
+            for name, r in zip(outs, res):
+                if name:
+                    env[name] = r
+            if not (fold and all_const):
+                remaining.append(step)
+        return remaining
+
+    def run(
+        self,
+        output_names: Sequence[str],
+        feeds: Dict[str, np.ndarray],
+        deadline: Optional[float] = None,
+        profile: Optional[list] = None,
+    ) -> List[np.ndarray]:
+        """Computes `output_names` from `feeds` (already validated NumPy arrays)."""
+        key = tuple((k, v.shape, v.dtype.str) for k, v in sorted(feeds.items()))
+        plan = self._plans.get(key)
+        ctx = self._ctx
+        ctx.data_dependent = False
+        if len(ctx._tensors) > 4096:
+            ctx._tensors.clear()
+        env: Dict[str, Any] = {}
+        for k, v in feeds.items():
+            env[k] = (
+                pf.from_numpy(np.ascontiguousarray(v))
+                if v.dtype.kind in "fiub" and v.dtype.name not in ("uint16", "uint32", "uint64")
+                else v
+            )
+        if plan is None or profile is not None:
+            env.update(self.graph.initializers)
+            steps = self._trace(self._steps, env, ctx, True, deadline, profile)
+            if plan is None and not ctx.data_dependent and profile is None:
+                needed = {i for _, _, ins, _ in steps for i in ins if i}
+                needed |= set(output_names) | {o.name for o in self.graph.outputs}
+                consts = {
+                    k: v
+                    for k, v in env.items()
+                    if isinstance(v, np.ndarray) and k in needed and k not in feeds
+                }
+                if len(self._plans) >= self._max_plans:
+                    self._plans.pop(next(iter(self._plans)))
+                self._plans[key] = _Plan(steps, consts, True)
+        else:
+            env.update(plan.consts)
+            self._trace(plan.steps, env, ctx, False, deadline, None)
+            if ctx.data_dependent:  # cannot happen for a cacheable plan; kept as a guard
+                self._plans.pop(key, None)
+        return self._collect(output_names, env)
+
+    @staticmethod
+    def _collect(names: Sequence[str], env: Dict[str, Any]) -> List[np.ndarray]:
+        vals = []
+        for n in names:
+            if n not in env or env[n] is None:
+                raise BackendError(f"output {n!r} was not produced")
+            vals.append(env[n])
+        live = [v for v in vals if not isinstance(v, np.ndarray)]
+        if live:
+            try:
+                pf._core.eval(*live)
+            except Exception as e:  # noqa: BLE001
+                raise BackendError(f"evaluation failed: {type(e).__name__}: {e}") from e
+        out = []
+        for v in vals:
+            if isinstance(v, np.ndarray):
+                out.append(np.array(v, copy=True))
+            else:
+                out.append(np.asarray(v.numpy()))
+        return out

@@ -1,0 +1,182 @@
+"""SessionOptions, RunOptions and OptLevel (with ONNX Runtime's names as aliases).
+
+Example:
+    >>> from pyflame.runtime.options import OptLevel, SessionOptions
+    >>> o = SessionOptions()
+    >>> o.graph_optimization_level = OptLevel.ORT_ENABLE_BASIC
+    >>> o.optimization_level is OptLevel.BASIC, o.validate()
+    (True, [])
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import List, Optional
+
+_LOG_LEVELS = ("verbose", "debug", "info", "warning", "error", "fatal")
+_DEVICES = ("cpu", "wse", "wse2", "wse3")
+_ORT_SEVERITY = {0: "verbose", 1: "info", 2: "warning", 3: "error", 4: "fatal"}
+
+
+class OptLevel(enum.IntEnum):
+    """Graph optimization levels; ORT's GraphOptimizationLevel names are aliases.
+
+    Example:
+        >>> OptLevel.ORT_ENABLE_ALL is OptLevel.ALL
+        True
+    """
+
+    NONE = 0
+    BASIC = 1
+    EXTENDED = 2
+    ALL = 3
+    ORT_DISABLE_ALL = 0
+    ORT_ENABLE_BASIC = 1
+    ORT_ENABLE_EXTENDED = 2
+    ORT_ENABLE_ALL = 3
+
+    @classmethod
+    def coerce(cls, value: object) -> OptLevel:
+        """Accepts an OptLevel, an int (ORT's 99 means ALL) or a name.
+
+        Example:
+            >>> OptLevel.coerce("extended"), OptLevel.coerce(99)
+            (<OptLevel.EXTENDED: 2>, <OptLevel.ALL: 3>)
+        """
+        if isinstance(value, OptLevel):
+            return value
+        if isinstance(value, str):
+            try:
+                return cls[value.upper()]
+            except KeyError:
+                raise ValueError(f"unknown optimization level {value!r}") from None
+        if isinstance(value, int) and not isinstance(value, bool):
+            if value == 99:
+                return cls.ALL
+            if 0 <= value <= 3:
+                return cls(value)
+        # ORT's own enum (or anything with a .name we know) maps by name
+        name = getattr(value, "name", None)
+        if isinstance(name, str) and name.upper() in cls.__members__:
+            return cls[name.upper()]
+        raise ValueError(f"unknown optimization level {value!r}")
+
+
+GraphOptimizationLevel = OptLevel
+
+
+class ExecutionMode(enum.IntEnum):
+    """ORT's ExecutionMode (the executor is always sequential at graph level).
+
+    Example:
+        >>> ExecutionMode.ORT_SEQUENTIAL
+        <ExecutionMode.ORT_SEQUENTIAL: 0>
+    """
+
+    ORT_SEQUENTIAL = 0
+    ORT_PARALLEL = 1
+
+
+class SessionOptions:
+    """Session configuration (spec names; ORT's names are aliases).
+
+    Example:
+        >>> o = SessionOptions()
+        >>> o.num_threads = -1
+        >>> o.validate()
+        ['num_threads must be >= 0 (0 = auto), got -1']
+    """
+
+    def __init__(self) -> None:
+        self.device: str = "cpu"
+        self.num_threads: int = 0
+        self.enable_profiling: bool = False
+        self.profile_file_prefix: str = "pyflame_rt_profile"
+        self.execution_mode: str = "sequential"
+        self._optimization_level: OptLevel = OptLevel.EXTENDED
+        self.verbose_optimization: bool = False
+        self.log_level: str = "warning"
+        self.skip_passes: List[str] = []
+        self.inter_op_num_threads: int = 0
+
+    @property
+    def optimization_level(self) -> OptLevel:
+        """The graph optimization level (default EXTENDED)."""
+        return self._optimization_level
+
+    @optimization_level.setter
+    def optimization_level(self, value: object) -> None:
+        self._optimization_level = OptLevel.coerce(value)
+
+    # ---- ORT aliases
+    @property
+    def graph_optimization_level(self) -> OptLevel:
+        """Alias of `optimization_level` (ONNX Runtime's name)."""
+        return self._optimization_level
+
+    @graph_optimization_level.setter
+    def graph_optimization_level(self, value: object) -> None:
+        self._optimization_level = OptLevel.coerce(value)
+
+    @property
+    def intra_op_num_threads(self) -> int:
+        """Alias of `num_threads` (ONNX Runtime's name)."""
+        return self.num_threads
+
+    @intra_op_num_threads.setter
+    def intra_op_num_threads(self, value: int) -> None:
+        self.num_threads = value
+
+    @property
+    def log_severity_level(self) -> int:
+        """ORT's numeric severity (0 verbose .. 4 fatal), mapped onto `log_level`."""
+        inv = {v: k for k, v in _ORT_SEVERITY.items()}
+        return inv.get(self.log_level, 2)
+
+    @log_severity_level.setter
+    def log_severity_level(self, value: int) -> None:
+        self.log_level = _ORT_SEVERITY.get(int(value), "warning")
+
+    def validate(self) -> List[str]:
+        """Returns a list of problems (empty when the options are valid)."""
+        errors = []
+        if self.device not in _DEVICES:
+            errors.append(f"device must be one of {_DEVICES}, got {self.device!r}")
+        elif self.device != "cpu":
+            errors.append(f"device {self.device!r} is not available in this build (only 'cpu')")
+        if not isinstance(self.num_threads, int) or self.num_threads < 0:
+            errors.append(f"num_threads must be >= 0 (0 = auto), got {self.num_threads!r}")
+        mode = self.execution_mode
+        if isinstance(mode, ExecutionMode):
+            mode = "sequential" if mode == ExecutionMode.ORT_SEQUENTIAL else "parallel"
+        if mode not in ("sequential", "parallel"):
+            errors.append(f"execution_mode must be 'sequential' or 'parallel', got {mode!r}")
+        if self.log_level not in _LOG_LEVELS:
+            errors.append(f"log_level must be one of {_LOG_LEVELS}, got {self.log_level!r}")
+        return errors
+
+
+class RunOptions:
+    """Per-run configuration: tag, log_level, timeout_ms (0 = none).
+
+    Example:
+        >>> r = RunOptions()
+        >>> r.tag = "batch_1"
+        >>> r.timeout_ms
+        0
+    """
+
+    def __init__(self) -> None:
+        self.tag: str = ""
+        self.log_level: Optional[str] = None
+        self.timeout_ms: int = 0
+        self.terminate: bool = False
+
+    @property
+    def run_tag(self) -> str:
+        """Alias of `tag` (ONNX Runtime's name)."""
+        return self.tag
+
+    @run_tag.setter
+    def run_tag(self, value: str) -> None:
+        self.tag = value

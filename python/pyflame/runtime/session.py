@@ -1,0 +1,330 @@
+"""InferenceSession: ONNX Runtime's API over the pyflame executor.
+
+Example:
+    >>> import numpy as np
+    >>> from pyflame.runtime.graph import Graph
+    >>> g = Graph("double"); g.add_input("x", ["N", 2], np.float32)
+    >>> g.add_initializer("two", np.array(2, np.float32))
+    >>> _ = g.add_node("m", "Mul", ["x", "two"], ["y"]); g.add_output("y", ["N", 2], np.float32)
+    >>> sess = InferenceSession(g)
+    >>> sess.run(None, {"x": np.ones((1, 2), np.float32)})[0].tolist()
+    [[2.0, 2.0]]
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+
+from .errors import (
+    DTypeMismatchError,
+    InputError,
+    InvalidModelError,
+    ShapeMismatchError,
+    UnsupportedFormatError,
+    ValidationError,
+)
+from .executor import Executor
+from .graph import Graph
+from .onnx_import.importer import ImportOptions, ONNXImporter
+from .options import OptLevel, RunOptions, SessionOptions
+from .profiling import Profiler
+from .types import NodeArg, TensorInfo, onnx_type_string
+
+logger = logging.getLogger("pyflame_rt")
+_PROVIDERS = ["CPUExecutionProvider"]
+_LEVELS = {
+    "verbose": logging.DEBUG,
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "fatal": logging.CRITICAL,
+}
+
+
+@dataclass
+class ModelMetadata:
+    """ORT's ModelMetadata: producer, graph name, version and custom properties."""
+
+    producer_name: str = ""
+    producer_version: str = ""
+    graph_name: str = ""
+    domain: str = ""
+    description: str = ""
+    graph_description: str = ""
+    version: int = 0
+    custom_metadata_map: Dict[str, str] = field(default_factory=dict)
+
+
+def get_available_providers() -> List[str]:
+    """Execution providers of this build (ORT-compatible name).
+
+    Example:
+        >>> get_available_providers()
+        ['CPUExecutionProvider']
+    """
+    return list(_PROVIDERS)
+
+
+def get_device() -> str:
+    """ORT's ``get_device()``: always "CPU" in this build."""
+    return "CPU"
+
+
+def _load_graph(source: Any) -> Graph:
+    if isinstance(source, Graph):
+        return source.copy()
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        if data[:4] == b"PFM\0":
+            raise UnsupportedFormatError(".pfm models are not supported yet (see docs/runtime.md)")
+        return ONNXImporter().import_or_raise(data, ImportOptions()).graph  # type: ignore[return-value]
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        ext = os.path.splitext(path)[1].lower()
+        if not os.path.isfile(path):
+            raise InvalidModelError(f"model file not found: {path}")
+        if ext == ".pfm":
+            raise UnsupportedFormatError(".pfm models are not supported yet (see docs/runtime.md)")
+        if ext in (".pt", ".pth"):
+            raise UnsupportedFormatError(
+                "PyTorch checkpoints are not supported yet; export the model to ONNX"
+            )
+        if ext not in (".onnx", ".ort", ""):
+            with open(path, "rb") as f:
+                head = f.read(4)
+            if head == b"PFM\0":
+                raise UnsupportedFormatError(".pfm models are not supported yet")
+        return ONNXImporter().import_or_raise(path, ImportOptions()).graph  # type: ignore[return-value]
+    if type(source).__name__ == "ModelProto":
+        return ONNXImporter().import_or_raise(source, ImportOptions()).graph  # type: ignore[return-value]
+    raise UnsupportedFormatError(
+        f"cannot create a session from {type(source).__name__}: pass a path, bytes or a Graph"
+    )
+
+
+class InferenceSession:
+    """Loads, optimizes and runs a model (ONNX Runtime's InferenceSession API).
+
+    `path_or_bytes` is a path to an ``.onnx`` file, the model bytes, an ONNX ModelProto, or
+    a runtime :class:`Graph`. `sess_options` (alias `options`) is a SessionOptions.
+    """
+
+    def __init__(
+        self,
+        path_or_bytes: Any,
+        sess_options: Optional[SessionOptions] = None,
+        providers: Optional[Sequence[Any]] = None,
+        provider_options: Any = None,
+        options: Optional[SessionOptions] = None,
+        **kwargs: Any,
+    ) -> None:
+        t0 = time.perf_counter()
+        self._options = sess_options or options or SessionOptions()
+        errors = self._options.validate()
+        if errors:
+            raise InputError("invalid SessionOptions: " + "; ".join(errors))
+        logger.setLevel(_LEVELS.get(self._options.log_level, logging.WARNING))
+        self._providers = self._check_providers(providers)
+        self._profiler = (
+            Profiler(self._options.profile_file_prefix) if self._options.enable_profiling else None
+        )
+        graph = _load_graph(path_or_bytes)
+        graph.validate()
+        self._original_node_count = len(graph.nodes)
+        self.optimization_result = None
+        level = self._options.optimization_level
+        if level > OptLevel.NONE:
+            from .passes import PassManager, PassManagerConfig
+
+            cfg = PassManagerConfig(
+                opt_level=level,
+                verbose=self._options.verbose_optimization,
+                skip_passes=list(self._options.skip_passes),
+            )
+            pm = PassManager.create_default(level, cfg)
+            self.optimization_result = pm.run_until_fixed_point(graph)
+        self._graph = graph
+        self._executor = Executor(graph)
+        self._inputs = [NodeArg(i) for i in graph.inputs]
+        self._outputs = [NodeArg(self._output_info(o)) for o in graph.outputs]
+        md = graph.metadata
+        try:
+            version = int(md.get("version", "0") or 0)
+        except ValueError:
+            version = 0
+        self._meta = ModelMetadata(
+            producer_name=md.get("producer_name", ""),
+            producer_version=md.get("producer_version", ""),
+            graph_name=graph.name,
+            domain=md.get("domain", ""),
+            description=md.get("description", ""),
+            graph_description=md.get("graph_description", ""),
+            version=version,
+            custom_metadata_map={k[7:]: v for k, v in md.items() if k.startswith("custom:")},
+        )
+        self.session_creation_ms = (time.perf_counter() - t0) * 1e3
+        if self._profiler is not None:
+            self._profiler.add_event(
+                "model_loading_and_optimization", "Session", t0, time.perf_counter()
+            )
+
+    def _output_info(self, o: TensorInfo) -> TensorInfo:
+        return o
+
+    @staticmethod
+    def _check_providers(providers: Optional[Sequence[Any]]) -> List[str]:
+        if not providers:
+            return list(_PROVIDERS)
+        names = [p[0] if isinstance(p, (tuple, list)) else p for p in providers]
+        unknown = [n for n in names if n not in _PROVIDERS]
+        if unknown and not any(n in _PROVIDERS for n in names):
+            raise InputError(
+                f"unavailable execution provider(s) {unknown}; available: {_PROVIDERS}"
+            )
+        return [n for n in names if n in _PROVIDERS]
+
+    # ----------------------------------------------------------------- metadata
+    def get_inputs(self) -> List[NodeArg]:
+        """Input descriptors (name, shape with None/symbolic dims, type)."""
+        return list(self._inputs)
+
+    def get_outputs(self) -> List[NodeArg]:
+        """Output descriptors."""
+        return list(self._outputs)
+
+    def get_overridable_initializers(self) -> List[NodeArg]:
+        """Always empty: initializers are constants (folded by the optimizer)."""
+        return []
+
+    def get_modelmeta(self) -> ModelMetadata:
+        """Model metadata (producer, graph name, version, custom properties)."""
+        return self._meta
+
+    def get_providers(self) -> List[str]:
+        """Execution providers used by this session."""
+        return list(self._providers)
+
+    def get_session_options(self) -> SessionOptions:
+        """The SessionOptions this session was created with."""
+        return self._options
+
+    @property
+    def graph(self) -> Graph:
+        """The optimized graph that runs."""
+        return self._graph
+
+    # ----------------------------------------------------------------- running
+    def _check_feed(self, feed: Mapping[str, Any]) -> Dict[str, np.ndarray]:
+        if not isinstance(feed, Mapping):
+            raise InputError(
+                f"input_feed must be a dict of name -> numpy array, got {type(feed).__name__}"
+            )
+        expected = {i.name: i for i in self._graph.inputs}
+        unknown = [k for k in feed if k not in expected]
+        if unknown:
+            raise InputError(f"unknown input name(s) {unknown}; the model expects {list(expected)}")
+        missing = [k for k in expected if k not in feed]
+        if missing:
+            raise InputError(f"missing input(s) {missing}; the model expects {list(expected)}")
+        out: Dict[str, np.ndarray] = {}
+        sym: Dict[str, int] = {}
+        for name, info in expected.items():
+            v = feed[name]
+            if not isinstance(v, np.ndarray):
+                try:
+                    v = np.asarray(v)
+                except Exception as e:  # noqa: BLE001
+                    raise InputError(f"input {name!r} is not array-like: {e}") from e
+            if info.dtype is not None and v.dtype != info.dtype:
+                raise DTypeMismatchError(
+                    f"input {name!r} expects {onnx_type_string(info.dtype)} but got "
+                    f"{onnx_type_string(v.dtype)}"
+                )
+            if info.shape is not None:
+                if v.ndim != len(info.shape):
+                    raise ShapeMismatchError(
+                        f"input {name!r} expects rank {len(info.shape)} shape {info.shape} but "
+                        f"got shape {list(v.shape)}"
+                    )
+                for d, (want, got) in enumerate(zip(info.shape, v.shape)):
+                    if isinstance(want, int) and want != got:
+                        raise ShapeMismatchError(
+                            f"input {name!r} expects shape {info.shape} but got {list(v.shape)} "
+                            f"(dim {d}: expected {want}, got {got})"
+                        )
+                    if isinstance(want, str):
+                        if sym.setdefault(want, got) != got:
+                            raise ShapeMismatchError(
+                                f"input {name!r}: symbolic dim {want!r} is {got} here but "
+                                f"{sym[want]} in another input"
+                            )
+            out[name] = v
+        return out
+
+    def run(
+        self,
+        output_names: Optional[Sequence[str]],
+        input_feed: Mapping[str, Any],
+        run_options: Optional[RunOptions] = None,
+    ) -> List[np.ndarray]:
+        """Runs the model; returns NumPy arrays in the order of `output_names` (None = all).
+
+        Raises InputError for unknown/missing names, ShapeMismatchError/DTypeMismatchError
+        for inputs that do not match the model, BackendError when execution fails.
+        """
+        t0 = time.perf_counter()
+        all_names = [o.name for o in self._graph.outputs]
+        names = list(all_names) if not output_names else list(output_names)
+        bad = [n for n in names if n not in all_names]
+        if bad:
+            raise InputError(f"unknown output name(s) {bad}; the model has {all_names}")
+        feeds = self._check_feed(input_feed)
+        ro = run_options or RunOptions()
+        deadline = t0 + ro.timeout_ms / 1e3 if ro.timeout_ms and ro.timeout_ms > 0 else None
+        events: Optional[list] = [] if self._profiler is not None else None
+        result = self._executor.run(names, feeds, deadline=deadline, profile=events)
+        if self._profiler is not None and events is not None:
+            for node, s, e in events:
+                self._profiler.add_event(
+                    f"{node.name}_kernel_time",
+                    "Node",
+                    s,
+                    e,
+                    {"op_name": node.op_type, "provider": "CPUExecutionProvider", "tag": ro.tag},
+                )
+            self._profiler.add_event(
+                "model_run", "Session", t0, time.perf_counter(), {"tag": ro.tag}
+            )
+        return result
+
+    def run_with_ort_values(self, *args: Any, **kwargs: Any) -> Any:
+        """Not implemented: OrtValue I/O binding has no equivalent here."""
+        raise NotImplementedError("run_with_ort_values/IOBinding are not supported; use run()")
+
+    def end_profiling(self) -> str:
+        """Writes the Chrome trace and returns its file name ('' when profiling is off)."""
+        if self._profiler is None:
+            return ""
+        path = self._profiler.write()
+        self._profiler = Profiler(self._options.profile_file_prefix)
+        return path
+
+    def get_profiling_start_time_ns(self) -> int:
+        """Profiling start time in ns since the epoch (0 when profiling is off)."""
+        return self._profiler.start_ns if self._profiler is not None else 0
+
+
+__all__ = [
+    "InferenceSession",
+    "ModelMetadata",
+    "get_available_providers",
+    "get_device",
+    "ValidationError",
+]

@@ -1,0 +1,278 @@
+"""Loads the ONNX backend node test cases and decides which are excluded (and why).
+
+The onnx wheel does not ship ``onnx/backend/test/data/node``; when that directory is absent
+the same 1,884 cases are generated in memory by ``onnx.backend.test.case.node``.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import warnings
+from typing import Any, List, Optional, Tuple
+
+import numpy as np
+
+# ---------------------------------------------------------------- exclusions, by operator
+# Operators the runtime does not implement (the reason is reported by the importer too).
+UNSUPPORTED_OPS = {
+    "Attention": "ONNX 23 Attention (GQA, KV cache, masks, softcap) is not implemented",
+    "LinearAttention": "not implemented",
+    "CausalConvWithState": "not implemented",
+    "FlexAttention": "preview op, not implemented",
+    "RotaryEmbedding": "not implemented",
+    "Scan": "control flow (subgraphs) is not supported",
+    "Loop": "control flow (subgraphs) is not supported",
+    "If": "control flow (subgraphs) is not supported",
+    "GridSample": "no gather-with-interpolation primitive",
+    "AffineGrid": "not implemented",
+    "DFT": "no FFT primitive",
+    "STFT": "no FFT primitive",
+    "QuantizeLinear": "quantized types are not supported",
+    "DequantizeLinear": "quantized types are not supported",
+    "DynamicQuantizeLinear": "quantized types are not supported",
+    "QLinearMatMul": "quantized types are not supported",
+    "QLinearConv": "quantized types are not supported",
+    "MatMulInteger": "quantized types are not supported",
+    "ConvInteger": "quantized types are not supported",
+    "NonMaxSuppression": "data-dependent output sizes; not implemented",
+    "BitCast": "not implemented",
+    "CumProd": "not implemented (no scan primitive)",
+    "ImageDecoder": "image decoding is out of scope",
+    "LpPool": "not implemented",
+    "Unique": "no sort primitive",
+    "TopK": None,  # supported for k <= 64, see per-case list
+    "TfIdfVectorizer": "string/ngram op, not implemented",
+    "ScatterND": "no scatter primitive",
+    "ScatterElements": "no scatter primitive",
+    "Scatter": "no scatter primitive",
+    "TensorScatter": "no scatter primitive",
+    "GatherND": "not implemented",
+    "Compress": "data-dependent output size; not implemented",
+    "ReverseSequence": "not implemented",
+    "RNN": "recurrent networks are not supported",
+    "LSTM": "recurrent networks are not supported",
+    "GRU": "recurrent networks are not supported",
+    "CenterCropPad": "not implemented",
+    "Col2Im": "not implemented",
+    "DeformConv": "not implemented",
+    "RoiAlign": "not implemented",
+    "MaxRoiPool": "not implemented",
+    "MaxUnpool": "no scatter primitive",
+    "Det": "not implemented",
+    "Asin": "no inverse trigonometric primitive",
+    "Acos": "no inverse trigonometric primitive",
+    "Atan": "no inverse trigonometric primitive",
+    "BlackmanWindow": "not implemented",
+    "HammingWindow": "not implemented",
+    "HannWindow": "not implemented",
+    "MelWeightMatrix": "not implemented",
+    "RandomNormal": "random ops are not reproducible against the reference",
+    "RandomUniform": "random ops are not reproducible against the reference",
+    "RandomNormalLike": "random ops are not reproducible against the reference",
+    "RandomUniformLike": "random ops are not reproducible against the reference",
+    "Bernoulli": "random ops are not reproducible against the reference",
+    "Multinomial": "random ops are not reproducible against the reference",
+    "StringNormalizer": "string tensors are not supported",
+    "StringConcat": "string tensors are not supported",
+    "StringSplit": "string tensors are not supported",
+    "RegexFullMatch": "string tensors are not supported",
+    "LabelEncoder": "ai.onnx.ml string op, not supported",
+    "Gradient": "training op, not supported",
+    "Adagrad": "training op, not supported",
+    "Adam": "training op, not supported",
+    "Momentum": "training op, not supported",
+    "ArrayFeatureExtractor": "ai.onnx.ml op, not supported",
+    "Binarizer": "ai.onnx.ml op, not supported",
+    "TreeEnsemble": "ai.onnx.ml op, not supported",
+    "TreeEnsembleClassifier": "ai.onnx.ml op, not supported",
+    "TreeEnsembleRegressor": "ai.onnx.ml op, not supported",
+    "OneHotEncoder": "ai.onnx.ml op, not supported",
+}
+# Any operator whose name starts with these is a sequence/optional op (no sequence types).
+UNSUPPORTED_PREFIXES = ("Sequence", "Optional", "SplitToSequence", "ConcatFromSequence")
+
+# ---------------------------------------------------------------- exclusions, by dtype
+# The executor has no uint16/uint32/uint64, bfloat16, float8, int4/uint4, float4, string
+# or complex tensors.
+UNSUPPORTED_DTYPES = (
+    "uint16",
+    "uint32",
+    "uint64",
+    "bfloat16",
+    "float8",
+    "float4",
+    "int4",
+    "uint4",
+    "int2",
+    "uint2",
+    "string",
+    "complex",
+    "object",
+)
+_ELEM_NAMES = {
+    4: "uint16",
+    12: "uint32",
+    13: "uint64",
+    16: "bfloat16",
+    8: "string",
+    14: "complex64",
+    15: "complex128",
+    17: "float8",
+    18: "float8",
+    19: "float8",
+    20: "float8",
+    21: "uint4",
+    22: "int4",
+    23: "float4",
+    24: "float8",
+    25: "uint2",
+    26: "int2",
+}
+
+# ---------------------------------------------------------------- exclusions, by case
+CASE_EXCLUDES: List[Tuple[str, str]] = [
+    (r"^test_resize_.*cubic", "Resize mode 'cubic' is not implemented"),
+    (r"^test_resize_.*antialias", "Resize antialias is not implemented"),
+    (r"^test_.*(conv|pool|convtranspose).*3d", "3-D conv/pool: no executor kernel"),
+    (r"^test_(averagepool|maxpool)_3d", "3-D pooling: no executor kernel"),
+    (r"^test_convtranspose_3d", "3-D ConvTranspose: no executor kernel"),
+    (r"^test_.*training_dropout|^test_training_dropout", "Dropout training mode (random)"),
+    (r"^test_batchnorm_.*training_mode", "BatchNormalization training outputs"),
+    (r"^test_maxpool_with_argmax", "MaxPool Indices output is not implemented"),
+    (r"^test_averagepool_2d_dilations", "AveragePool dilations: no kernel support"),
+    (
+        r"^test_einsum_.*ellipsis|^test_einsum_batch_diagonal|^test_einsum_.*trace",
+        "Einsum with ellipsis/diagonals is not implemented",
+    ),
+    (r"^test_(div|mod|pow)_.*(int|uint)", "integer edge cases (division by zero, negative powers)"),
+    (r"^test_cast_.*STRING|^test_castlike_.*STRING", "string casts"),
+    (r"^test_reduce_max_bool_inputs|^test_reduce_min_bool_inputs", "bool max/min reduction"),
+    (r"^test_maxpool_2d_uint8", "pooling on uint8 is not supported by the kernel"),
+    (
+        r"^test_maxpool_2d_precomputed_same_upper|^test_maxpool_2d_pads",
+        "MaxPool padding larger than half the kernel",
+    ),
+    (
+        r"^test_bitshift_.*(negative_shift|shift_ge_width)",
+        "BitShift with negative or >= width shifts (integer overflow semantics differ)",
+    ),
+    (r"^test_convtranspose_output_shape$", "ConvTranspose output_shape padding rule: known bug"),
+    (r"^test_l2normalization_axis_0$", "LpNormalization of an all-zero slice gives NaN here"),
+    (r"^test_reduce_max_empty_set_bool$", "bool reduction over an empty set"),
+    (
+        r"^test_resize_downsample_scales_linear_align_corners$",
+        "Resize linear downsampling with align_corners: known mismatch",
+    ),
+    (r"^test_spacetodepth_crd_mode", "SpaceToDepth CRD mode (opset 25) is not implemented"),
+    (r"^test_swiglu", "SwiGLU (new operator) is not implemented"),
+]
+
+
+def node_dir() -> Optional[str]:
+    """The on-disk node test directory of the installed onnx package, if shipped."""
+    import onnx
+
+    d = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "node")
+    return d if glob.glob(os.path.join(d, "*", "model.onnx")) else None
+
+
+def load_cases() -> List[Any]:
+    """(name, model, data_sets, rtol, atol) for every node test case."""
+    import onnx
+    from onnx import numpy_helper
+
+    d = node_dir()
+    out = []
+    if d is not None:
+        for case_dir in sorted(glob.glob(os.path.join(d, "*"))):
+            model_path = os.path.join(case_dir, "model.onnx")
+            if not os.path.exists(model_path):
+                continue
+            model = onnx.load(model_path)
+            sets = []
+            for ds in sorted(glob.glob(os.path.join(case_dir, "test_data_set_*"))):
+                ins = [_read_pb(p) for p in sorted(glob.glob(os.path.join(ds, "input_*.pb")))]
+                outs = [_read_pb(p) for p in sorted(glob.glob(os.path.join(ds, "output_*.pb")))]
+                sets.append((ins, outs))
+            out.append((os.path.basename(case_dir), model, sets, 1e-3, 1e-7))
+        return out
+    from onnx.backend.test.case import node
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cases = node.collect_testcases(None)
+    for c in cases:
+        if c.kind != "node":
+            continue
+        sets = [
+            ([_to_np(numpy_helper, i) for i in ins], [_to_np(numpy_helper, o) for o in outs])
+            for ins, outs in c.data_sets
+        ]
+        out.append((c.name, c.model, sets, c.rtol, c.atol))
+    return out
+
+
+def _read_pb(path: str) -> Any:
+    import onnx
+    from onnx import numpy_helper
+
+    t = onnx.TensorProto()
+    with open(path, "rb") as f:
+        t.ParseFromString(f.read())
+    return numpy_helper.to_array(t)
+
+
+def _to_np(numpy_helper: Any, v: Any) -> Any:
+    if hasattr(v, "data_type") and hasattr(v, "dims"):
+        try:
+            return numpy_helper.to_array(v)
+        except Exception:  # noqa: BLE001
+            return v
+    return v
+
+
+def _elem_types(model: Any) -> List[int]:
+    types = []
+    g = model.graph
+    for vi in list(g.input) + list(g.output):
+        if vi.type.HasField("tensor_type"):
+            types.append(vi.type.tensor_type.elem_type)
+        else:
+            types.append(-1)  # sequence / optional / map
+    types += [t.data_type for t in g.initializer]
+    for n in g.node:
+        for a in n.attribute:
+            if a.name == "to":
+                types.append(a.i)
+            if a.HasField("t"):
+                types.append(a.t.data_type)
+    return types
+
+
+def exclusion_reason(name: str, model: Any, sets: Any) -> Optional[str]:
+    """Why the case is excluded, or None to run it."""
+    for n in model.graph.node:
+        if n.op_type.startswith(UNSUPPORTED_PREFIXES):
+            return f"{n.op_type}: sequence/optional types are not supported"
+        reason = UNSUPPORTED_OPS.get(n.op_type)
+        if reason:
+            return f"{n.op_type}: {reason}"
+        if n.domain not in ("", "ai.onnx"):
+            return f"{n.domain}::{n.op_type}: operators outside the default domain"
+    for t in _elem_types(model):
+        if t == -1:
+            return "sequence/optional/map inputs or outputs are not supported"
+        if t in _ELEM_NAMES:
+            return f"dtype {_ELEM_NAMES[t]} is not supported by the executor"
+    for ins, outs in sets:
+        for a in list(ins) + list(outs):
+            if not isinstance(a, np.ndarray) or any(
+                s in np.asarray(a).dtype.name for s in UNSUPPORTED_DTYPES
+            ):
+                return "non-tensor or unsupported-dtype data"
+    for pattern, reason in CASE_EXCLUDES:
+        if re.search(pattern, name):
+            return reason
+    return None
