@@ -39,6 +39,9 @@ import pyflame as pf
 
 
 def load_torch():
+    # Idle OpenMP workers sleep instead of spinning: in a side-by-side run a spinning torch
+    # pool would steal one of this machine's two cores from the library timed next.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         import torch  # optional comparison only
     except Exception as exc:  # ImportError, or a broken install raising OSError
@@ -68,6 +71,9 @@ def interleaved(impls, reps, warmup, inner=1):
     for r in range(reps):
         k = r % len(names)
         for name in names[k:] + names[:k]:
+            # One untimed call first: it absorbs the previous library's worker threads
+            # still spinning (OpenMP, OpenBLAS), which would otherwise steal a core.
+            impls[name]()
             t0 = time.perf_counter()
             impls[name]()
             samples[name].append((time.perf_counter() - t0) / inner)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -37,6 +38,9 @@ def build(lib: str, model: str, seed: int = 0) -> tuple:
         def flatten(x):
             return x.reshape(x.shape[0], -1)
     else:
+        # Idle OpenMP workers sleep instead of spinning (a spinning pool would steal a core
+        # from PyFlame's steps, which alternate with torch's in this benchmark).
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         import torch as fw
         from torch import nn, optim
 
@@ -140,6 +144,8 @@ def bench(model: str, reps: int) -> dict:
     for r in range(reps):
         order = ["pf", "torch"] if r % 2 == 0 else ["torch", "pf"]
         for lib in order:
+            # An untimed step first absorbs the other library's still-spinning threads.
+            steps[lib]()
             t0 = time.perf_counter()
             steps[lib]()
             times[lib].append(time.perf_counter() - t0)
@@ -191,7 +197,7 @@ def main() -> None:
     print("| benchmark | pyflame ms | torch ms | time ratio pf/torch |")
     print("|---|---:|---:|---:|")
     for model in args.only.split(","):
-        r = bench(model, args.reps if model != "resnet" else max(5, args.reps // 3))
+        r = bench(model, args.reps if model != "resnet" else max(4, args.reps // 3))
         print(
             f"| {names[model]} | {r['pf'] * 1e3:.2f} | {r['torch'] * 1e3:.2f} "
             f"| {r['pf'] / r['torch']:.2f}x |"
