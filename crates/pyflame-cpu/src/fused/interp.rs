@@ -215,7 +215,6 @@ impl Program {
     pub(super) fn run_chunk(
         &self,
         loaders: &[Loader],
-        shape: &[usize],
         start: usize,
         len: usize,
         scratch: &mut Scratch,
@@ -224,14 +223,14 @@ impl Program {
         #[cfg(target_arch = "x86_64")]
         if crate::kernels::simd::has_avx512() {
             // SAFETY: the CPU supports the AVX-512 subsets, AVX2 and FMA (checked above).
-            return unsafe { self.run_chunk_avx512(loaders, shape, start, len, scratch, flags) };
+            return unsafe { self.run_chunk_avx512(loaders, start, len, scratch, flags) };
         }
         #[cfg(target_arch = "x86_64")]
         if crate::kernels::simd::has_avx2_fma() {
             // SAFETY: the CPU supports AVX2 and FMA (checked above).
-            return unsafe { self.run_chunk_avx2(loaders, shape, start, len, scratch, flags) };
+            return unsafe { self.run_chunk_avx2(loaders, start, len, scratch, flags) };
         }
-        self.run_chunk_body(loaders, shape, start, len, scratch, flags)
+        self.run_chunk_body(loaders, start, len, scratch, flags)
     }
 
     /// [`Program::run_chunk`] compiled with AVX-512 (F, VL, BW, DQ), AVX2 and FMA enabled.
@@ -243,13 +242,12 @@ impl Program {
     unsafe fn run_chunk_avx512(
         &self,
         loaders: &[Loader],
-        shape: &[usize],
         start: usize,
         len: usize,
         scratch: &mut Scratch,
         flags: &mut Flags,
     ) -> Result<()> {
-        self.run_chunk_body(loaders, shape, start, len, scratch, flags)
+        self.run_chunk_body(loaders, start, len, scratch, flags)
     }
 
     /// [`Program::run_chunk`] compiled with AVX2 and FMA enabled.
@@ -261,20 +259,18 @@ impl Program {
     unsafe fn run_chunk_avx2(
         &self,
         loaders: &[Loader],
-        shape: &[usize],
         start: usize,
         len: usize,
         scratch: &mut Scratch,
         flags: &mut Flags,
     ) -> Result<()> {
-        self.run_chunk_body(loaders, shape, start, len, scratch, flags)
+        self.run_chunk_body(loaders, start, len, scratch, flags)
     }
 
     #[inline(always)]
     fn run_chunk_body(
         &self,
         loaders: &[Loader],
-        _shape: &[usize],
         start: usize,
         len: usize,
         scratch: &mut Scratch,

@@ -312,17 +312,12 @@ impl Program {
         }
         pyflame_core::dispatch_dtype!(dtype, T => {
             let out = storage.as_mut_slice::<T>()?;
-            self.run_into(&loaders, shape, out)?;
+            self.run_into(&loaders, out)?;
         });
         Ok(Value::contiguous(Arc::new(storage), shape.to_vec()))
     }
 
-    fn run_into<T: Element>(
-        &self,
-        loaders: &[Loader],
-        shape: &[usize],
-        out: &mut [T],
-    ) -> Result<()> {
+    fn run_into<T: Element>(&self, loaders: &[Loader], out: &mut [T]) -> Result<()> {
         let n = out.len();
         let task = |(t, block): (usize, &mut [T])| -> Result<()> {
             let mut scratch = Scratch::new(self, block.len());
@@ -330,7 +325,7 @@ impl Program {
             let base = t * TASK;
             for (c, piece) in block.chunks_mut(CHUNK).enumerate() {
                 let start = base + c * CHUNK;
-                self.run_chunk(loaders, shape, start, piece.len(), &mut scratch, &mut flags)?;
+                self.run_chunk(loaders, start, piece.len(), &mut scratch, &mut flags)?;
                 self.store(&scratch, piece);
             }
             if flags.int_div_zero {
@@ -383,7 +378,6 @@ impl Program {
         for (c, piece) in out.chunks_mut(CHUNK).enumerate() {
             self.run_chunk(
                 &inputs.loaders,
-                &inputs.shape,
                 start + c * CHUNK,
                 piece.len(),
                 &mut scratch,
@@ -403,17 +397,13 @@ impl Program {
             .iter()
             .map(|i| make_loader(i, shape))
             .collect::<Result<Vec<_>>>()?;
-        Ok(PreparedInputs {
-            loaders,
-            shape: shape.to_vec(),
-        })
+        Ok(PreparedInputs { loaders })
     }
 }
 
 /// Loaders bound to a program's inputs and logical shape.
 pub struct PreparedInputs<'a> {
     loaders: Vec<Loader<'a>>,
-    shape: Vec<usize>,
 }
 
 // SAFETY: loaders only hold shared references to immutable storage.

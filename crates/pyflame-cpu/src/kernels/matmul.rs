@@ -5,9 +5,11 @@
 //! is validated up front, so a bad view is an [`Error::Invalid`], never a panic or UB.
 //!
 //! Per element type ([`MatmulElement`]):
-//! * `f32`, `f64`, `f16`: the `gemm` crate (runtime-dispatched SIMD microkernels). Matrices with
-//!   `m*n*k >= 64^3` use `Parallelism::Rayon` (rayon's current pool); smaller ones run on one
-//!   thread, and many small matrices of a batch are spread over the pool instead.
+//! * `f32`, `f64`, `f16`: the `gemm` crate (runtime-dispatched SIMD microkernels: AVX2+FMA, and
+//!   AVX-512 when the workspace enables gemm's `x86-v4` feature). Matrices with
+//!   `m*n*k >= 192^3` ([`PARALLEL_WORK_THRESHOLD`]) use `Parallelism::Rayon` (rayon's current
+//!   pool); smaller ones run on one thread, and the matrices of a batch are spread over the
+//!   pool instead when they are small or numerous.
 //! * `bf16`: each matrix is converted to `f32`, multiplied with `gemm`, and rounded back.
 //! * `i64`, `i32`, `i16`, `i8`, `u8`: cache-blocked loops with wrapping arithmetic (like
 //!   PyTorch's integer matmul), vectorized and runtime-dispatched (AVX2) on x86.
