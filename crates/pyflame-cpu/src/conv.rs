@@ -238,7 +238,7 @@ pub fn conv2d(
             let (xs, ws) = (slice::<$T>(&xv)?, slice::<$T>(&wv)?);
             let o = out.as_mut_slice::<$T>()?;
             if g.g == 1 {
-                crate::conv_batched::forward(xs, ws, &g, p, o);
+                crate::conv_batched::forward(xs, ws, &g, p, o)?;
                 return finish(out, out_shape, dtype);
             }
             let per_image = g.o * g.hw();
@@ -297,7 +297,7 @@ pub fn conv2d_backward_input(
             let (gs, ws) = (slice::<$T>(&gv)?, slice::<$T>(&wv)?);
             let o = out.as_mut_slice::<$T>()?;
             if g.g == 1 {
-                crate::conv_batched::backward_input(gs, ws, &g, p, o);
+                crate::conv_batched::backward_input(gs, ws, &g, p, o)?;
                 return finish(out, x_shape, dtype);
             }
             let per_image = g.c * g.h * g.w;
@@ -357,7 +357,7 @@ pub fn conv2d_backward_weight(
         ($T:ty) => {{
             let (xs, gs) = (slice::<$T>(&xv)?, slice::<$T>(&gv)?);
             if g.g == 1 {
-                crate::conv_batched::backward_weight(xs, gs, &g, p, out.as_mut_slice::<$T>()?);
+                crate::conv_batched::backward_weight(xs, gs, &g, p, out.as_mut_slice::<$T>()?)?;
                 return finish(out, w_shape, dtype);
             }
             let (parallel, par) = par_for(g.n, g.o * g.hw() * g.ckk());

@@ -5,6 +5,7 @@
 
 use crate::conv::{gemm_into, ConvFloat, ConvParams, Geom};
 use gemm::Parallelism;
+use pyflame_core::{Result, Storage};
 use rayon::prelude::*;
 
 /// Columns per GEMM to aim for: wide enough to amortize packing and threading.
@@ -13,6 +14,12 @@ const TARGET_COLUMNS: usize = 2048;
 /// Images processed together.
 pub(crate) fn group_size(g: &Geom) -> usize {
     TARGET_COLUMNS.div_ceil(g.hw().max(1)).clamp(1, g.n.max(1))
+}
+
+/// A scratch buffer from the recycled storage pool (no page faults on repeated calls). Its
+/// contents are unspecified: every user writes the part it reads.
+fn scratch<T: ConvFloat>(len: usize) -> Result<Storage> {
+    Storage::uninit(T::DTYPE, len)
 }
 
 fn par_for(m: usize, n: usize, k: usize) -> Parallelism {
@@ -154,24 +161,32 @@ fn gather_outputs<T: ConvFloat>(gy: &[T], n0: usize, gn: usize, g: &Geom, dst: &
 }
 
 /// Forward convolution into `out` ([N, O, ho, wo]).
-pub(crate) fn forward<T: ConvFloat>(xs: &[T], ws: &[T], g: &Geom, p: &ConvParams, out: &mut [T]) {
+pub(crate) fn forward<T: ConvFloat>(
+    xs: &[T],
+    ws: &[T],
+    g: &Geom,
+    p: &ConvParams,
+    out: &mut [T],
+) -> Result<()> {
     let (hw, ckk) = (g.hw(), g.ckk());
     let gs = group_size(g);
-    let mut cols = vec![T::default(); ckk * gs * hw];
-    let mut tmp = vec![T::default(); g.o * gs * hw];
+    let mut cols_buf = scratch::<T>(ckk * gs * hw)?;
+    let mut tmp_buf = scratch::<T>(g.o * gs * hw)?;
+    let cols = cols_buf.as_mut_slice::<T>()?;
+    let tmp = tmp_buf.as_mut_slice::<T>()?;
     for n0 in (0..g.n).step_by(gs) {
         let gn = gs.min(g.n - n0);
-        im2col_group(xs, n0, gn, g, p, &mut cols);
+        im2col_group(xs, n0, gn, g, p, cols);
         let width = gn * hw;
         gemm_into(
             g.o,
             width,
             ckk,
-            &mut tmp,
+            tmp,
             false,
             ws,
             (1, ckk as isize),
-            &cols,
+            cols,
             (1, width as isize),
             par_for(g.o, width, ckk),
         );
@@ -184,6 +199,7 @@ pub(crate) fn forward<T: ConvFloat>(xs: &[T], ws: &[T], g: &Geom, p: &ConvParams
                 }
             });
     }
+    Ok(())
 }
 
 /// Input gradient into `dx` ([N, C, H, W], zeroed).
@@ -193,31 +209,34 @@ pub(crate) fn backward_input<T: ConvFloat>(
     g: &Geom,
     p: &ConvParams,
     dx: &mut [T],
-) {
+) -> Result<()> {
     let (hw, ckk) = (g.hw(), g.ckk());
     let gs = group_size(g);
-    let mut cols = vec![T::default(); ckk * gs * hw];
-    let mut gyp = vec![T::default(); g.o * gs * hw];
+    let mut cols_buf = scratch::<T>(ckk * gs * hw)?;
+    let mut gyp_buf = scratch::<T>(g.o * gs * hw)?;
+    let cols = cols_buf.as_mut_slice::<T>()?;
+    let gyp = gyp_buf.as_mut_slice::<T>()?;
     let img = g.c * g.h * g.w;
     for n0 in (0..g.n).step_by(gs) {
         let gn = gs.min(g.n - n0);
         let width = gn * hw;
-        gather_outputs(gy, n0, gn, g, &mut gyp);
+        gather_outputs(gy, n0, gn, g, gyp);
         // cols [ckk, width] = W^T [ckk, O] @ gyp [O, width]
         gemm_into(
             ckk,
             width,
             g.o,
-            &mut cols,
+            cols,
             false,
             ws,
             (ckk as isize, 1),
-            &gyp,
+            gyp,
             (1, width as isize),
             par_for(ckk, width, g.o),
         );
-        col2im_group(&cols, gn, g, p, &mut dx[n0 * img..(n0 + gn) * img]);
+        col2im_group(cols, gn, g, p, &mut dx[n0 * img..(n0 + gn) * img]);
     }
+    Ok(())
 }
 
 /// Weight gradient into `dw` ([O, C, kh, kw], zeroed).
@@ -227,16 +246,18 @@ pub(crate) fn backward_weight<T: ConvFloat>(
     g: &Geom,
     p: &ConvParams,
     dw: &mut [T],
-) {
+) -> Result<()> {
     let (hw, ckk) = (g.hw(), g.ckk());
     let gs = group_size(g);
-    let mut cols = vec![T::default(); ckk * gs * hw];
-    let mut gyp = vec![T::default(); g.o * gs * hw];
+    let mut cols_buf = scratch::<T>(ckk * gs * hw)?;
+    let mut gyp_buf = scratch::<T>(g.o * gs * hw)?;
+    let cols = cols_buf.as_mut_slice::<T>()?;
+    let gyp = gyp_buf.as_mut_slice::<T>()?;
     for n0 in (0..g.n).step_by(gs) {
         let gn = gs.min(g.n - n0);
         let width = gn * hw;
-        im2col_group(xs, n0, gn, g, p, &mut cols);
-        gather_outputs(gy, n0, gn, g, &mut gyp);
+        im2col_group(xs, n0, gn, g, p, cols);
+        gather_outputs(gy, n0, gn, g, gyp);
         // dW [O, ckk] += gyp [O, width] @ cols^T [width, ckk]
         gemm_into(
             g.o,
@@ -244,11 +265,12 @@ pub(crate) fn backward_weight<T: ConvFloat>(
             width,
             dw,
             true,
-            &gyp,
+            gyp,
             (1, width as isize),
-            &cols,
+            cols,
             (width as isize, 1),
             par_for(g.o, ckk, width),
         );
     }
+    Ok(())
 }
