@@ -8,6 +8,7 @@ mod errors;
 mod functions;
 mod graph;
 mod indexing;
+mod ops;
 mod tensor;
 
 use pyflame_core::dtype::ALL_DTYPES;

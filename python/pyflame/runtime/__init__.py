@@ -33,7 +33,15 @@ from .onnx_import import (
     supported_operators,
 )
 from .options import ExecutionMode, GraphOptimizationLevel, OptLevel, RunOptions, SessionOptions
+from .pfm import dumps_pfm, load_pfm, loads_pfm, save_pfm
 from .session import InferenceSession, ModelMetadata, get_available_providers, get_device
+from .torch_import import (
+    PyTorchImporter,
+    UnsafeCheckpointError,
+    from_pytorch,
+    load_pytorch_checkpoint,
+    load_pytorch_state_dict,
+)
 from .types import DType, NodeArg, Tensor, TensorInfo, from_numpy
 
 __version__ = "0.3.0"
@@ -44,14 +52,7 @@ class _ImportModule:
 
     ONNXImporter = ONNXImporter
 
-    class PyTorchImporter:
-        """Not implemented yet: importing PyTorch state dicts."""
-
-        def __init__(self) -> None:
-            raise NotImplementedError(
-                "PyTorchImporter (.pt/.pth state dicts) is not implemented yet; export the model "
-                "to ONNX (torch.onnx.export) and use from_onnx"
-            )
+    PyTorchImporter = PyTorchImporter
 
     class TorchScriptImporter:
         """Not implemented yet: importing TorchScript archives."""
@@ -82,20 +83,29 @@ __all__ = [
     "NodeArg",
     "ONNXImporter",
     "OptLevel",
+    "PyTorchImporter",
     "PyFlameRTError",
     "RunOptions",
     "SessionOptions",
     "ShapeMismatchError",
     "Tensor",
     "TensorInfo",
+    "UnsafeCheckpointError",
     "UnsupportedFormatError",
     "UnsupportedOperatorError",
     "ValidationError",
     "from_numpy",
+    "dumps_pfm",
     "from_onnx",
+    "from_pytorch",
     "get_available_providers",
     "get_device",
     "import_module",
+    "load_pfm",
+    "load_pytorch_checkpoint",
+    "load_pytorch_state_dict",
+    "loads_pfm",
     "opt",
+    "save_pfm",
     "supported_operators",
 ]

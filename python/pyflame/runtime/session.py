@@ -33,6 +33,7 @@ from .executor import Executor
 from .graph import Graph
 from .onnx_import.importer import ImportOptions, ONNXImporter
 from .options import OptLevel, RunOptions, SessionOptions
+from .pfm import load_pfm, loads_pfm
 from .profiling import Profiler
 from .types import NodeArg, TensorInfo, onnx_type_string
 
@@ -83,7 +84,7 @@ def _load_graph(source: Any) -> Graph:
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         if data[:4] == b"PFM\0":
-            raise UnsupportedFormatError(".pfm models are not supported yet (see docs/runtime.md)")
+            return loads_pfm(data)
         return ONNXImporter().import_or_raise(data, ImportOptions()).graph  # type: ignore[return-value]
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
@@ -91,16 +92,17 @@ def _load_graph(source: Any) -> Graph:
         if not os.path.isfile(path):
             raise InvalidModelError(f"model file not found: {path}")
         if ext == ".pfm":
-            raise UnsupportedFormatError(".pfm models are not supported yet (see docs/runtime.md)")
+            return load_pfm(path)
         if ext in (".pt", ".pth"):
             raise UnsupportedFormatError(
-                "PyTorch checkpoints are not supported yet; export the model to ONNX"
+                "PyTorch state dicts hold no graph: use load_pytorch_state_dict / "
+                "PyTorchImporter with a model definer, or export the model to ONNX"
             )
-        if ext not in (".onnx", ".ort", ""):
+        if ext not in (".onnx", ".ort"):
             with open(path, "rb") as f:
                 head = f.read(4)
             if head == b"PFM\0":
-                raise UnsupportedFormatError(".pfm models are not supported yet")
+                return load_pfm(path)
         return ONNXImporter().import_or_raise(path, ImportOptions()).graph  # type: ignore[return-value]
     if type(source).__name__ == "ModelProto":
         return ONNXImporter().import_or_raise(source, ImportOptions()).graph  # type: ignore[return-value]
@@ -112,8 +114,9 @@ def _load_graph(source: Any) -> Graph:
 class InferenceSession:
     """Loads, optimizes and runs a model (ONNX Runtime's InferenceSession API).
 
-    `path_or_bytes` is a path to an ``.onnx`` file, the model bytes, an ONNX ModelProto, or
-    a runtime :class:`Graph`. `sess_options` (alias `options`) is a SessionOptions.
+    `path_or_bytes` is a path to an ``.onnx`` or ``.pfm`` file, the model bytes (ONNX or
+    ``.pfm``), an ONNX ModelProto, or a runtime :class:`Graph`. `sess_options` (alias
+    `options`) is a SessionOptions.
     """
 
     def __init__(
