@@ -26,6 +26,10 @@ def _layernorm(x):
     return d / pf.sqrt(var + 1e-5)
 
 
+def _eq_mask(a, b):
+    return (a == pf.maximum(a, b)).float()
+
+
 RULES = {
     "add_tile": lambda lay: _x(lay) + _x(lay),
     "sub_rowvec": lambda lay: _x(lay) - _x(lay, (16,)),
@@ -46,6 +50,12 @@ RULES = {
     "sum_first": lambda lay: _x(lay).sum(dim=0),
     "mean_all": lambda lay: _x(lay).mean(),
     "max_last": lambda lay: _x(lay).amax(dim=-1, keepdim=True),
+    "min_last": lambda lay: _x(lay).amin(dim=-1, keepdim=True),
+    "min_first": lambda lay: _x(lay).amin(dim=0),
+    "lt_mask": lambda lay: (_x(lay) < _x(lay, (16,))).float(),
+    "ge_mask_scalar": lambda lay: (_x(lay) >= 0.25).float() * _x(lay),
+    "eq_mask": lambda lay: _eq_mask(_x(lay), _x(lay)),
+    "where": lambda lay: pf.where(_x(lay) > 0.0, _x(lay), _x(lay, (16,))),
     "matmul": lambda lay: _x(lay, (8, 16)) @ _x(lay, (16, 8)),
     "gemv": lambda lay: _x(lay, (8, 16)) @ _x(lay, (16,)),
     "softmax": lambda lay: pf.softmax(_x(lay), dim=-1),
@@ -70,3 +80,11 @@ def test_rule_on_layout(rule, layout, opts):
     scale = float(np.max(np.abs(y.numpy()))) + 1.0
     assert r.sim_max_abs_error <= 1e-4 * scale, (rule, r.sim_max_abs_error)
     assert r.estimate["cycles"] > 0
+
+
+def test_bool_output_is_an_explicit_error(opts):
+    pf.manual_seed(0)
+    a = pf.randn([4, 4])
+    r = pf.compile_to_csl(a < pf.randn([4, 4]), opts)
+    assert not r.success
+    assert "bool" in r.error_message

@@ -149,6 +149,18 @@ pub enum BFn {
     Min,
     /// @map power
     Pow,
+    /// @map `a == b` as a 0/1 mask
+    Eq,
+    /// @map `a != b` as a 0/1 mask
+    Ne,
+    /// @map `a < b` as a 0/1 mask
+    Lt,
+    /// @map `a <= b` as a 0/1 mask
+    Le,
+    /// @map `a > b` as a 0/1 mask
+    Gt,
+    /// @map `a >= b` as a 0/1 mask
+    Ge,
 }
 
 /// Reduction functions.

@@ -51,6 +51,12 @@ pub fn cost(op: &Local) -> u64 {
             let per = match f {
                 crate::plan::BFn::Div => 12,
                 crate::plan::BFn::Min => 4,
+                crate::plan::BFn::Eq
+                | crate::plan::BFn::Ne
+                | crate::plan::BFn::Lt
+                | crate::plan::BFn::Le
+                | crate::plan::BFn::Gt
+                | crate::plan::BFn::Ge => 4,
                 crate::plan::BFn::Pow => 60,
                 _ => 1,
             };

@@ -67,7 +67,7 @@ fn binary_with_broadcasting() {
 fn reductions() {
     for l in layouts() {
         let x = input(&[8, 16], 9, l);
-        for op in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max] {
+        for op in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max, ReduceOp::Min] {
             for axes in [Some(&[1i64][..]), Some(&[0][..]), None] {
                 for keep in [false, true] {
                     check(&build::reduce(op, &x, axes, keep).unwrap(), 1e-4);
@@ -83,6 +83,10 @@ fn reductions() {
             &build::reduce(ReduceOp::Max, &x3, Some(&[0, 1]), false).unwrap(),
             1e-4,
         );
+        // min reduction (-max(-x)) feeding elementwise minimum against a row vector
+        let mn = build::reduce(ReduceOp::Min, &x3, Some(&[0, 1]), false).unwrap();
+        let y = build::binary(BinaryOp::Minimum, &x, &mn).unwrap();
+        check(&y, 1e-4);
     }
 }
 
@@ -155,4 +159,52 @@ fn transpose_and_reshape_on_one_pe() {
     let s = build::reduce(ReduceOp::Sum, &g, Some(&[1]), false).unwrap();
     let s2 = build::reshape(&s, &[8, 1]).unwrap();
     check(&build::binary(BinaryOp::Sub, &g, &s2).unwrap(), 1e-4);
+}
+
+#[test]
+fn comparisons_as_masks_and_where() {
+    use pyflame_core::DType;
+    let cmps = [
+        BinaryOp::Eq,
+        BinaryOp::Ne,
+        BinaryOp::Lt,
+        BinaryOp::Le,
+        BinaryOp::Gt,
+        BinaryOp::Ge,
+    ];
+    for l in layouts() {
+        let a = input(&[8, 16], 21, l);
+        let b = input(&[8, 16], 22, l);
+        let row = input(&[16], 23, l);
+        let m = build::binary(BinaryOp::Maximum, &a, &b).unwrap();
+        let s = build::full(vec![], 0.1, DType::Float32, l);
+        for op in cmps {
+            // equal elements occur: a == max(a, b) wherever a >= b
+            for rhs in [&m, &row, &s] {
+                let c = build::binary(op, &a, rhs).unwrap();
+                check(&build::cast(&c, DType::Float32), 0.0);
+            }
+        }
+        // where(a > b, a, b) == maximum(a, b); with a row vector and a scalar
+        let c = build::binary(BinaryOp::Gt, &a, &b).unwrap();
+        check(&build::where_(&c, &a, &b).unwrap(), TOL);
+        let c = build::binary(BinaryOp::Lt, &a, &row).unwrap();
+        check(&build::where_(&c, &row, &s).unwrap(), TOL);
+        // masks feed arithmetic: relu-like a * (a > 0)
+        let pos = build::binary(BinaryOp::Gt, &a, &s).unwrap();
+        let y = build::binary(BinaryOp::Mul, &a, &build::cast(&pos, DType::Float32)).unwrap();
+        check(&y, TOL);
+    }
+}
+
+#[test]
+fn bool_outputs_are_an_explicit_error() {
+    let a = input(&[4, 4], 24, MeshLayout::SinglePe);
+    let b = input(&[4, 4], 25, MeshLayout::SinglePe);
+    let c = build::binary(BinaryOp::Lt, &a, &b).unwrap();
+    let g = pyflame_ir::Graph::capture(&[c], false);
+    let Err(err) = pyflame_csl::generate(&g, &pyflame_csl::CodeGenOptions::default()) else {
+        panic!("a bool output must not generate");
+    };
+    assert!(err.to_string().contains("bool"), "{err}");
 }

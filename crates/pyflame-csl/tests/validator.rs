@@ -205,6 +205,31 @@ fn c5_ramp_is_consumed() {
 }
 
 #[test]
+fn c5_per_pe_ramp_delivery() {
+    // PE (0,0) sends on chain_a and reads chain_b: delivering chain_a to its RAMP is unread
+    fires(
+        "C5",
+        &mutate(
+            "layout.csl",
+            "@set_color_config(0, 0, c_row_chain_a, .{ .routes = .{ .rx = .{ RAMP }, .tx = .{ EAST } } });",
+            "@set_color_config(0, 0, c_row_chain_a, .{ .routes = .{ .rx = .{ RAMP }, .tx = .{ RAMP, EAST } } });",
+        ),
+    );
+}
+
+#[test]
+fn c5_fabout_needs_ramp_rx() {
+    fires(
+        "C5",
+        &mutate(
+            "layout.csl",
+            "@set_color_config(0, 0, c_row_edge, .{ .routes = .{ .rx = .{ RAMP }, .tx = .{ EAST } } });",
+            "@set_color_config(0, 0, c_row_edge, .{ .routes = .{ .rx = .{ NORTH }, .tx = .{ EAST } } });",
+        ),
+    );
+}
+
+#[test]
 fn c6_single_rx_direction() {
     fires(
         "C6",
@@ -308,6 +333,42 @@ fn t6_memcpy_queues() {
     fires("T6", &validate_sources(&s));
 }
 
+/// Appends `text` to the PE program and validates.
+fn append_pe(text: &str) -> Vec<Finding> {
+    let mut s = base();
+    s.get_mut("pe_program.csl").expect("pe").push_str(text);
+    validate_sources(&s)
+}
+
+fn fab_out(q: u32, color: &str) -> String {
+    format!("@fmovs(@get_dsd(fabout_dsd, .{{ .fabric_color = {color}, .extent = 1, .output_queue = @get_output_queue({q}) }}), 1.0, .{{ .async = true, .activate = advance_id }});")
+}
+
+#[test]
+fn t7_overlapping_async_ops() {
+    let two = format!(
+        "\nfn bad() void {{\n  {}\n  {}\n}}\n",
+        fab_out(4, "c_row_edge"),
+        fab_out(4, "c_row_edge")
+    );
+    fires("T7", &append_pe(&two));
+    let looped = format!(
+        "\nfn bad() void {{\n  var i: u16 = 0;\n  while (i < 2) : (i += 1) {{\n    {}\n  }}\n}}\n",
+        fab_out(4, "c_row_edge")
+    );
+    fires("T7", &append_pe(&looped));
+    // the same output queue with another color
+    let switched = format!("\nfn bad() void {{\n  {}\n}}\n", fab_out(4, "c_row_back"));
+    fires("T7", &append_pe(&switched));
+    // exclusive branches do not overlap
+    let branches = format!(
+        "\nfn ok() void {{\n  if (px == 0) {{\n    {}\n  }} else {{\n    {}\n  }}\n}}\n",
+        fab_out(4, "c_row_edge"),
+        fab_out(4, "c_row_edge")
+    );
+    assert!(!append_pe(&branches).iter().any(|f| f.rule == "T7"));
+}
+
 #[test]
 fn t8_unblock_cmd_stream() {
     fires(
@@ -329,6 +390,34 @@ fn d1_extent_range() {
 }
 
 #[test]
+fn d2_dsd_bounds() {
+    fires(
+        "D2",
+        &mutate(
+            "pe_program.csl",
+            "@get_dsd(mem1d_dsd, .{ .base_address = &in0_n0, .extent = 16 })",
+            "@get_dsd(mem1d_dsd, .{ .base_address = &in0_n0, .extent = 17 })",
+        ),
+    );
+    fires(
+        "D2",
+        &append_pe("\nconst bad_ta = @get_dsd(mem1d_dsd, .{ .tensor_access = |i|{16} -> in0_n0[i + 1] });\n"),
+    );
+    fires(
+        "D2",
+        &append_pe("\nconst bad_st = @get_dsd(mem1d_dsd, .{ .base_address = &in0_n0, .extent = 8, .stride = 3 });\n"),
+    );
+    fires(
+        "D2",
+        &append_pe("\nconst bad_inc = @increment_dsd_offset(@get_dsd(mem1d_dsd, .{ .base_address = &in0_n0, .extent = 16 }), 4, f32);\n"),
+    );
+    let ok = append_pe(
+        "\nconst ok_ta = @get_dsd(mem1d_dsd, .{ .tensor_access = |i|{8} -> in0_n0[2 * i + 1] });\n",
+    );
+    assert!(!ok.iter().any(|f| f.rule == "D2"), "{ok:#?}");
+}
+
+#[test]
 fn d3_fabric_dsd_fields() {
     fires(
         "D3",
@@ -339,6 +428,21 @@ fn d3_fabric_dsd_fields() {
 #[test]
 fn d4_builtin_exists() {
     fires("D4", &mutate("pe_program.csl", "@fmovs(", "@fdivs("));
+}
+
+#[test]
+fn d5_async_options() {
+    // .async on a memory-only operation
+    fires(
+        "D5",
+        &append_pe("\nfn bad() void {\n  @fmovs(@get_dsd(mem1d_dsd, .{ .base_address = &in0_n0, .extent = 16 }), 0.0, .{ .async = true, .activate = advance_id });\n}\n"),
+    );
+    // .activate with a data task id
+    let text = format!(
+        "\nconst dt_id: data_task_id = @get_data_task_id(@get_input_queue(5));\nfn bad() void {{\n  {}\n}}\n",
+        fab_out(4, "c_row_edge").replace(".activate = advance_id", ".activate = dt_id")
+    );
+    fires("D5", &append_pe(&text));
 }
 
 #[test]
@@ -366,6 +470,75 @@ fn x2_no_write_to_readonly() {
 }
 
 #[test]
+fn x3_launch_arguments() {
+    // the exported fn takes an argument the host does not pass
+    fires(
+        "X3",
+        &mutate(
+            "layout.csl",
+            "@export_name(\"compute\", fn()void)",
+            "@export_name(\"compute\", fn(i16)void)",
+        ),
+    );
+    // wrong numpy scalar type, and a plain Python number
+    let mut s = base();
+    let l = s.get_mut("layout.csl").expect("layout");
+    *l = l.replace("fn()void", "fn(u32)void");
+    let r = s.get_mut("run.py").expect("run.py");
+    *r = r.replace("launch(\"compute\",", "launch(\"compute\", np.int16(3),");
+    fires("X3", &validate_sources(&s));
+    let r = s.get_mut("run.py").expect("run.py");
+    *r = r.replace("np.int16(3)", "3");
+    fires("X3", &validate_sources(&s));
+    let r = s.get_mut("run.py").expect("run.py");
+    *r = r.replace(
+        "launch(\"compute\", 3,",
+        "launch(\"compute\", np.uint32(3),",
+    );
+    let ok = validate_sources(&s);
+    assert!(!ok.iter().any(|f| f.rule == "X3"), "{ok:#?}");
+}
+
+/// The base program with a streaming H2D color (5, as `--params=H2D_ID:5`) given to memcpy,
+/// a `fabin_dsd` of 16 wavelets on it, and a host line streaming with color `host_color`.
+fn streaming(host_color: &str, n: usize) -> Vec<Finding> {
+    let mut s = base();
+    let l = s.get_mut("layout.csl").expect("layout");
+    *l = l
+        .replace(
+            "const memcpy = @import_module(\"<memcpy/get_params>\", .{ .width = 2, .height = 2 });",
+            "param H2D_ID: i16;\nconst h2d_color: color = @get_color(H2D_ID);\nconst memcpy = @import_module(\"<memcpy/get_params>\", .{ .width = 2, .height = 2, .MEMCPYH2D_1 = h2d_color });",
+        );
+    for f in ["commands_wse2.sh", "commands_wse3.sh"] {
+        let c = s.get_mut(f).expect("commands");
+        *c = c.replace("--memcpy", "--params=H2D_ID:5 --memcpy");
+    }
+    let p = s.get_mut("pe_program.csl").expect("pe");
+    p.push_str("\nfn recv() void {\n  @fmovs(@get_dsd(mem1d_dsd, .{ .base_address = &in0_n0, .extent = 16 }), @get_dsd(fabin_dsd, .{ .fabric_color = sys_mod.MEMCPYH2D_1, .extent = 16, .input_queue = @get_input_queue(5) }));\n}\n");
+    let r = s.get_mut("run.py").expect("run.py");
+    let line = r
+        .lines()
+        .find(|x| x.contains("runner.launch("))
+        .expect("launch")
+        .to_string();
+    let indent: String = line.chars().take_while(|c| *c == ' ').collect();
+    *r = r.replacen(
+        &line,
+        &format!("{indent}H2D = int(compile_data['params']['{host_color}'])\n{indent}runner.memcpy_h2d(H2D, a_in0, 0, 0, 2, 2, {n}, streaming=True,\n{indent}  order=MemcpyOrder.ROW_MAJOR, nonblock=False)\n{line}"),
+        1,
+    );
+    validate_sources(&s)
+}
+
+#[test]
+fn x5_streaming_memcpy() {
+    let ok = streaming("H2D_ID", 16);
+    assert!(!ok.iter().any(|f| f.rule == "X5"), "{ok:#?}");
+    fires("X5", &streaming("OTHER_ID", 16));
+    fires("X5", &streaming("H2D_ID", 8));
+}
+
+#[test]
 fn x4_memcpy_rectangle() {
     fires(
         "X4",
@@ -386,6 +559,24 @@ fn m1_memory_budget() {
     assert!(f
         .iter()
         .any(|x| x.rule == "M1" && x.severity == Severity::Error));
+}
+
+#[test]
+fn m2_simd_alignment() {
+    let op = "@faddh(@get_dsd(mem1d_dsd, .{ .base_address = &h16, .extent = 16 }), @get_dsd(mem1d_dsd, .{ .base_address = &h16, .extent = 16 }), @get_dsd(mem1d_dsd, .{ .base_address = &g16, .extent = 16 }));";
+    let bad = format!("\nvar h16 = @zeros([16]f16);\nvar g16: [16]f16 align(16) = @zeros([16]f16);\nfn bad() void {{\n  {op}\n}}\n");
+    let f = append_pe(&bad);
+    fires("M2", &f);
+    assert!(
+        f.iter()
+            .all(|x| x.rule != "M2" || x.message.contains("h16")),
+        "{f:#?}"
+    );
+    let good = bad.replace(
+        "var h16 = @zeros([16]f16);",
+        "var h16: [16]f16 align(16) = @zeros([16]f16);",
+    );
+    assert!(!append_pe(&good).iter().any(|x| x.rule == "M2"));
 }
 
 #[test]

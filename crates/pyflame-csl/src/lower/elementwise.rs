@@ -82,7 +82,30 @@ pub fn apply_b(f: BFn, a: f32, b: f32) -> f32 {
         }
         BFn::Div => a / b,
         BFn::Pow => a.powf(b),
+        BFn::Eq => mask(a == b),
+        BFn::Ne => mask(a != b),
+        BFn::Lt => mask(a < b),
+        BFn::Le => mask(a <= b),
+        BFn::Gt => mask(a > b),
+        BFn::Ge => mask(a >= b),
     }
+}
+
+/// A comparison result as the float mask the backend stores for bool tensors.
+fn mask(c: bool) -> f32 {
+    if c {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// Whether a binary op is a comparison (bool result, lowered as a 0/1 f32 mask).
+pub(crate) fn is_comparison(b: BinaryOp) -> bool {
+    matches!(
+        b,
+        BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge
+    )
 }
 
 pub(crate) fn unary(l: &mut Lowerer, i: usize, u: UnaryOp, j: usize) {
@@ -190,6 +213,12 @@ fn bfn(b: BinaryOp) -> Option<BFn> {
         BinaryOp::Maximum => BFn::Max,
         BinaryOp::Minimum => BFn::Min,
         BinaryOp::Pow => BFn::Pow,
+        BinaryOp::Eq => BFn::Eq,
+        BinaryOp::Ne => BFn::Ne,
+        BinaryOp::Lt => BFn::Lt,
+        BinaryOp::Le => BFn::Le,
+        BinaryOp::Gt => BFn::Gt,
+        BinaryOp::Ge => BFn::Ge,
         _ => return None,
     })
 }
@@ -276,5 +305,55 @@ pub(crate) fn binary(l: &mut Lowerer, i: usize, b: BinaryOp, ja: usize, jb: usiz
         },
         out,
     );
+    l.vals[i] = Some(Val::Dev { buf: dst, pl: out });
+}
+
+/// `where(c, a, b)` with `c` a 0/1 mask: `a * c + b * (1 - c)` from four `Map2` ops. Exact
+/// when the unselected operand is finite (an inf or NaN there turns the result into NaN).
+pub(crate) fn where_(l: &mut Lowerer, i: usize, jc: usize, ja: usize, jb: usize) {
+    let node = l.graph.nodes[i].clone();
+    let std_pl = std_placement(&node.shape, node.layout);
+    let mut out = std_pl;
+    for &j in &[ja, jb, jc] {
+        if l.graph.nodes[j].shape == node.shape {
+            if let Some(Val::Dev { pl, .. }) = l.vals[j] {
+                out = pl;
+                break;
+            }
+        }
+    }
+    if !out.divides() {
+        return l.fail(i, not_divisible(&out));
+    }
+    let std = out == std_pl;
+    let Some(c) = operand(l, jc, out, std) else {
+        return;
+    };
+    let Some(a) = operand(l, ja, out, std) else {
+        return;
+    };
+    let Some(b) = operand(l, jb, out, std) else {
+        return;
+    };
+    let (rows, cols) = (out.tile_rows(), out.tile_cols());
+    let map2 = |l: &mut Lowerer, f: BFn, a: Src, b: Src, name: &str| {
+        let dst = l.temp(out, name);
+        l.local(
+            Local::Map2 {
+                f,
+                dst,
+                a,
+                b,
+                rows,
+                cols,
+            },
+            out,
+        );
+        dst
+    };
+    let t1 = map2(l, BFn::Mul, a, c, "where_a");
+    let nc = map2(l, BFn::Sub, Src::Imm(1.0), c, "where_nc");
+    let t2 = map2(l, BFn::Mul, b, Src::Tile(nc), "where_b");
+    let dst = map2(l, BFn::Add, Src::Tile(t1), Src::Tile(t2), "where");
     l.vals[i] = Some(Val::Dev { buf: dst, pl: out });
 }

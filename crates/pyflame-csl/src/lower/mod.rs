@@ -221,10 +221,17 @@ impl<'g> Lowerer<'g> {
         if node.numel() == 0 {
             return self.fail(i, "empty tensors are not lowered");
         }
-        if node.dtype != DType::Float32 {
+        // bool tensors are 0/1 f32 masks on the device: comparisons produce them, `where`
+        // and casts to float32 consume them
+        let mask_op = matches!(&node.op, Op::Binary(b) if elementwise::is_comparison(*b));
+        if node.dtype != DType::Float32 && !(node.dtype == DType::Bool && mask_op) {
             return self.fail(i, format!("dtype {} (only float32 is lowered)", node.dtype));
         }
         match &node.op {
+            Op::Where => elementwise::where_(self, i, ins[0], ins[1], ins[2]),
+            Op::Cast if matches!(self.graph.nodes[ins[0]].dtype, DType::Bool | DType::Float32) => {
+                self.vals[i] = self.vals[ins[0]].clone()
+            }
             Op::Unary(u) => elementwise::unary(self, i, *u, ins[0]),
             Op::Binary(b) => elementwise::binary(self, i, *b, ins[0], ins[1]),
             Op::Contiguous => self.vals[i] = self.vals[ins[0]].clone(),
@@ -295,6 +302,16 @@ impl<'g> Lowerer<'g> {
             let Some(v) = self.vals[o].clone() else {
                 continue;
             };
+            if node.dtype != DType::Float32 {
+                self.fail(
+                    o,
+                    format!(
+                        "a {} output cannot be returned (bool tensors live as 0/1 float32 masks on the device); cast it to float32 or use it in where()",
+                        node.dtype
+                    ),
+                );
+                continue;
+            }
             let buf = match v {
                 Val::Dev { buf, pl } if self.plan.bufs[buf].placement == pl => buf,
                 Val::Dev { buf, pl } => {

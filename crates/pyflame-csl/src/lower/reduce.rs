@@ -78,7 +78,8 @@ pub(crate) fn emit_reduce(
 pub(crate) fn reduce(l: &mut Lowerer, i: usize, op: ReduceOp, axes: &[usize], j: usize) {
     let f = match op {
         ReduceOp::Sum | ReduceOp::Mean => RFn::Sum,
-        ReduceOp::Max => RFn::Max,
+        // min(x) = -max(-x): there is no @fmins, and negation is exact
+        ReduceOp::Max | ReduceOp::Min => RFn::Max,
         _ => {
             return l.fail(
                 i,
@@ -104,8 +105,34 @@ pub(crate) fn reduce(l: &mut Lowerer, i: usize, op: ReduceOp, axes: &[usize], j:
             format!("reduction over axes {axes:?} of {in_shape:?} does not match the PE tiling (only the last axes, the leading axes, or all)"),
         );
     };
-    let Some(src) = l.dev(j, pl) else { return };
+    let Some(mut src) = l.dev(j, pl) else { return };
+    if op == ReduceOp::Min {
+        let neg = l.temp(pl, "negmin");
+        l.local(
+            Local::Map1 {
+                f: UFn::Neg,
+                dst: neg,
+                src,
+                n: pl.tile_len(),
+            },
+            pl,
+        );
+        src = neg;
+    }
     let (mut dst, out) = emit_reduce(l, f, src, pl, kind, op.name());
+    if op == ReduceOp::Min {
+        let m = l.temp(out, "min");
+        l.local(
+            Local::Map1 {
+                f: UFn::Neg,
+                dst: m,
+                src: dst,
+                n: out.tile_len(),
+            },
+            out,
+        );
+        dst = m;
+    }
     if op == ReduceOp::Mean {
         let count = numel(&in_shape) / numel(&node.shape).max(1);
         let m = l.temp(out, "mean");

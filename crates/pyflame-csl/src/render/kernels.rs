@@ -35,6 +35,12 @@ pub fn bcallback(f: BFn) -> Option<&'static str> {
         BFn::Div => "pf_div",
         BFn::Min => "pf_min",
         BFn::Pow => "pf_pow",
+        BFn::Eq => "pf_eq",
+        BFn::Ne => "pf_ne",
+        BFn::Lt => "pf_lt",
+        BFn::Le => "pf_le",
+        BFn::Gt => "pf_gt",
+        BFn::Ge => "pf_ge",
         _ => return None,
     })
 }
@@ -54,6 +60,12 @@ pub fn callback_def(name: &str) -> &'static str {
         "pf_div" => "fn pf_div(a: f32, b: f32) f32 { return a / b; }",
         "pf_min" => "fn pf_min(a: f32, b: f32) f32 { return if (a < b) a else b; }",
         "pf_pow" => "fn pf_pow(a: f32, b: f32) f32 { return math.pow_f32(a, b); }",
+        "pf_eq" => "fn pf_eq(a: f32, b: f32) f32 { return if (a == b) 1.0 else 0.0; }",
+        "pf_ne" => "fn pf_ne(a: f32, b: f32) f32 { return if (a != b) 1.0 else 0.0; }",
+        "pf_lt" => "fn pf_lt(a: f32, b: f32) f32 { return if (a < b) 1.0 else 0.0; }",
+        "pf_le" => "fn pf_le(a: f32, b: f32) f32 { return if (a <= b) 1.0 else 0.0; }",
+        "pf_gt" => "fn pf_gt(a: f32, b: f32) f32 { return if (a > b) 1.0 else 0.0; }",
+        "pf_ge" => "fn pf_ge(a: f32, b: f32) f32 { return if (a >= b) 1.0 else 0.0; }",
         _ => "",
     }
 }
@@ -77,6 +89,7 @@ fn scalar_expr(f: BFn, a: &str, b: &str) -> String {
         BFn::Div => format!("pf_div({a}, {b})"),
         BFn::Min => format!("pf_min({a}, {b})"),
         BFn::Pow => format!("pf_pow({a}, {b})"),
+        f => format!("{}({a}, {b})", bcallback(f).unwrap_or("pf_eq")),
     }
 }
 

@@ -9,7 +9,7 @@ use super::layout::{Layout, Tile};
 use super::pe::PeFacts;
 use super::sites::{
     cint, collect_sites, decls, dsd_of, is_async, may_be_fabric, options, queue_num, type_name,
-    Decls, Site,
+    Decls, Sites,
 };
 use super::{Finding, Program, Severity, Severity::*};
 use crate::parse::{Expr, File, Stmt};
@@ -51,12 +51,84 @@ impl Out {
     }
 }
 
+/// Route of each (x, y, color): (rx, tx) direction sets.
+type RouteMap = HashMap<(i128, i128, i128), (u8, u8)>;
+/// Colors each PE's routes deliver to RAMP.
+type RampMap = HashMap<(i128, i128), Vec<i128>>;
+
 /// Per-file data shared by the per-tile checks.
 struct PeFile<'a> {
-    sites: Vec<Site>,
+    sites: Sites,
     decls: Decls,
     facts: &'a PeFacts,
     aligned: BTreeSet<String>,
+    /// indices of the sites C5 looks at
+    c5: Vec<usize>,
+    /// indices of the sites D2 looks at
+    d2: Vec<usize>,
+    /// names the D2 sites and the array sizes depend on, and the distinct `if` conditions
+    /// guarding D2 sites: D2 runs once per distinct set of their values
+    d2_names: Vec<String>,
+    d2_guards: Vec<Expr>,
+}
+
+impl<'a> PeFile<'a> {
+    fn new(parsed: &File, facts: &'a PeFacts, aligned: BTreeSet<String>) -> Self {
+        let sites = collect_sites(parsed);
+        let decls = decls(parsed);
+        let mut c5 = Vec::new();
+        let mut d2 = Vec::new();
+        let mut names = BTreeSet::new();
+        let mut d2_guards: Vec<Expr> = Vec::new();
+        for (k, s) in sites.list.iter().enumerate() {
+            let n = s.name.as_str();
+            let fabric = |kinds: &[&str]| matches!(s.args.first(), Some(Expr::Ident(x)) if kinds.contains(&x.as_str()));
+            if (n == "get_dsd" && fabric(&["fabin_dsd"]))
+                || matches!(n, "initialize_queue" | "unblock" | "bind_data_task")
+                || ((n.starts_with('f') || n.starts_with("mov"))
+                    && s.args
+                        .iter()
+                        .any(|a| matches!(dsd_of(a, &decls, 0), Some(("fabout_dsd", _)))))
+            {
+                c5.push(k);
+            }
+            if (n == "get_dsd" && fabric(&["mem1d_dsd"])) || n == "increment_dsd_offset" {
+                d2.push(k);
+                for (g, _) in &s.guards {
+                    if !d2_guards.contains(g) {
+                        d2_guards.push(g.clone());
+                    }
+                }
+                for a in &s.args {
+                    free_names(a, &mut names);
+                }
+            }
+        }
+        for (_, dims, _) in &facts.arrays {
+            for d in dims {
+                free_names(d, &mut names);
+            }
+        }
+        PeFile {
+            sites,
+            decls,
+            facts,
+            aligned,
+            c5,
+            d2,
+            d2_names: names.into_iter().collect(),
+            d2_guards,
+        }
+    }
+}
+
+/// Identifiers an expression mentions.
+fn free_names(e: &Expr, out: &mut BTreeSet<String>) {
+    crate::parse::walk(&[Stmt::Expr(e.clone(), 0)], &mut |x, _| {
+        if let Expr::Ident(n) = x {
+            out.insert(n.clone());
+        }
+    });
 }
 
 /// Runs C5, D2, D5, T7 and M2.
@@ -72,29 +144,38 @@ pub(super) fn check(p: &mut Program, l: &Layout, facts: &BTreeMap<String, PeFact
             .get(name)
             .map(|t| aligned_names(t))
             .unwrap_or_default();
-        let pe = PeFile {
-            sites: collect_sites(parsed),
-            decls: decls(parsed),
-            facts: pf,
-            aligned,
-        };
+        let pe = PeFile::new(parsed, pf, aligned);
         check_d5(name, &pe, &mut out);
         check_t7(name, parsed, &pe.decls, &mut out);
         check_m2(name, &pe, &mut out);
         files.insert(name.as_str(), pe);
     }
-    let routes: HashMap<(i128, i128, i128), (u8, u8)> = l
+    let routes: RouteMap = l
         .routes
         .iter()
         .filter_map(|&(x, y, c, rx, tx, _)| c.map(|c| ((x, y, c), (rx, tx))))
         .collect();
+    let mut ramp = RampMap::new();
+    for (&(x, y, c), &(_, tx)) in &routes {
+        if tx & dir::RAMP != 0 {
+            ramp.entry((x, y)).or_default().push(c);
+        }
+    }
+    type D2Key = (Vec<Option<i128>>, Vec<Option<i128>>);
+    let mut d2_done: BTreeSet<(&str, D2Key)> = BTreeSet::new();
     for t in &l.tiles {
         let Some(pe) = files.get(t.file.as_str()) else {
             continue;
         };
         let env = tile_env(t, l, pe.facts);
-        check_c5(t, pe, &env, &routes, &mut out);
-        check_d2(&t.file, pe, &env, &mut out);
+        check_c5(t, pe, &env, (&routes, &ramp), &mut out);
+        let key = (
+            pe.d2_names.iter().map(|n| env.get(n).copied()).collect(),
+            pe.d2_guards.iter().map(|g| int(g, &env)).collect(),
+        );
+        if d2_done.insert((t.file.as_str(), key)) {
+            check_d2(&t.file, pe, &env, &mut out);
+        }
     }
     p.out.extend(out.list);
 }
@@ -121,7 +202,7 @@ fn aligned_names(text: &str) -> BTreeSet<String> {
 }
 
 /// The tile's params (colors resolved through the layout) plus the file's comptime constants.
-fn tile_env(t: &Tile, l: &Layout, pf: &PeFacts) -> Env {
+pub(super) fn tile_env(t: &Tile, l: &Layout, pf: &PeFacts) -> Env {
     let mut env = t.env.clone();
     for (k, e) in &t.params {
         if env.contains_key(k) {
@@ -137,6 +218,16 @@ fn tile_env(t: &Tile, l: &Layout, pf: &PeFacts) -> Env {
         }
     }
     for (n, e) in &pf.consts {
+        let scalar = match e {
+            Expr::Builtin(b, _) => b == "get_color" || b == "as",
+            Expr::Int(_) | Expr::Ident(_) | Expr::Unary(..) | Expr::Binary(..) | Expr::If(..) => {
+                true
+            }
+            _ => false,
+        };
+        if !scalar || env.contains_key(n) {
+            continue; // not an integer, or a param supplied by the tile (wins over its default)
+        }
         if let Some(v) = cint(e, &env) {
             env.insert(n.clone(), v);
         }
@@ -151,7 +242,7 @@ fn check_c5(
     t: &Tile,
     pe: &PeFile,
     env: &Env,
-    routes: &HashMap<(i128, i128, i128), (u8, u8)>,
+    (routes, ramp): (&RouteMap, &RampMap),
     out: &mut Out,
 ) {
     let mut consumed = BTreeSet::new();
@@ -159,7 +250,12 @@ fn check_c5(
     let mut unknown_in = false;
     let mut queue_color: HashMap<i128, i128> = HashMap::new();
     let mut task_queues = Vec::new();
-    for s in pe.sites.iter().filter(|s| s.live(env)) {
+    for s in pe
+        .c5
+        .iter()
+        .map(|&k| &pe.sites.list[k])
+        .filter(|s| s.live(env))
+    {
         match s.name.as_str() {
             "get_dsd" => {
                 let kind = match s.args.first() {
@@ -179,9 +275,6 @@ fn check_c5(
                         consumed.insert(c);
                     }
                     ("fabin_dsd", None) => unknown_in = true,
-                    (_, Some(c)) => {
-                        sent.insert(c);
-                    }
                     _ => {}
                 }
             }
@@ -203,6 +296,45 @@ fn check_c5(
                     _ => {}
                 }
             }
+            "unblock" => {
+                // `@unblock(color)` (WSE-2) or `@unblock(input_queue)` (WSE-3) lets control
+                // wavelets reach the CE
+                let is_queue = matches!(s.args.first(), Some(Expr::Builtin(b, _)) if b == "get_input_queue")
+                    || matches!(s.args.first(), Some(Expr::Ident(n)) if type_name(&pe.decls.get(n).and_then(|d| d.0.clone())) == Some("input_queue"));
+                if is_queue {
+                    if let Some(q) = s.args.first().and_then(|e| queue_num(e, &pe.decls, env)) {
+                        task_queues.push(q);
+                    }
+                } else if let Some(c) = s.args.first().and_then(|e| cint(e, env)) {
+                    if matches!(s.args.first(), Some(Expr::Ident(n)) if type_name(&pe.decls.get(n).and_then(|d| d.0.clone())) == Some("color"))
+                    {
+                        consumed.insert(c);
+                    }
+                }
+            }
+            n if n.starts_with('f') || n.starts_with("mov") => {
+                // a DSD operation that surely runs on this PE sends on its fabout operands
+                // functions called under an `if` and data/control tasks (they run only when
+                // wavelets arrive) may not run on this PE
+                let called_conditionally = s.func.as_ref().is_some_and(|f| {
+                    pe.sites.guarded_fns.contains(f)
+                        || pe
+                            .facts
+                            .binds
+                            .iter()
+                            .any(|(t, k, _)| t == f && k != "bind_local_task")
+                });
+                if called_conditionally || !s.surely_live(env) {
+                    continue;
+                }
+                for a in &s.args {
+                    if let Some(("fabout_dsd", st)) = dsd_of(a, &pe.decls, 0) {
+                        if let Some(c) = field(st, "fabric_color").and_then(|e| cint(e, env)) {
+                            sent.insert(c);
+                        }
+                    }
+                }
+            }
             "bind_data_task" => match data_task_source(s.args.get(1), &pe.decls, env) {
                 Some(TaskSrc::Color(c)) => {
                     consumed.insert(c);
@@ -222,11 +354,7 @@ fn check_c5(
         }
     }
     let (x, y) = (t.x, t.y);
-    let mut deliver: Vec<i128> = routes
-        .iter()
-        .filter(|(&(rx_, ry, _), &(_, tx))| rx_ == x && ry == y && tx & dir::RAMP != 0)
-        .map(|(&(_, _, c), _)| c)
-        .collect();
+    let mut deliver: Vec<i128> = ramp.get(&(x, y)).cloned().unwrap_or_default();
     deliver.sort();
     if !unknown_in {
         for c in deliver {
@@ -307,15 +435,19 @@ fn base_of(e: &Expr, env: &Env) -> Option<(String, i128)> {
 /// a comptime `@increment_dsd_offset` of such a DSD.
 fn check_d2(file: &str, pe: &PeFile, env: &Env, out: &mut Out) {
     let dims = array_dims(pe.facts, env);
-    for s in pe.sites.iter().filter(|s| s.live(env)) {
+    for s in pe
+        .d2
+        .iter()
+        .map(|&k| &pe.sites.list[k])
+        .filter(|s| s.live(env))
+    {
         let (st, extra) = match s.name.as_str() {
             "get_dsd" => match (s.args.first(), s.args.get(1)) {
                 (Some(Expr::Ident(k)), Some(st)) if k == "mem1d_dsd" => (st, 0),
                 _ => continue,
             },
             "increment_dsd_offset" => {
-                let Some(("mem1d_dsd", st)) =
-                    s.args.first().and_then(|x| dsd_of(x, &pe.decls, 0))
+                let Some(("mem1d_dsd", st)) = s.args.first().and_then(|x| dsd_of(x, &pe.decls, 0))
                 else {
                     continue;
                 };
@@ -340,14 +472,15 @@ fn check_d2(file: &str, pe: &PeFile, env: &Env, out: &mut Out) {
             Some(e) => int(e, env),
             None => Some(dflt),
         };
-        let (Some(ext), Some(stride), Some(off)) = (get("extent", -1), get("stride", 1), get("offset", 0))
+        let (Some(ext), Some(stride), Some(off)) =
+            (get("extent", -1), get("stride", 1), get("offset", 0))
         else {
             continue;
         };
         if ext <= 0 {
             continue;
         }
-        let first = base + off + extra * stride.signum().max(1);
+        let first = base + off + extra;
         let last = first + (ext - 1) * stride;
         let (lo, hi) = (first.min(last), first.max(last));
         if lo < 0 || hi >= len {
@@ -402,7 +535,7 @@ fn d2_access(
 
 /// D5: `.activate` names a local task id; `.async = true` has a fabric or FIFO operand.
 fn check_d5(file: &str, pe: &PeFile, out: &mut Out) {
-    for s in &pe.sites {
+    for s in &pe.sites.list {
         let Some(o) = options(&s.args) else { continue };
         if s.name == "get_dsd" || s.name == "initialize_queue" || s.args.len() < 2 {
             continue;
@@ -412,19 +545,37 @@ fn check_d5(file: &str, pe: &PeFile, out: &mut Out) {
                 Expr::Builtin(b, _) => Some(b.trim_start_matches("get_").to_string()),
                 Expr::Ident(n) => pe.decls.get(n).and_then(|(ty, init)| match (ty, init) {
                     (Some(Expr::Ident(t)), _) => Some(t.clone()),
-                    (_, Some(Expr::Builtin(b, _))) => Some(b.trim_start_matches("get_").to_string()),
+                    (_, Some(Expr::Builtin(b, _))) => {
+                        Some(b.trim_start_matches("get_").to_string())
+                    }
                     _ => None,
                 }),
                 _ => None,
             };
             if let Some(k) = kind.filter(|k| k.ends_with("task_id") && k != "local_task_id") {
-                out.add("D5", Warning, file, format!("@{}: .activate target is a {k}, not a local_task_id", s.name));
+                out.add(
+                    "D5",
+                    Warning,
+                    file,
+                    format!(
+                        "@{}: .activate target is a {k}, not a local_task_id",
+                        s.name
+                    ),
+                );
             }
         }
         if is_async(&s.args) {
             let operands = &s.args[..s.args.len() - 1];
             if !operands.iter().any(|x| may_be_fabric(x, &pe.decls, 0)) {
-                out.add("D5", Warning, file, format!("@{} with .async = true has no fabric or FIFO operand", s.name));
+                out.add(
+                    "D5",
+                    Warning,
+                    file,
+                    format!(
+                        "@{} with .async = true has no fabric or FIFO operand",
+                        s.name
+                    ),
+                );
             }
         }
     }
@@ -465,7 +616,10 @@ fn paths(stmts: &[Stmt], d: &Decls, file: &str, out: &mut Out) -> Vec<Vec<String
     for s in stmts {
         let alts: Vec<Vec<String>> = match s {
             Stmt::Expr(Expr::Builtin(b, a), _) if is_async(a) => {
-                vec![op_keys(a, d).into_iter().map(|k| format!("{k} (@{b})")).collect()]
+                vec![op_keys(a, d)
+                    .into_iter()
+                    .map(|k| format!("{k} (@{b})"))
+                    .collect()]
             }
             Stmt::Block(b) => paths(b, d, file, out),
             Stmt::If(_, t, e) => {
@@ -520,7 +674,12 @@ fn check_t7(file: &str, f: &File, d: &Decls, out: &mut Out) {
             for k in &p {
                 let key = k.split(" (@").next().unwrap_or(k);
                 if let Some(prev) = seen.insert(key, k) {
-                    out.add("T7", Warning, file, format!("two async ops may run at once on {key}: {prev} and {k}"));
+                    out.add(
+                        "T7",
+                        Warning,
+                        file,
+                        format!("two async ops may run at once on {key}: {prev} and {k}"),
+                    );
                 }
             }
         }
@@ -581,7 +740,12 @@ fn check_m2(file: &str, pe: &PeFile, out: &mut Out) {
         .iter()
         .map(|(n, _, b)| (n.as_str(), *b))
         .collect();
-    for s in pe.sites.iter().filter(|s| PAIRED_OPS.contains(&s.name.as_str())) {
+    for s in pe
+        .sites
+        .list
+        .iter()
+        .filter(|s| PAIRED_OPS.contains(&s.name.as_str()))
+    {
         let mems: Vec<(String, Option<i128>)> = s
             .args
             .iter()

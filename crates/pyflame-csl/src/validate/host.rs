@@ -130,13 +130,13 @@ pub struct HostScript {
     pub last_io: Option<usize>,
 }
 
-fn quoted(s: &str) -> Option<String> {
+pub(super) fn quoted(s: &str) -> Option<String> {
     let a = s.find('"')?;
     let b = s[a + 1..].find('"')?;
     Some(s[a + 1..a + 1 + b].to_string())
 }
 
-fn call_args(s: &str, name: &str) -> Option<Vec<String>> {
+pub(super) fn call_args(s: &str, name: &str) -> Option<Vec<String>> {
     let start = s.find(name)? + name.len();
     let rest = &s[start..];
     let mut depth = 0i32;

@@ -1,14 +1,19 @@
 //! Static validator for a CSL program directory: the checkable rules of the CSL reference,
 //! section 4 (layout and flags L1-L7, colors and routes C1-C7, tasks and queues T1-T8, DSDs
-//! D1-D4, exports and host script X1-X6, memory M1). It parses every `.csl` file with
+//! D1-D5, exports and host script X1-X6, memory M1-M2). It parses every `.csl` file with
 //! [`crate::parse`], evaluates the comptime integers it needs (tile params, array sizes), and
-//! scans `run.py` and `commands_*.sh` for the host-side facts.
+//! scans `run.py` and `commands_*.sh` for the host-side facts. `rules.rs` holds the
+//! file-level rules, `extra.rs` the per-PE and per-path ones (C5, D2, D5, T7, M2) and
+//! `xhost.rs` the host rules that need layout declarations (X3, X5).
 
 mod eval;
+mod extra;
 mod host;
 mod layout;
 mod pe;
 mod rules;
+mod sites;
+mod xhost;
 
 use crate::parse::{parse, File};
 use std::collections::BTreeMap;
@@ -35,7 +40,7 @@ pub enum Severity {
 /// One validator finding.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Finding {
-    /// rule id from the reference (L1 ... M1)
+    /// rule id from the reference (L1 ... M2)
     pub rule: &'static str,
     /// severity
     pub severity: Severity,

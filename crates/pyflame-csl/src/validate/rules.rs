@@ -325,14 +325,8 @@ pub fn check(p: &mut Program) {
             }
         }
     }
-    let delivers_ramp = route_map.values().any(|&(_, tx)| tx & dir::RAMP != 0);
     // PE rules
     for (f, pf) in &facts {
-        let has_fabin = pf.fabric.iter().any(|(i, _, _)| *i)
-            || pf.binds.iter().any(|(_, k, _)| k == "bind_data_task");
-        if delivers_ramp && !has_fabin && files.len() == 1 {
-            p.report("C5", Warning, f, "routes deliver wavelets to RAMP but the PE program never receives (no fabin_dsd or data task)");
-        }
         for c in &pf.colors {
             if !(0..=23).contains(c) {
                 p.report("C1", Error, f, format!("@get_color({c}) outside 0..23"));
@@ -607,4 +601,6 @@ pub fn check(p: &mut Program) {
             );
         }
     }
+    super::extra::check(p, &l, &facts);
+    super::xhost::check(p, &l, &facts);
 }

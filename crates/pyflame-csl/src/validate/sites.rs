@@ -4,7 +4,7 @@
 
 use super::eval::{field, int, Env};
 use crate::parse::{walk, Expr, File, Stmt};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 /// One `@builtin(...)` call found in a PE file.
 pub(super) struct Site {
@@ -14,6 +14,16 @@ pub(super) struct Site {
     pub(super) name: String,
     /// its arguments
     pub(super) args: Vec<Expr>,
+    /// the enclosing `fn` or `task`, if any
+    pub(super) func: Option<String>,
+}
+
+/// The builtin call sites of a file and the functions some call of which is guarded.
+pub(super) struct Sites {
+    /// every builtin call
+    pub(super) list: Vec<Site>,
+    /// functions called (somewhere) under an `if`
+    pub(super) guarded_fns: BTreeSet<String>,
 }
 
 impl Site {
@@ -23,58 +33,88 @@ impl Site {
             .iter()
             .all(|(c, want)| int(c, env).is_none_or(|v| (v != 0) == *want))
     }
+
+    /// True when every guard is known (under `env`) to hold.
+    pub(super) fn surely_live(&self, env: &Env) -> bool {
+        self.guards
+            .iter()
+            .all(|(c, want)| int(c, env).is_some_and(|v| (v != 0) == *want))
+    }
 }
 
 /// Every builtin call of a file, with its guards.
-pub(super) fn collect_sites(f: &File) -> Vec<Site> {
-    let mut out = Vec::new();
-    let mut guards = Vec::new();
+pub(super) fn collect_sites(f: &File) -> Sites {
+    let mut c = Collector {
+        guards: Vec::new(),
+        func: None,
+        out: Sites {
+            list: Vec::new(),
+            guarded_fns: BTreeSet::new(),
+        },
+    };
     for s in &f.items {
-        visit(s, &mut guards, &mut out);
+        c.visit(s);
     }
-    out
+    c.out
 }
 
-fn visit(s: &Stmt, guards: &mut Vec<(Expr, bool)>, out: &mut Vec<Site>) {
-    match s {
-        Stmt::Fn { body, .. } | Stmt::Comptime(body) | Stmt::Block(body) => {
-            body.iter().for_each(|s| visit(s, guards, out))
-        }
-        Stmt::Layout(_) => {}
-        Stmt::If(c, t, e) => {
-            exprs(std::slice::from_ref(&Stmt::Expr(c.clone(), 0)), guards, out);
-            guards.push((c.clone(), true));
-            visit(t, guards, out);
-            guards.pop();
-            if let Some(e) = e {
-                guards.push((c.clone(), false));
-                visit(e, guards, out);
-                guards.pop();
-            }
-        }
-        Stmt::While(c, k, b) => {
-            exprs(std::slice::from_ref(&Stmt::Expr(c.clone(), 0)), guards, out);
-            if let Some(k) = k {
-                visit(k, guards, out);
-            }
-            visit(b, guards, out);
-        }
-        Stmt::For(_, _, b) => visit(b, guards, out),
-        Stmt::Switch(_, arms) => arms.iter().for_each(|(_, b)| visit(b, guards, out)),
-        other => exprs(std::slice::from_ref(other), guards, out),
-    }
+struct Collector {
+    guards: Vec<(Expr, bool)>,
+    func: Option<String>,
+    out: Sites,
 }
 
-fn exprs(s: &[Stmt], guards: &[(Expr, bool)], out: &mut Vec<Site>) {
-    walk(s, &mut |e, _| {
-        if let Expr::Builtin(b, a) = e {
-            out.push(Site {
+impl Collector {
+    fn visit(&mut self, s: &Stmt) {
+        match s {
+            Stmt::Fn { name, body, .. } => {
+                self.func = Some(name.clone());
+                body.iter().for_each(|s| self.visit(s));
+                self.func = None;
+            }
+            Stmt::Comptime(body) | Stmt::Block(body) => body.iter().for_each(|s| self.visit(s)),
+            Stmt::Layout(_) => {}
+            Stmt::If(c, t, e) => {
+                self.exprs(std::slice::from_ref(&Stmt::Expr(c.clone(), 0)));
+                self.guards.push((c.clone(), true));
+                self.visit(t);
+                self.guards.pop();
+                if let Some(e) = e {
+                    self.guards.push((c.clone(), false));
+                    self.visit(e);
+                    self.guards.pop();
+                }
+            }
+            Stmt::While(c, k, b) => {
+                self.exprs(std::slice::from_ref(&Stmt::Expr(c.clone(), 0)));
+                if let Some(k) = k {
+                    self.visit(k);
+                }
+                self.visit(b);
+            }
+            Stmt::For(_, _, b) => self.visit(b),
+            Stmt::Switch(_, arms) => arms.iter().for_each(|(_, b)| self.visit(b)),
+            other => self.exprs(std::slice::from_ref(other)),
+        }
+    }
+
+    fn exprs(&mut self, s: &[Stmt]) {
+        let (guards, func, out) = (&self.guards, &self.func, &mut self.out);
+        walk(s, &mut |e, _| match e {
+            Expr::Builtin(b, a) => out.list.push(Site {
                 guards: guards.to_vec(),
                 name: b.clone(),
                 args: a.clone(),
-            });
-        }
-    });
+                func: func.clone(),
+            }),
+            Expr::Call(c, _) if !guards.is_empty() => {
+                if let Expr::Ident(n) = c.as_ref() {
+                    out.guarded_fns.insert(n.clone());
+                }
+            }
+            _ => {}
+        });
+    }
 }
 
 /// Top-level and function-local declarations of a file: name -> (type, initializer).
@@ -157,9 +197,9 @@ pub(super) fn may_be_fabric(e: &Expr, d: &Decls, depth: usize) -> bool {
             matches!(a.first(), Some(Expr::Ident(k)) if k == "fabin_dsd" || k == "fabout_dsd")
         }
         Expr::Builtin(b, _) if b == "allocate_fifo" => true,
-        Expr::Builtin(b, a) if b == "increment_dsd_offset" || b.starts_with("set_dsd_") => a
-            .first()
-            .is_none_or(|x| may_be_fabric(x, d, depth + 1)),
+        Expr::Builtin(b, a) if b == "increment_dsd_offset" || b.starts_with("set_dsd_") => {
+            a.first().is_none_or(|x| may_be_fabric(x, d, depth + 1))
+        }
         Expr::Builtin(..) => false,
         Expr::Ident(n) => match d.get(n) {
             None => true,
