@@ -142,13 +142,14 @@ impl PyTensor {
         drop(value);
         self.rebind(build::detach(&node));
     }
-    /// Copies `src` (broadcast and cast to this tensor's shape and dtype) into this tensor.
-    fn copy_(mut slf: PyRefMut<'_, Self>, src: &Bound<'_, PyAny>) -> PyResult<()> {
-        let like = slf.node.clone();
+    /// Copies `src` (broadcast and cast to this tensor's shape and dtype) into this tensor and
+    /// returns the tensor, like PyTorch.
+    fn copy_<'py>(slf: Bound<'py, Self>, src: &Bound<'py, PyAny>) -> PyResult<Bound<'py, Self>> {
+        let like = slf.borrow().node.clone();
         let s = require_operand(src, Some(&like), "copy_")?;
         let s = build::broadcast_to(&build::cast(&s, like.dtype), &like.shape).py()?;
-        slf.rebind(build::detach(&s));
-        Ok(())
+        slf.borrow_mut().rebind(build::detach(&s));
+        Ok(slf)
     }
     /// Accumulates the gradient of this tensor into the `grad` of every leaf it depends on.
     #[pyo3(signature = (gradient=None, retain_graph=false))]
