@@ -2,9 +2,10 @@
 //! parallel (one single-threaded GEMM per image and group); a single image uses the GEMM's
 //! own parallelism instead.
 
+use crate::conv_batched::{add_row, fill_row};
 use crate::fused::materialize;
 use gemm::Parallelism;
-use pyflame_core::{numel, DType, Element, Error, Result, Storage};
+use pyflame_core::{numel, DType, Element, Result, Storage};
 use pyflame_ir::Value;
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -73,73 +74,33 @@ impl ConvFloat for f64 {}
 
 /// Fills `cols` ([cg*kh*kw, ho*wo]) from one image's channel group `x` ([cg, h, w]).
 fn im2col<T: ConvFloat>(x: &[T], g: &Geom, p: &ConvParams, cols: &mut [T]) {
-    let (sh, sw) = (p.stride[0], p.stride[1]);
-    let (ph, pw) = (p.padding[0] as isize, p.padding[1] as isize);
-    let (dh, dw) = (p.dilation[0], p.dilation[1]);
-    let hw = g.hw();
-    let mut row = 0;
-    for ci in 0..g.cg() {
-        let plane = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
-        for ki in 0..g.kh {
-            for kj in 0..g.kw {
-                let dst = &mut cols[row * hw..(row + 1) * hw];
-                for oy in 0..g.ho {
-                    let iy = (oy * sh + ki * dh) as isize - ph;
-                    let out_row = &mut dst[oy * g.wo..(oy + 1) * g.wo];
-                    if iy < 0 || iy >= g.h as isize {
-                        out_row.fill(T::default());
-                        continue;
-                    }
-                    let src = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
-                    let off = (kj * dw) as isize - pw;
-                    if sw == 1 && off >= 0 && off as usize + g.wo <= g.w {
-                        out_row.copy_from_slice(&src[off as usize..off as usize + g.wo]);
-                    } else {
-                        for (ox, o) in out_row.iter_mut().enumerate() {
-                            let ix = (ox * sw) as isize + off;
-                            *o = if ix >= 0 && ix < g.w as isize {
-                                src[ix as usize]
-                            } else {
-                                T::default()
-                            };
-                        }
-                    }
-                }
-                row += 1;
-            }
-        }
+    let (hw, plane, kk) = (g.hw(), g.h * g.w, g.kh * g.kw);
+    for (r, row) in cols.chunks_mut(hw).take(g.cg() * kk).enumerate() {
+        let (ci, t) = (r / kk, r % kk);
+        fill_row(
+            &x[ci * plane..(ci + 1) * plane],
+            t / g.kw,
+            t % g.kw,
+            g,
+            p,
+            row,
+        );
     }
 }
 
 /// Adds `cols` ([cg*kh*kw, ho*wo]) back into one image's channel group `dx` ([cg, h, w]).
 fn col2im<T: ConvFloat>(cols: &[T], g: &Geom, p: &ConvParams, dx: &mut [T]) {
-    let (sh, sw) = (p.stride[0], p.stride[1]);
-    let (ph, pw) = (p.padding[0] as isize, p.padding[1] as isize);
-    let (dh, dw) = (p.dilation[0], p.dilation[1]);
-    let hw = g.hw();
-    let mut row = 0;
-    for ci in 0..g.cg() {
-        let plane = &mut dx[ci * g.h * g.w..(ci + 1) * g.h * g.w];
-        for ki in 0..g.kh {
-            for kj in 0..g.kw {
-                let src = &cols[row * hw..(row + 1) * hw];
-                for oy in 0..g.ho {
-                    let iy = (oy * sh + ki * dh) as isize - ph;
-                    if iy < 0 || iy >= g.h as isize {
-                        continue;
-                    }
-                    let dst = &mut plane[iy as usize * g.w..(iy as usize + 1) * g.w];
-                    let off = (kj * dw) as isize - pw;
-                    for ox in 0..g.wo {
-                        let ix = (ox * sw) as isize + off;
-                        if ix >= 0 && ix < g.w as isize {
-                            dst[ix as usize] += src[oy * g.wo + ox];
-                        }
-                    }
-                }
-                row += 1;
-            }
-        }
+    let (hw, plane, kk) = (g.hw(), g.h * g.w, g.kh * g.kw);
+    for (r, row) in cols.chunks(hw).take(g.cg() * kk).enumerate() {
+        let (ci, t) = (r / kk, r % kk);
+        add_row(
+            row,
+            t / g.kw,
+            t % g.kw,
+            g,
+            p,
+            &mut dx[ci * plane..(ci + 1) * plane],
+        );
     }
 }
 
@@ -421,33 +382,4 @@ pub fn conv2d_backward_weight(
         _ => go!(f32),
     }
     finish(out, w_shape, dtype)
-}
-
-/// Output spatial size of a convolution or pooling window.
-pub fn out_size(
-    input: usize,
-    kernel: usize,
-    stride: usize,
-    pad: usize,
-    dilation: usize,
-    ceil_mode: bool,
-) -> Result<usize> {
-    let eff = dilation * (kernel - 1) + 1;
-    let padded = input + 2 * pad;
-    if padded < eff || stride == 0 {
-        return Err(Error::Shape(format!(
-            "window of size {eff} (kernel {kernel}, dilation {dilation}) does not fit an input of size {input} with padding {pad}"
-        )));
-    }
-    let span = padded - eff;
-    let mut n = if ceil_mode {
-        span.div_ceil(stride)
-    } else {
-        span / stride
-    } + 1;
-    // PyTorch: the last window must start inside the input or the left padding.
-    if ceil_mode && (n - 1) * stride >= input + pad {
-        n -= 1;
-    }
-    Ok(n)
 }

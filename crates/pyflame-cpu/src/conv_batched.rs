@@ -30,10 +30,10 @@ fn par_for(m: usize, n: usize, k: usize) -> Parallelism {
     }
 }
 
-/// Output positions `(oy, ox)` of one column row segment map to input rows: fills one row
-/// (kernel tap `ki, kj` of channel plane `plane`) for one image into `dst` (`ho * wo`).
+/// Fills one im2col row: kernel tap `(ki, kj)` of one channel `plane`, for every output
+/// position, into `dst` (`ho * wo`; padding reads as zero).
 #[inline]
-fn fill_row<T: ConvFloat>(
+pub(crate) fn fill_row<T: ConvFloat>(
     plane: &[T],
     ki: usize,
     kj: usize,
@@ -69,7 +69,7 @@ fn fill_row<T: ConvFloat>(
 
 /// Adds one column row (kernel tap `ki, kj`) back into an image's channel plane.
 #[inline]
-fn add_row<T: ConvFloat>(
+pub(crate) fn add_row<T: ConvFloat>(
     src: &[T],
     ki: usize,
     kj: usize,

@@ -486,43 +486,31 @@ impl Program {
                             }
                         }
                     }
-                    Instr::Convert { dst, src } => match (src.kind, dst.kind) {
-                        (Kind::F32, Kind::F64) => files
-                            .f64(dst, len)
-                            .iter_mut()
-                            .zip(files.f32(src, len).iter())
-                            .for_each(|(o, &x)| *o = x as f64),
-                        (Kind::F32, Kind::I64) => files
-                            .i64(dst, len)
-                            .iter_mut()
-                            .zip(files.f32(src, len).iter())
-                            .for_each(|(o, &x)| *o = x as i64),
-                        (Kind::F64, Kind::F32) => files
-                            .f32(dst, len)
-                            .iter_mut()
-                            .zip(files.f64(src, len).iter())
-                            .for_each(|(o, &x)| *o = x as f32),
-                        (Kind::F64, Kind::I64) => files
-                            .i64(dst, len)
-                            .iter_mut()
-                            .zip(files.f64(src, len).iter())
-                            .for_each(|(o, &x)| *o = x as i64),
-                        (Kind::I64, Kind::F32) => files
-                            .f32(dst, len)
-                            .iter_mut()
-                            .zip(files.i64(src, len).iter())
-                            .for_each(|(o, &x)| *o = x as f32),
-                        (Kind::I64, Kind::F64) => files
-                            .f64(dst, len)
-                            .iter_mut()
-                            .zip(files.i64(src, len).iter())
-                            .for_each(|(o, &x)| *o = x as f64),
-                        _ => {
-                            return Err(Error::Invalid(
-                                "internal: conversion between equal kinds".into(),
-                            ))
+                    Instr::Convert { dst, src } => {
+                        // `as` conversions between the three register kinds.
+                        macro_rules! conv {
+                            ($from:ident, $to:ident, $t:ty) => {
+                                files
+                                    .$to(dst, len)
+                                    .iter_mut()
+                                    .zip(files.$from(src, len).iter())
+                                    .for_each(|(o, &x)| *o = x as $t)
+                            };
                         }
-                    },
+                        match (src.kind, dst.kind) {
+                            (Kind::F32, Kind::F64) => conv!(f32, f64, f64),
+                            (Kind::F32, Kind::I64) => conv!(f32, i64, i64),
+                            (Kind::F64, Kind::F32) => conv!(f64, f32, f32),
+                            (Kind::F64, Kind::I64) => conv!(f64, i64, i64),
+                            (Kind::I64, Kind::F32) => conv!(i64, f32, f32),
+                            (Kind::I64, Kind::F64) => conv!(i64, f64, f64),
+                            _ => {
+                                return Err(Error::Invalid(
+                                    "internal: conversion between equal kinds".into(),
+                                ))
+                            }
+                        }
+                    }
                     Instr::ToBool { dst, src } => {
                         let d = files.i64(dst, len);
                         match src.kind {
