@@ -68,8 +68,17 @@ impl Geom {
 }
 
 /// Float types the convolution kernels run in.
-pub trait ConvFloat: Element + std::ops::AddAssign + std::ops::Mul<Output = Self> {}
-impl ConvFloat for f32 {}
+pub trait ConvFloat: Element + std::ops::AddAssign + std::ops::Mul<Output = Self> {
+    /// The slice as `f32` when `Self` is `f32` (for the f32-only tiled kernels).
+    fn as_f32(_s: &[Self]) -> Option<&[f32]> {
+        None
+    }
+}
+impl ConvFloat for f32 {
+    fn as_f32(s: &[f32]) -> Option<&[f32]> {
+        Some(s)
+    }
+}
 impl ConvFloat for f64 {}
 
 /// Fills `cols` ([cg*kh*kw, ho*wo]) from one image's channel group `x` ([cg, h, w]).
@@ -199,7 +208,9 @@ pub fn conv2d(
             let (xs, ws) = (slice::<$T>(&xv)?, slice::<$T>(&wv)?);
             let o = out.as_mut_slice::<$T>()?;
             if g.g == 1 {
-                crate::conv_batched::forward(xs, ws, &g, p, o)?;
+                if !crate::conv_direct::forward(xs, ws, &g, p, o)? {
+                    crate::conv_batched::forward(xs, ws, &g, p, o)?;
+                }
                 return finish(out, out_shape, dtype);
             }
             let per_image = g.o * g.hw();
@@ -258,7 +269,9 @@ pub fn conv2d_backward_input(
             let (gs, ws) = (slice::<$T>(&gv)?, slice::<$T>(&wv)?);
             let o = out.as_mut_slice::<$T>()?;
             if g.g == 1 {
-                crate::conv_batched::backward_input(gs, ws, &g, p, o)?;
+                if !crate::conv_direct::backward_input(gs, ws, &g, p, o)? {
+                    crate::conv_batched::backward_input(gs, ws, &g, p, o)?;
+                }
                 return finish(out, x_shape, dtype);
             }
             let per_image = g.c * g.h * g.w;
@@ -318,7 +331,10 @@ pub fn conv2d_backward_weight(
         ($T:ty) => {{
             let (xs, gs) = (slice::<$T>(&xv)?, slice::<$T>(&gv)?);
             if g.g == 1 {
-                crate::conv_batched::backward_weight(xs, gs, &g, p, out.as_mut_slice::<$T>()?)?;
+                let dw = out.as_mut_slice::<$T>()?;
+                if !crate::conv_direct::backward_weight(xs, gs, &g, p, dw)? {
+                    crate::conv_batched::backward_weight(xs, gs, &g, p, dw)?;
+                }
                 return finish(out, w_shape, dtype);
             }
             let (parallel, par) = par_for(g.n, g.o * g.hw() * g.ckk());

@@ -3,6 +3,8 @@
 
 pub mod conv;
 mod conv_batched;
+mod conv_direct;
+mod conv_tiles;
 pub mod exec;
 pub mod fused;
 pub mod kernels;

@@ -1,0 +1,545 @@
+//! Stride-1 convolution as a sum of shifted GEMMs, without im2col.
+//!
+//! Every image's channel planes are zero-padded and laid end to end, one long row per
+//! channel: `xp[c][n * ps + y * wp + x]` in padded coordinates. With stride 1, kernel tap
+//! `(i, j)` of output pixel `q = n * ps + y * wp + x` reads `xp[c][q + i * dh * wp + j * dw]`,
+//! so the contribution of one tap to every output of every image is a single GEMM whose
+//! right-hand side is the padded input shifted by a constant. Outputs are computed on the
+//! padded grid and the grid columns outside `ho x wo` are dropped (they are the price of the
+//! method: `ho * wo / ps` of the work is useful, so it is only chosen when that is high).
+//!
+//! The same shift gives the input gradient as a sum over taps of `W_t^T @ dy` shifted the
+//! other way (a gather, so column blocks can run in parallel without write conflicts), and
+//! the weight gradient as one GEMM per tap whose inner dimension is every pixel of every image.
+
+use crate::conv::{ConvFloat, ConvParams, Geom};
+use crate::conv_tiles::{self, Scatter, Shifted, TILE_COLS, TILE_ROWS};
+use pyflame_core::{Result, Storage};
+use rayon::prelude::*;
+
+/// Which convolution algorithm to use (`PYFLAME_CONV_ALGO`: `auto`, `direct` or `im2col`).
+/// `direct` still falls back to im2col where the shifted-GEMM method does not apply.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Choice {
+    Auto,
+    Direct,
+    Im2col,
+}
+
+fn choice() -> Choice {
+    match std::env::var("PYFLAME_CONV_ALGO").as_deref() {
+        Ok("direct") => Choice::Direct,
+        Ok("im2col") => Choice::Im2col,
+        _ => Choice::Auto,
+    }
+}
+
+/// Smallest fraction of useful grid columns for which `auto` picks this method.
+const MIN_EFFICIENCY: f64 = 0.7;
+
+/// Layout of the padded grid shared by the three kernels.
+#[derive(Clone, Copy, Debug)]
+struct Grid {
+    /// padded width (row length of the grid)
+    wp: usize,
+    /// padded plane size (`hp * wp`): distance between images on a channel row
+    ps: usize,
+    /// grid columns of one channel row (`n * ps`)
+    cols: usize,
+    /// `cols` rounded up to whole tiles: the row length of output grids
+    ca: usize,
+    /// the largest tap offset (slack needed before or after a row)
+    slack: usize,
+}
+
+impl Grid {
+    /// The grid for `g` and `p`, or `None` when the method does not apply (strides, groups,
+    /// or output sizes that are not the stride-1 ones).
+    fn new(g: &Geom, p: &ConvParams) -> Option<Grid> {
+        if p.stride != [1, 1] || g.g != 1 || g.n == 0 || g.c == 0 || g.o == 0 {
+            return None;
+        }
+        let (hp, wp) = (g.h + 2 * p.padding[0], g.w + 2 * p.padding[1]);
+        let (span_h, span_w) = ((g.kh - 1) * p.dilation[0], (g.kw - 1) * p.dilation[1]);
+        if hp < span_h + 1 || wp < span_w + 1 || g.ho != hp - span_h || g.wo != wp - span_w {
+            return None;
+        }
+        // With "same" padding (the kernel reaches exactly the padding on each side) the
+        // bottom padding of an image can be the top padding of the next one, and the right
+        // padding of a row the left padding of the next row: planes of (h + ph) rows of
+        // (w + pw) columns. Reads that run past a row or an image land in those zeros.
+        let shared = span_h == 2 * p.padding[0] && span_w == 2 * p.padding[1];
+        let (hp, wp) = if shared {
+            (g.h + p.padding[0], g.w + p.padding[1])
+        } else {
+            (hp, wp)
+        };
+        let ps = hp * wp;
+        let cols = g.n * ps;
+        Some(Grid {
+            wp,
+            ps,
+            cols,
+            ca: cols.next_multiple_of(TILE_COLS),
+            slack: span_h * wp + span_w,
+        })
+    }
+
+    /// Row stride of the padded input: grid columns, then zeros that shifted reads reach.
+    fn input_stride(&self) -> usize {
+        self.ca + self.slack
+    }
+
+    /// Row stride of the gridded output gradient: `slack` leading zeros, then the grid.
+    fn grad_stride(&self) -> usize {
+        self.slack + self.ca
+    }
+
+    /// Every tap's column offset.
+    fn offsets(&self, g: &Geom, p: &ConvParams) -> Vec<usize> {
+        (0..g.kh * g.kw).map(|t| self.offset(t, g, p)).collect()
+    }
+
+    /// Column offset of kernel tap `t` (row-major over `kh x kw`).
+    fn offset(&self, t: usize, g: &Geom, p: &ConvParams) -> usize {
+        (t / g.kw) * p.dilation[0] * self.wp + (t % g.kw) * p.dilation[1]
+    }
+
+    /// Columns of the grid per parallel block for a GEMM with `rows` output rows: the block
+    /// of the output stays in the L2 cache, and there are a few blocks per thread.
+    fn block(&self, rows: usize) -> usize {
+        let fits_l2 = ((1usize << 18) / rows.max(1)).max(64);
+        let per_thread = self.cols.div_ceil(4 * rayon::current_num_threads()).max(64);
+        fits_l2.min(per_thread).next_multiple_of(16)
+    }
+}
+
+/// The grid when `PYFLAME_CONV_ALGO` and the geometry allow the method. `thin` says a GEMM
+/// would have the input channels as one of its dimensions (too thin for a network's RGB
+/// stem; the tiled kernel does not have that problem).
+fn plan(g: &Geom, p: &ConvParams, thin: bool) -> Option<Grid> {
+    let choice = choice();
+    if choice == Choice::Im2col {
+        return None;
+    }
+    let grid = Grid::new(g, p)?;
+    if choice == Choice::Direct {
+        return Some(grid);
+    }
+    // Useful fraction of the computed grid columns (which are rounded up to whole tiles).
+    let efficiency = (g.n * g.hw()) as f64 / grid.ca as f64;
+    // Tiny channel counts (a network's RGB stem) make each tap's GEMM too thin.
+    (efficiency >= MIN_EFFICIENCY && !(thin && g.c < 16)).then_some(grid)
+}
+
+/// A pointer that may be shared by tasks writing disjoint parts of one buffer.
+#[derive(Clone, Copy)]
+struct SharedMut<T>(*mut T);
+// SAFETY: only used by tasks that write disjoint element ranges (documented at each use).
+unsafe impl<T> Send for SharedMut<T> {}
+unsafe impl<T> Sync for SharedMut<T> {}
+
+impl<T> SharedMut<T> {
+    /// The pointer (a method, so closures capture the `Send` wrapper, not the raw field).
+    fn ptr(self) -> *mut T {
+        self.0
+    }
+}
+
+/// Strides of a matrix operand: (row stride, column stride), in elements.
+type Strides = (isize, isize);
+
+/// `dst (+)= lhs @ rhs` for strided `m x k` and `k x n` operands, single-threaded.
+///
+/// # Safety
+/// Every operand pointer must cover the elements its shape and strides address, and `dst`
+/// must not overlap `lhs` or `rhs` or any memory another thread writes at the same time.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_raw<T: ConvFloat>(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut T,
+    dst_s: Strides,
+    accumulate: bool,
+    lhs: *const T,
+    lhs_s: Strides,
+    rhs: *const T,
+    rhs_s: Strides,
+) {
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    if std::env::var_os("PYFLAME_CONV_T").is_some() {
+        // dst^T (+)= rhs^T @ lhs^T
+        gemm::gemm(
+            n,
+            m,
+            k,
+            dst,
+            dst_s.0,
+            dst_s.1,
+            accumulate,
+            rhs,
+            rhs_s.0,
+            rhs_s.1,
+            lhs,
+            lhs_s.0,
+            lhs_s.1,
+            T::from_f64(1.0),
+            T::from_f64(1.0),
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+        return;
+    }
+    // gemm takes (column stride, row stride) pairs.
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        dst_s.1,
+        dst_s.0,
+        accumulate,
+        lhs,
+        lhs_s.1,
+        lhs_s.0,
+        rhs,
+        rhs_s.1,
+        rhs_s.0,
+        T::from_f64(1.0),
+        T::from_f64(1.0),
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    )
+}
+
+/// `xp` [c][input_stride]: the zero-padded input planes of every image, then zeros.
+fn pad_input<T: ConvFloat>(xs: &[T], g: &Geom, p: &ConvParams, grid: &Grid) -> Result<Storage> {
+    let stride = grid.input_stride();
+    let mut buf = Storage::uninit(T::DTYPE, g.c * stride)?;
+    let (ph, pw, plane) = (p.padding[0], p.padding[1], g.h * g.w);
+    buf.as_mut_slice::<T>()?
+        .par_chunks_mut(stride)
+        .enumerate()
+        .for_each(|(ci, row)| {
+            let (planes, tail) = row.split_at_mut(grid.cols);
+            tail.fill(T::default());
+            for (ni, padded) in planes.chunks_mut(grid.ps).enumerate() {
+                let src = &xs[(ni * g.c + ci) * plane..][..plane];
+                padded[..ph * grid.wp].fill(T::default());
+                padded[(ph + g.h) * grid.wp..].fill(T::default());
+                for (y, line) in src.chunks(g.w).enumerate() {
+                    let dst = &mut padded[(ph + y) * grid.wp..][..grid.wp];
+                    dst[..pw].fill(T::default());
+                    dst[pw..pw + g.w].copy_from_slice(line);
+                    dst[pw + g.w..].fill(T::default());
+                }
+            }
+        });
+    Ok(buf)
+}
+
+/// `dyg` [o][grad_stride]: `slack` zeros, then the output gradient on the padded grid (zero
+/// at every grid position that is not an output), then zeros up to whole tiles.
+fn grid_output_grad<T: ConvFloat>(gy: &[T], g: &Geom, grid: &Grid) -> Result<Storage> {
+    let stride = grid.grad_stride();
+    let mut buf = Storage::uninit(T::DTYPE, g.o * stride)?;
+    let hw = g.hw();
+    buf.as_mut_slice::<T>()?
+        .par_chunks_mut(stride)
+        .enumerate()
+        .for_each(|(o, row)| {
+            let (front, rest) = row.split_at_mut(grid.slack);
+            let (planes, tail) = rest.split_at_mut(grid.cols);
+            front.fill(T::default());
+            tail.fill(T::default());
+            for (ni, padded) in planes.chunks_mut(grid.ps).enumerate() {
+                let src = &gy[(ni * g.o + o) * hw..][..hw];
+                for (y, line) in src.chunks(g.wo).enumerate() {
+                    let dst = &mut padded[y * grid.wp..][..grid.wp];
+                    dst[..g.wo].copy_from_slice(line);
+                    dst[g.wo..].fill(T::default());
+                }
+                padded[g.ho * grid.wp..].fill(T::default());
+            }
+        });
+    Ok(buf)
+}
+
+/// The f32 slices of `a` and `b` when the tiled kernel can run on them.
+fn tiled<'a, T: ConvFloat>(a: &'a [T], b: &'a [T]) -> Option<(&'a [f32], &'a [f32])> {
+    if !conv_tiles::available() {
+        return None;
+    }
+    Some((T::as_f32(a)?, T::as_f32(b)?))
+}
+
+/// `out[m, q] = sum_{k, t} a[m, k, t] * b[k, q + taps[t]]` over the grid with one GEMM per
+/// tap and block of columns; `out` has row stride `grid.ca`, and `a` is read through
+/// `a_strides` ((m, k) strides at tap 0, taps adjacent in memory).
+#[allow(clippy::too_many_arguments)]
+fn gemm_products<T: ConvFloat>(
+    (m, k): (usize, usize),
+    taps: &[isize],
+    a: &[T],
+    a_strides: Strides,
+    b: *const T,
+    b_stride: usize,
+    out: *mut T,
+    grid: &Grid,
+) {
+    let out = SharedMut(out);
+    let b = SharedMut(b.cast_mut());
+    let block = grid.block(m);
+    (0..grid.cols.div_ceil(block))
+        .into_par_iter()
+        .for_each(|blk| {
+            let q0 = blk * block;
+            let width = block.min(grid.cols - q0);
+            for (t, &d) in taps.iter().enumerate() {
+                // SAFETY: block `blk` writes only columns q0..q0 + width of `out`; the shifted
+                // reads of `b` stay inside its rows (see the callers' layouts).
+                unsafe {
+                    gemm_raw(
+                        (m, width, k),
+                        out.ptr().add(q0),
+                        (grid.ca as isize, 1),
+                        t > 0,
+                        a.as_ptr().add(t),
+                        a_strides,
+                        b.ptr().cast_const().offset(q0 as isize + d),
+                        (b_stride as isize, 1),
+                    )
+                }
+            }
+        });
+}
+
+/// Forward convolution into `out` ([N, O, ho, wo]); `false` when the method does not apply.
+pub(crate) fn forward<T: ConvFloat>(
+    xs: &[T],
+    ws: &[T],
+    g: &Geom,
+    p: &ConvParams,
+    out: &mut [T],
+) -> Result<bool> {
+    let tiled = tiled(xs, ws);
+    let Some(grid) = plan(g, p, tiled.is_none()) else {
+        return Ok(false);
+    };
+    let kk = g.kh * g.kw;
+    let xp_buf = pad_input(xs, g, p, &grid)?;
+    let xp = xp_buf.as_slice::<T>()?;
+    let taps: Vec<isize> = grid.offsets(g, p).iter().map(|&d| d as isize).collect();
+    let hw = g.hw();
+    if let Some((_, w)) = tiled {
+        let rows = g.o.next_multiple_of(TILE_ROWS);
+        let packed = conv_tiles::pack(rows, g.c, kk, |o, c, t| {
+            if o < g.o {
+                w[(o * g.c + c) * kk + t]
+            } else {
+                0.0
+            }
+        })?;
+        let problem = Shifted {
+            rows,
+            depth: g.c,
+            taps: &taps,
+            packed: packed.as_slice::<f32>()?,
+            b: xp.as_ptr().cast::<f32>(),
+            b_stride: grid.input_stride() as isize,
+            out: Scatter {
+                plane: grid.ps,
+                width: grid.wp,
+                origin: (0, 0),
+                window: (g.ho, g.wo),
+                images: g.n,
+                channels: g.o,
+                dst: out.as_mut_ptr().cast::<f32>(),
+                image_stride: g.o * hw,
+                channel_stride: hw,
+            },
+            cols: grid.ca,
+        };
+        // SAFETY: rows of `xp` hold every column a tap reaches for q < ca (input_stride),
+        // and the scatter addresses exactly the [N, O, ho, wo] elements of `out`.
+        unsafe { conv_tiles::run(&problem) };
+        return Ok(true);
+    }
+    let mut yg_buf = Storage::uninit(T::DTYPE, g.o * grid.ca)?;
+    gemm_products(
+        (g.o, g.c),
+        &taps,
+        ws,
+        ((g.c * kk) as isize, kk as isize),
+        xp.as_ptr(),
+        grid.input_stride(),
+        yg_buf.as_mut_slice::<T>()?.as_mut_ptr(),
+        &grid,
+    );
+    let yg = yg_buf.as_slice::<T>()?;
+    out[..g.n * g.o * hw]
+        .par_chunks_mut(hw)
+        .enumerate()
+        .for_each(|(r, dst)| {
+            let (ni, o) = (r / g.o, r % g.o);
+            let src = &yg[o * grid.ca + ni * grid.ps..][..grid.ps];
+            for (y, line) in dst.chunks_mut(g.wo).enumerate() {
+                line.copy_from_slice(&src[y * grid.wp..][..g.wo]);
+            }
+        });
+    Ok(true)
+}
+
+/// Input gradient into `dx` ([N, C, H, W]); `false` when the method does not apply.
+pub(crate) fn backward_input<T: ConvFloat>(
+    gy: &[T],
+    ws: &[T],
+    g: &Geom,
+    p: &ConvParams,
+    dx: &mut [T],
+) -> Result<bool> {
+    let tiled = tiled(gy, ws);
+    let Some(grid) = plan(g, p, tiled.is_none()) else {
+        return Ok(false);
+    };
+    let kk = g.kh * g.kw;
+    // dxp[c, q] = sum_{o, t} W[o, c, t] * dyg[o, q - offset(t)]
+    let dyg_buf = grid_output_grad(gy, g, &grid)?;
+    // `slack` is within every row of `dyg` (its leading zeros).
+    let dyg = dyg_buf.as_slice::<T>()?[grid.slack..].as_ptr();
+    let taps: Vec<isize> = grid.offsets(g, p).iter().map(|&d| -(d as isize)).collect();
+    let (ph, pw, plane) = (p.padding[0], p.padding[1], g.h * g.w);
+    if let Some((_, w)) = tiled {
+        let rows = g.c.next_multiple_of(TILE_ROWS);
+        let packed = conv_tiles::pack(rows, g.o, kk, |c, o, t| {
+            if c < g.c {
+                w[(o * g.c + c) * kk + t]
+            } else {
+                0.0
+            }
+        })?;
+        let problem = Shifted {
+            rows,
+            depth: g.o,
+            taps: &taps,
+            packed: packed.as_slice::<f32>()?,
+            b: dyg.cast::<f32>(),
+            b_stride: grid.grad_stride() as isize,
+            out: Scatter {
+                plane: grid.ps,
+                width: grid.wp,
+                origin: (ph, pw),
+                window: (g.h, g.w),
+                images: g.n,
+                channels: g.c,
+                dst: dx.as_mut_ptr().cast::<f32>(),
+                image_stride: g.c * plane,
+                channel_stride: plane,
+            },
+            cols: grid.ca,
+        };
+        // SAFETY: every row of `dyg` holds `slack` zeros before and whole tiles after its
+        // grid columns, and the scatter addresses exactly the [N, C, H, W] elements of `dx`.
+        unsafe { conv_tiles::run(&problem) };
+        return Ok(true);
+    }
+    let mut dxp_buf = Storage::uninit(T::DTYPE, g.c * grid.ca)?;
+    gemm_products(
+        (g.c, g.o),
+        &taps,
+        ws,
+        (kk as isize, (g.c * kk) as isize),
+        dyg,
+        grid.grad_stride(),
+        dxp_buf.as_mut_slice::<T>()?.as_mut_ptr(),
+        &grid,
+    );
+    let dxp = dxp_buf.as_slice::<T>()?;
+    dx[..g.n * g.c * plane]
+        .par_chunks_mut(plane)
+        .enumerate()
+        .for_each(|(r, dst)| {
+            let (ni, ci) = (r / g.c, r % g.c);
+            let src = &dxp[ci * grid.ca + ni * grid.ps..][..grid.ps];
+            for (y, line) in dst.chunks_mut(g.w).enumerate() {
+                line.copy_from_slice(&src[(y + ph) * grid.wp + pw..][..g.w]);
+            }
+        });
+    Ok(true)
+}
+
+/// Weight gradient into `dw` ([O, C, kh, kw]); `false` when the method does not apply.
+pub(crate) fn backward_weight<T: ConvFloat>(
+    xs: &[T],
+    gy: &[T],
+    g: &Geom,
+    p: &ConvParams,
+    dw: &mut [T],
+) -> Result<bool> {
+    let Some(grid) = plan(g, p, true) else {
+        return Ok(false);
+    };
+    let xp_buf = pad_input(xs, g, p, &grid)?;
+    let xp = xp_buf.as_slice::<T>()?;
+    let dyg_buf = grid_output_grad(gy, g, &grid)?;
+    let dyg = &dyg_buf.as_slice::<T>()?[grid.slack..];
+    let (kk, x_stride, dy_stride) = (
+        g.kh * g.kw,
+        grid.input_stride() as isize,
+        grid.grad_stride() as isize,
+    );
+    // Tasks are (tap, block of the inner dimension); each writes its own partial [O, C].
+    let threads = rayon::current_num_threads();
+    let splits = (2 * threads).div_ceil(kk).clamp(1, grid.cols.div_ceil(256));
+    let span = grid.cols.div_ceil(splits);
+    let part = g.o * g.c;
+    let mut partial_buf = Storage::uninit(T::DTYPE, kk * splits * part)?;
+    let partial = partial_buf.as_mut_slice::<T>()?;
+    partial
+        .par_chunks_mut(part)
+        .enumerate()
+        .for_each(|(task, d)| {
+            let (t, s) = (task / splits, task % splits);
+            let q0 = (s * span).min(grid.cols);
+            let depth = span.min(grid.cols - q0);
+            if depth == 0 {
+                d.fill(T::default());
+                return;
+            }
+            let off = grid.offset(t, g, p);
+            // d[o, c] = sum_q dyg[o, q] * xp[c, q + off] over this task's columns.
+            // SAFETY: `d` is this task's own chunk; reads stay inside `dyg` and `xp` (whose
+            // trailing `slack` zeros cover q + off).
+            unsafe {
+                gemm_raw(
+                    (g.o, g.c, depth),
+                    d.as_mut_ptr(),
+                    (g.c as isize, 1),
+                    false,
+                    dyg.as_ptr().add(q0),
+                    (dy_stride, 1),
+                    xp.as_ptr().add(q0 + off),
+                    (1, x_stride),
+                )
+            }
+        });
+    let partial = &*partial;
+    dw[..g.o * g.c * kk]
+        .par_chunks_mut(kk)
+        .enumerate()
+        .for_each(|(oc, taps)| {
+            for (t, v) in taps.iter_mut().enumerate() {
+                let mut acc = T::default();
+                for s in 0..splits {
+                    acc += partial[(t * splits + s) * part + oc];
+                }
+                *v = acc;
+            }
+        });
+    Ok(true)
+}

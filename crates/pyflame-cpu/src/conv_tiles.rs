@@ -1,0 +1,234 @@
+//! Register-tiled f32 kernel for sums of shifted matrix products, the core of the direct
+//! convolution: `out[m, q] = sum_{k, t} a[m, k, t] * b[k, q + taps[t]]` for `q` in blocks of
+//! 64 columns. A tile keeps 6 rows x 64 columns of `out` in 24 AVX-512 registers while it
+//! runs over every `k` and tap, so the sum over `C x kh x kw` never leaves the registers
+//! (a GEMM per tap would load and store `out` once per tap, and pack its operands).
+
+use pyflame_core::{DType, Result, Storage};
+use rayon::prelude::*;
+
+/// Output rows of one tile.
+pub(crate) const TILE_ROWS: usize = 6;
+/// Columns of one tile (four 16-lane vectors).
+pub(crate) const TILE_COLS: usize = 64;
+
+/// True when the tiled kernel can run on this CPU.
+pub(crate) fn available() -> bool {
+    crate::kernels::simd::has_avx512()
+}
+
+/// One problem for [`run`]. Pointers address row 0, column 0 of their matrices.
+pub(crate) struct Shifted<'a> {
+    /// rows of `out` (a multiple of [`TILE_ROWS`]: padded rows have zero weights)
+    pub rows: usize,
+    /// rows of `b` summed over
+    pub depth: usize,
+    /// column offset of each tap into `b` (may be negative)
+    pub taps: &'a [isize],
+    /// `[rows / TILE_ROWS][depth][taps][TILE_ROWS]`, see [`pack`]
+    pub packed: &'a [f32],
+    /// base of `b` and its row stride
+    pub b: *const f32,
+    /// row stride of `b`
+    pub b_stride: isize,
+    /// where the valid grid positions of `out` go
+    pub out: Scatter,
+    /// grid columns to compute (a multiple of [`TILE_COLS`])
+    pub cols: usize,
+}
+
+/// Where a tile's results go: grid column `q` is position `(q / plane, row, col)` of the
+/// padded grid (`row = q % plane / width`, `col = q % plane % width`); the positions inside
+/// the window `[row0, row0 + rows) x [col0, col0 + cols)` of images `< images` are written
+/// to `dst[image * image_stride + m * channel_stride + (row - row0) * line + col - col0]`
+/// for output rows `m < channels`; every other grid position is dropped.
+#[derive(Clone, Copy)]
+pub(crate) struct Scatter {
+    /// grid positions per image
+    pub plane: usize,
+    /// grid row length
+    pub width: usize,
+    /// first row and column of the window
+    pub origin: (usize, usize),
+    /// window rows and columns
+    pub window: (usize, usize),
+    /// images
+    pub images: usize,
+    /// output rows that exist (the rest of the last row tile is padding)
+    pub channels: usize,
+    /// destination
+    pub dst: *mut f32,
+    /// element strides of an image and of a channel in `dst` (a line is `window.1`)
+    pub image_stride: usize,
+    /// element stride of a channel in `dst`
+    pub channel_stride: usize,
+}
+
+impl Scatter {
+    /// Copies the valid positions of a computed tile (`TILE_ROWS x TILE_COLS`, rows from
+    /// `m0`, columns from grid column `q0`) to the destination.
+    ///
+    /// # Safety
+    /// `dst` must be writable at every index this description maps a valid position to, and
+    /// no other thread may write those elements.
+    unsafe fn write(&self, tile: &[[f32; TILE_COLS]; TILE_ROWS], m0: usize, q0: usize) {
+        let (row0, col0) = self.origin;
+        let (rows, cols) = self.window;
+        let mut pos = 0;
+        while pos < TILE_COLS {
+            let q = q0 + pos;
+            let (image, rest) = (q / self.plane, q % self.plane);
+            let (row, col) = (rest / self.width, rest % self.width);
+            if image >= self.images {
+                return;
+            }
+            if row < row0 || row >= row0 + rows || col >= col0 + cols {
+                // skip to the next grid row
+                pos += self.width - col;
+                continue;
+            }
+            if col < col0 {
+                pos += col0 - col;
+                continue;
+            }
+            let run = (col0 + cols - col).min(TILE_COLS - pos);
+            let base = image * self.image_stride + (row - row0) * cols + (col - col0);
+            for (r, values) in tile.iter().enumerate() {
+                let m = m0 + r;
+                if m >= self.channels {
+                    break;
+                }
+                let dst = self.dst.add(base + m * self.channel_stride);
+                std::ptr::copy_nonoverlapping(values.as_ptr().add(pos), dst, run);
+            }
+            pos += run;
+        }
+    }
+}
+
+// SAFETY: the pointers are only dereferenced inside `run`, whose tasks write disjoint
+// column ranges of `out` and read `b`, which nobody writes during the call.
+unsafe impl Send for Shifted<'_> {}
+unsafe impl Sync for Shifted<'_> {}
+
+/// Packs `a[m, k, t] = weight(m, k, t)` for `rows` rows (`rows` a multiple of [`TILE_ROWS`];
+/// `weight` returns 0 for padded rows) into the tile order of [`Shifted::packed`].
+pub(crate) fn pack(
+    rows: usize,
+    depth: usize,
+    taps: usize,
+    weight: impl Fn(usize, usize, usize) -> f32 + Sync,
+) -> Result<Storage> {
+    let block = depth * taps * TILE_ROWS;
+    let mut packed = Storage::uninit(DType::Float32, rows * depth * taps)?;
+    packed
+        .as_mut_slice::<f32>()?
+        .par_chunks_mut(block.max(1))
+        .enumerate()
+        .for_each(|(mb, dst)| {
+            for k in 0..depth {
+                for t in 0..taps {
+                    for r in 0..TILE_ROWS {
+                        dst[(k * taps + t) * TILE_ROWS + r] = weight(mb * TILE_ROWS + r, k, t);
+                    }
+                }
+            }
+        });
+    Ok(packed)
+}
+
+/// Runs `p` over its columns in parallel.
+///
+/// # Safety
+/// For every column `q < p.cols`, row `k < p.depth` and tap offset `d`, `b + k * b_stride +
+/// q + d` must be readable; `p.out` must satisfy [`Scatter::write`]'s contract, and nothing
+/// else may access its destination during the call. [`available`] must be true.
+pub(crate) unsafe fn run(p: &Shifted<'_>) {
+    debug_assert!(p.rows.is_multiple_of(TILE_ROWS) && p.cols.is_multiple_of(TILE_COLS));
+    let tiles = p.cols / TILE_COLS;
+    // A few column blocks per thread; each block sweeps every row tile so that its slice of
+    // `b` is reused from the cache.
+    let per_task = tiles
+        .div_ceil(4 * rayon::current_num_threads())
+        .clamp(1, 16);
+    (0..tiles.div_ceil(per_task))
+        .into_par_iter()
+        .for_each(|task| {
+            let first = task * per_task;
+            let mut tile = [[0.0f32; TILE_COLS]; TILE_ROWS];
+            for t in first..(first + per_task).min(tiles) {
+                let q = t * TILE_COLS;
+                for mb in 0..p.rows / TILE_ROWS {
+                    let a = &p.packed[mb * p.depth * p.taps.len() * TILE_ROWS..];
+                    // SAFETY: forwarded from the caller's contract.
+                    unsafe {
+                        tile_avx512(
+                            a.as_ptr(),
+                            p.depth,
+                            p.taps,
+                            p.b.add(q),
+                            p.b_stride,
+                            &mut tile,
+                        );
+                        p.out.write(&tile, mb * TILE_ROWS, q);
+                    }
+                }
+            }
+        });
+}
+
+/// One 6 x 64 tile.
+///
+/// # Safety
+/// As [`run`], for this tile's columns; needs AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn tile_avx512(
+    a: *const f32,
+    depth: usize,
+    taps: &[isize],
+    b: *const f32,
+    b_stride: isize,
+    out: &mut [[f32; TILE_COLS]; TILE_ROWS],
+) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); 4]; TILE_ROWS];
+    let mut ap = a;
+    for k in 0..depth {
+        let row = b.offset(k as isize * b_stride);
+        for &d in taps {
+            let src = row.offset(d);
+            let bv = [
+                _mm512_loadu_ps(src),
+                _mm512_loadu_ps(src.add(16)),
+                _mm512_loadu_ps(src.add(32)),
+                _mm512_loadu_ps(src.add(48)),
+            ];
+            for (r, acc_row) in acc.iter_mut().enumerate() {
+                let w = _mm512_set1_ps(*ap.add(r));
+                for (v, acc_v) in acc_row.iter_mut().enumerate() {
+                    *acc_v = _mm512_fmadd_ps(w, bv[v], *acc_v);
+                }
+            }
+            ap = ap.add(TILE_ROWS);
+        }
+    }
+    for (dst, acc_row) in out.iter_mut().zip(&acc) {
+        for (v, acc_v) in acc_row.iter().enumerate() {
+            _mm512_storeu_ps(dst.as_mut_ptr().add(16 * v), *acc_v);
+        }
+    }
+}
+
+/// Not reachable: [`available`] is false off x86-64.
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn tile_avx512(
+    _a: *const f32,
+    _depth: usize,
+    _taps: &[isize],
+    _b: *const f32,
+    _b_stride: isize,
+    _out: &mut [[f32; TILE_COLS]; TILE_ROWS],
+) {
+    unreachable!("the tiled convolution kernel needs AVX-512")
+}
