@@ -493,39 +493,44 @@ pub(crate) fn backward_weight<T: ConvFloat>(
         grid.input_stride() as isize,
         grid.grad_stride() as isize,
     );
-    // Tasks are (tap, block of the inner dimension); each writes its own partial [O, C].
-    let threads = rayon::current_num_threads();
-    let splits = (2 * threads).div_ceil(kk).clamp(1, grid.cols.div_ceil(256));
-    let span = grid.cols.div_ceil(splits);
+    // The columns are split into one contiguous range per thread, each with its own
+    // partial [kk, O, C]; a range is walked in blocks small enough for their `dyg` and `xp`
+    // columns to stay in the L2 cache while every tap's GEMM reads them.
+    let groups = rayon::current_num_threads().clamp(1, grid.cols.div_ceil(256));
+    let span = grid.cols.div_ceil(groups);
+    let block = ((1usize << 21) / (std::mem::size_of::<T>() * (g.o + g.c))).max(256);
     let part = g.o * g.c;
-    let mut partial_buf = Storage::uninit(T::DTYPE, kk * splits * part)?;
+    let mut partial_buf = Storage::uninit(T::DTYPE, groups * kk * part)?;
     let partial = partial_buf.as_mut_slice::<T>()?;
     partial
-        .par_chunks_mut(part)
+        .par_chunks_mut(kk * part)
         .enumerate()
-        .for_each(|(task, d)| {
-            let (t, s) = (task / splits, task % splits);
-            let q0 = (s * span).min(grid.cols);
-            let depth = span.min(grid.cols - q0);
-            if depth == 0 {
+        .for_each(|(group, d)| {
+            let start = (group * span).min(grid.cols);
+            let end = (start + span).min(grid.cols);
+            if start == end {
                 d.fill(T::default());
-                return;
             }
-            let off = grid.offset(t, g, p);
-            // d[o, c] = sum_q dyg[o, q] * xp[c, q + off] over this task's columns.
-            // SAFETY: `d` is this task's own chunk; reads stay inside `dyg` and `xp` (whose
-            // trailing `slack` zeros cover q + off).
-            unsafe {
-                gemm_raw(
-                    (g.o, g.c, depth),
-                    d.as_mut_ptr(),
-                    (g.c as isize, 1),
-                    false,
-                    dyg.as_ptr().add(q0),
-                    (dy_stride, 1),
-                    xp.as_ptr().add(q0 + off),
-                    (1, x_stride),
-                )
+            for q0 in (start..end).step_by(block) {
+                let depth = block.min(end - q0);
+                for t in 0..kk {
+                    let off = grid.offset(t, g, p);
+                    // d[t, o, c] (+)= sum_q dyg[o, q] * xp[c, q + off] over the block.
+                    // SAFETY: `d` is this group's own partial; reads stay inside `dyg` and
+                    // `xp` (whose trailing `slack` zeros cover q + off).
+                    unsafe {
+                        gemm_raw(
+                            (g.o, g.c, depth),
+                            d.as_mut_ptr().add(t * part),
+                            (g.c as isize, 1),
+                            q0 > start,
+                            dyg.as_ptr().add(q0),
+                            (dy_stride, 1),
+                            xp.as_ptr().add(q0 + off),
+                            (1, x_stride),
+                        )
+                    }
+                }
             }
         });
     let partial = &*partial;
@@ -535,8 +540,8 @@ pub(crate) fn backward_weight<T: ConvFloat>(
         .for_each(|(oc, taps)| {
             for (t, v) in taps.iter_mut().enumerate() {
                 let mut acc = T::default();
-                for s in 0..splits {
-                    acc += partial[(t * splits + s) * part + oc];
+                for group in 0..groups {
+                    acc += partial[(group * kk + t) * part + oc];
                 }
                 *v = acc;
             }
