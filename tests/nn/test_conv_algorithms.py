@@ -1,7 +1,8 @@
-"""Every convolution algorithm (shifted-GEMM / tiled direct, and im2col) against NumPy.
+"""Every convolution algorithm against NumPy.
 
-`PYFLAME_CONV_ALGO` selects the algorithm (`auto`, `direct`, `im2col`); `direct` falls back
-to im2col where it does not apply, so each case runs both paths where both exist.
+`PYFLAME_CONV_ALGO` selects the algorithm: `direct` (shifted grid, stride 1), `pixels`
+(channel-vectorized, forward only), `im2col`, or `auto`. A forced algorithm falls back to
+im2col where it does not apply, so each case runs every path that exists for it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ CASES = [
     (4, 32, 5, 5, 8, 3, 3, 1, 1, 1),  # small planes
     (5, 3, 16, 16, 7, 3, 3, 1, 1, 1),  # RGB stem: thin channels
     (1, 8, 33, 30, 13, 3, 3, 1, 1, 1),  # one image, grid longer than one tile
-    (2, 16, 9, 9, 8, 3, 3, 2, 1, 1),  # stride 2: im2col only
+    (2, 16, 9, 9, 8, 3, 3, 2, 1, 1),  # stride 2: pixels or im2col
+    (3, 24, 11, 10, 70, 3, 3, 2, 1, 1),  # stride 2, output channels over one 64-lane tile
+    (2, 16, 8, 8, 50, 1, 1, 2, 0, 1),  # 1x1 stride 2 (a ResNet shortcut)
+    (1, 20, 5, 7, 64, 3, 3, (2, 1), (1, 0), (1, 2)),  # per-axis stride and dilation
 ]
 
 
@@ -29,27 +33,27 @@ def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
     return v if isinstance(v, tuple) else (v, v)
 
 
-def conv_reference(x: np.ndarray, w: np.ndarray, stride: int, padding, dilation: int):
+def conv_reference(x: np.ndarray, w: np.ndarray, stride, padding, dilation) -> np.ndarray:
     """Direct NumPy convolution (float64)."""
-    ph, pw = _pair(padding)
+    (ph, pw), (sh, sw), (dh, dw) = _pair(padding), _pair(stride), _pair(dilation)
     n, c, h, wd = x.shape
     o, _, kh, kw = w.shape
     xp = np.zeros((n, c, h + 2 * ph, wd + 2 * pw))
     xp[:, :, ph : ph + h, pw : pw + wd] = x
-    ho = (h + 2 * ph - dilation * (kh - 1) - 1) // stride + 1
-    wo = (wd + 2 * pw - dilation * (kw - 1) - 1) // stride + 1
+    ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    wo = (wd + 2 * pw - dw * (kw - 1) - 1) // sw + 1
     out = np.zeros((n, o, ho, wo))
     for i in range(kh):
         for j in range(kw):
-            r0, c0 = i * dilation, j * dilation
-            patch = xp[:, :, r0 : r0 + stride * ho : stride, c0 : c0 + stride * wo : stride]
+            r0, c0 = i * dh, j * dw
+            patch = xp[:, :, r0 : r0 + sh * ho : sh, c0 : c0 + sw * wo : sw]
             out += np.einsum("nchw,oc->nohw", patch, w[:, :, i, j])
     return out
 
 
 def reference_grads(x, w, gy, stride, padding, dilation):
     """Input and weight gradients of sum(conv(x, w) * gy): the reference's exact adjoints."""
-    ph, pw = _pair(padding)
+    (ph, pw), (sh, sw), (dh, dw) = _pair(padding), _pair(stride), _pair(dilation)
     n, c, h, wd = x.shape
     o, _, kh, kw = w.shape
     ho, wo = gy.shape[2:]
@@ -59,15 +63,15 @@ def reference_grads(x, w, gy, stride, padding, dilation):
     xp[:, :, ph : ph + h, pw : pw + wd] = x
     for i in range(kh):
         for j in range(kw):
-            r0, c0 = i * dilation, j * dilation
-            rows = slice(r0, r0 + stride * ho, stride)
-            cols = slice(c0, c0 + stride * wo, stride)
+            r0, c0 = i * dh, j * dw
+            rows = slice(r0, r0 + sh * ho, sh)
+            cols = slice(c0, c0 + sw * wo, sw)
             gx[:, :, rows, cols] += np.einsum("nohw,oc->nchw", gy, w[:, :, i, j])
             gw[:, :, i, j] = np.einsum("nohw,nchw->oc", gy, xp[:, :, rows, cols])
     return gx[:, :, ph : ph + h, pw : pw + wd], gw
 
 
-@pytest.mark.parametrize("algo", ["direct", "im2col", "auto"])
+@pytest.mark.parametrize("algo", ["direct", "pixels", "im2col", "auto"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", CASES, ids=[str(c) for c in CASES])
 def test_conv_algorithm_matches_numpy(monkeypatch, algo, dtype, case):

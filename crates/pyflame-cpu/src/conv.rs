@@ -208,7 +208,9 @@ pub fn conv2d(
             let (xs, ws) = (slice::<$T>(&xv)?, slice::<$T>(&wv)?);
             let o = out.as_mut_slice::<$T>()?;
             if g.g == 1 {
-                if !crate::conv_direct::forward(xs, ws, &g, p, o)? {
+                if !crate::conv_direct::forward(xs, ws, &g, p, o)?
+                    && !crate::conv_pixels::forward(xs, ws, &g, p, o)?
+                {
                     crate::conv_batched::forward(xs, ws, &g, p, o)?;
                 }
                 return finish(out, out_shape, dtype);

@@ -13,22 +13,28 @@
 //! the weight gradient as one GEMM per tap whose inner dimension is every pixel of every image.
 
 use crate::conv::{ConvFloat, ConvParams, Geom};
-use crate::conv_tiles::{self, Scatter, Shifted, TILE_COLS, TILE_ROWS};
+use crate::conv_tiles::{self, Scatter, Shifted, WeightView, TILE_COLS, TILE_ROWS};
 use pyflame_core::{Result, Storage};
 use rayon::prelude::*;
 
-/// Which convolution algorithm to use (`PYFLAME_CONV_ALGO`: `auto`, `direct` or `im2col`).
-/// `direct` still falls back to im2col where the shifted-GEMM method does not apply.
+/// Which convolution algorithm to use (`PYFLAME_CONV_ALGO`): `auto`, `direct` (the shifted
+/// grid of this module wherever it applies), `pixels` (the channel-vectorized kernel of
+/// `conv_pixels` wherever it applies) or `im2col`. A forced choice falls back to im2col
+/// where its method does not apply.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Choice {
+pub(crate) enum Choice {
     Auto,
     Direct,
+    Pixels,
     Im2col,
 }
 
-fn choice() -> Choice {
+/// The algorithm `PYFLAME_CONV_ALGO` asks for (read on every call, so tests and
+/// benchmarks can switch it).
+pub(crate) fn choice() -> Choice {
     match std::env::var("PYFLAME_CONV_ALGO").as_deref() {
         Ok("direct") => Choice::Direct,
+        Ok("pixels") => Choice::Pixels,
         Ok("im2col") => Choice::Im2col,
         _ => Choice::Auto,
     }
@@ -36,6 +42,9 @@ fn choice() -> Choice {
 
 /// Smallest fraction of useful grid columns for which `auto` picks this method.
 const MIN_EFFICIENCY: f64 = 0.7;
+/// The same for the forward pass with the tiled kernel: below it, the channel-vectorized
+/// kernel of `conv_pixels` (which wastes nothing) is faster.
+const MIN_EFFICIENCY_TILED_FORWARD: f64 = 0.85;
 
 /// Layout of the padded grid shared by the three kernels.
 #[derive(Clone, Copy, Debug)]
@@ -117,9 +126,9 @@ impl Grid {
 /// The grid when `PYFLAME_CONV_ALGO` and the geometry allow the method. `thin` says a GEMM
 /// would have the input channels as one of its dimensions (too thin for a network's RGB
 /// stem; the tiled kernel does not have that problem).
-fn plan(g: &Geom, p: &ConvParams, thin: bool) -> Option<Grid> {
+fn plan(g: &Geom, p: &ConvParams, thin: bool, min_efficiency: f64) -> Option<Grid> {
     let choice = choice();
-    if choice == Choice::Im2col {
+    if choice == Choice::Im2col || choice == Choice::Pixels {
         return None;
     }
     let grid = Grid::new(g, p)?;
@@ -129,7 +138,7 @@ fn plan(g: &Geom, p: &ConvParams, thin: bool) -> Option<Grid> {
     // Useful fraction of the computed grid columns (which are rounded up to whole tiles).
     let efficiency = (g.n * g.hw()) as f64 / grid.ca as f64;
     // Tiny channel counts (a network's RGB stem) make each tap's GEMM too thin.
-    (efficiency >= MIN_EFFICIENCY && !(thin && g.c < 16)).then_some(grid)
+    (efficiency >= min_efficiency && !(thin && g.c < 16)).then_some(grid)
 }
 
 /// A pointer that may be shared by tasks writing disjoint parts of one buffer.
@@ -219,21 +228,32 @@ unsafe fn gemm_raw<T: ConvFloat>(
 
 /// `xp` [c][input_stride]: the zero-padded input planes of every image, then zeros.
 fn pad_input<T: ConvFloat>(xs: &[T], g: &Geom, p: &ConvParams, grid: &Grid) -> Result<Storage> {
-    let stride = grid.input_stride();
+    pad_planes(xs, g, p, (grid.wp, grid.ps), grid.input_stride())
+}
+
+/// `xp` [c][stride]: each image's channel plane zero-padded into `plane` elements of rows of
+/// `width` (the image at row `ph`, column `pw`), images end to end, zeros after the last.
+pub(crate) fn pad_planes<T: ConvFloat>(
+    xs: &[T],
+    g: &Geom,
+    p: &ConvParams,
+    (width, plane_len): (usize, usize),
+    stride: usize,
+) -> Result<Storage> {
     let mut buf = Storage::uninit(T::DTYPE, g.c * stride)?;
     let (ph, pw, plane) = (p.padding[0], p.padding[1], g.h * g.w);
     buf.as_mut_slice::<T>()?
         .par_chunks_mut(stride)
         .enumerate()
         .for_each(|(ci, row)| {
-            let (planes, tail) = row.split_at_mut(grid.cols);
+            let (planes, tail) = row.split_at_mut(g.n * plane_len);
             tail.fill(T::default());
-            for (ni, padded) in planes.chunks_mut(grid.ps).enumerate() {
+            for (ni, padded) in planes.chunks_mut(plane_len).enumerate() {
                 let src = &xs[(ni * g.c + ci) * plane..][..plane];
-                padded[..ph * grid.wp].fill(T::default());
-                padded[(ph + g.h) * grid.wp..].fill(T::default());
+                padded[..ph * width].fill(T::default());
+                padded[(ph + g.h) * width..].fill(T::default());
                 for (y, line) in src.chunks(g.w).enumerate() {
-                    let dst = &mut padded[(ph + y) * grid.wp..][..grid.wp];
+                    let dst = &mut padded[(ph + y) * width..][..width];
                     dst[..pw].fill(T::default());
                     dst[pw..pw + g.w].copy_from_slice(line);
                     dst[pw + g.w..].fill(T::default());
@@ -328,7 +348,12 @@ pub(crate) fn forward<T: ConvFloat>(
     out: &mut [T],
 ) -> Result<bool> {
     let tiled = tiled(xs, ws);
-    let Some(grid) = plan(g, p, tiled.is_none()) else {
+    let min_efficiency = if tiled.is_some() {
+        MIN_EFFICIENCY_TILED_FORWARD
+    } else {
+        MIN_EFFICIENCY
+    };
+    let Some(grid) = plan(g, p, tiled.is_none(), min_efficiency) else {
         return Ok(false);
     };
     let kk = g.kh * g.kw;
@@ -338,13 +363,13 @@ pub(crate) fn forward<T: ConvFloat>(
     let hw = g.hw();
     if let Some((_, w)) = tiled {
         let rows = g.o.next_multiple_of(TILE_ROWS);
-        let packed = conv_tiles::pack(rows, g.c, kk, |o, c, t| {
-            if o < g.o {
-                w[(o * g.c + c) * kk + t]
-            } else {
-                0.0
-            }
-        })?;
+        let view = WeightView {
+            m: g.c * kk,
+            k: kk,
+            t: 1,
+            rows: g.o,
+        };
+        let packed = conv_tiles::pack(w, view, (rows, TILE_ROWS), g.c, kk)?;
         let problem = Shifted {
             rows,
             depth: g.c,
@@ -404,7 +429,7 @@ pub(crate) fn backward_input<T: ConvFloat>(
     dx: &mut [T],
 ) -> Result<bool> {
     let tiled = tiled(gy, ws);
-    let Some(grid) = plan(g, p, tiled.is_none()) else {
+    let Some(grid) = plan(g, p, tiled.is_none(), MIN_EFFICIENCY) else {
         return Ok(false);
     };
     let kk = g.kh * g.kw;
@@ -416,13 +441,13 @@ pub(crate) fn backward_input<T: ConvFloat>(
     let (ph, pw, plane) = (p.padding[0], p.padding[1], g.h * g.w);
     if let Some((_, w)) = tiled {
         let rows = g.c.next_multiple_of(TILE_ROWS);
-        let packed = conv_tiles::pack(rows, g.o, kk, |c, o, t| {
-            if c < g.c {
-                w[(o * g.c + c) * kk + t]
-            } else {
-                0.0
-            }
-        })?;
+        let view = WeightView {
+            m: kk,
+            k: g.c * kk,
+            t: 1,
+            rows: g.c,
+        };
+        let packed = conv_tiles::pack(w, view, (rows, TILE_ROWS), g.o, kk)?;
         let problem = Shifted {
             rows,
             depth: g.o,
@@ -481,7 +506,7 @@ pub(crate) fn backward_weight<T: ConvFloat>(
     p: &ConvParams,
     dw: &mut [T],
 ) -> Result<bool> {
-    let Some(grid) = plan(g, p, true) else {
+    let Some(grid) = plan(g, p, true, MIN_EFFICIENCY) else {
         return Ok(false);
     };
     let xp_buf = pad_input(xs, g, p, &grid)?;

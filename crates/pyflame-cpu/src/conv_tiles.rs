@@ -4,7 +4,7 @@
 //! runs over every `k` and tap, so the sum over `C x kh x kw` never leaves the registers
 //! (a GEMM per tap would load and store `out` once per tap, and pack its operands).
 
-use pyflame_core::{DType, Result, Storage};
+use pyflame_core::{DType, Error, Result, Storage};
 use rayon::prelude::*;
 
 /// Output rows of one tile.
@@ -111,25 +111,64 @@ impl Scatter {
 unsafe impl Send for Shifted<'_> {}
 unsafe impl Sync for Shifted<'_> {}
 
-/// Packs `a[m, k, t] = weight(m, k, t)` for `rows` rows (`rows` a multiple of [`TILE_ROWS`];
-/// `weight` returns 0 for padded rows) into the tile order of [`Shifted::packed`].
+/// How to read `a[m, k, t]` from a weight tensor: element strides of `m`, `k` and `t`, and
+/// the number of real rows `m` (rows beyond are zero padding).
+#[derive(Clone, Copy)]
+pub(crate) struct WeightView {
+    /// stride of a row `m`
+    pub m: usize,
+    /// stride of `k`
+    pub k: usize,
+    /// stride of a tap `t`
+    pub t: usize,
+    /// rows that exist
+    pub rows: usize,
+}
+
+/// Packs `a[m, k, t]` (read from `w` through `view`) for `rows` rows in blocks of
+/// `block_rows` (`rows` a multiple of it) into `[rows / block_rows][depth][taps]
+/// [block_rows]`, the order the tiled kernels stream their weights in.
 pub(crate) fn pack(
-    rows: usize,
+    w: &[f32],
+    view: WeightView,
+    (rows, block_rows): (usize, usize),
     depth: usize,
     taps: usize,
-    weight: impl Fn(usize, usize, usize) -> f32 + Sync,
 ) -> Result<Storage> {
-    let block = depth * taps * TILE_ROWS;
+    let block = depth * taps * block_rows;
+    let needed = if view.rows == 0 || depth == 0 || taps == 0 {
+        0
+    } else {
+        (view.rows - 1) * view.m + (depth - 1) * view.k + (taps - 1) * view.t + 1
+    };
+    if w.len() < needed {
+        return Err(Error::Invalid(format!(
+            "internal: convolution weights hold {} values, {needed} expected",
+            w.len()
+        )));
+    }
     let mut packed = Storage::uninit(DType::Float32, rows * depth * taps)?;
     packed
         .as_mut_slice::<f32>()?
         .par_chunks_mut(block.max(1))
         .enumerate()
         .for_each(|(mb, dst)| {
-            for k in 0..depth {
-                for t in 0..taps {
-                    for r in 0..TILE_ROWS {
-                        dst[(k * taps + t) * TILE_ROWS + r] = weight(mb * TILE_ROWS + r, k, t);
+            // A blocked transpose: a few `k` at a time for every row, so that the reads
+            // (contiguous per row for the usual layouts) and the writes stay in L1.
+            let step = 16usize.div_ceil(taps.max(1));
+            for k0 in (0..depth).step_by(step) {
+                for r in 0..block_rows {
+                    let m = mb * block_rows + r;
+                    for k in k0..(k0 + step).min(depth) {
+                        let out = &mut dst[k * taps * block_rows + r..];
+                        if m >= view.rows {
+                            (0..taps).for_each(|t| out[t * block_rows] = 0.0);
+                            continue;
+                        }
+                        let src = &w[m * view.m + k * view.k..];
+                        for t in 0..taps {
+                            out[t * block_rows] = src[t * view.t];
+                        }
                     }
                 }
             }

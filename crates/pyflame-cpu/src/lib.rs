@@ -4,6 +4,7 @@
 pub mod conv;
 mod conv_batched;
 mod conv_direct;
+mod conv_pixels;
 mod conv_tiles;
 pub mod exec;
 pub mod fused;

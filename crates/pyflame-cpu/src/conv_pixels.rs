@@ -1,0 +1,198 @@
+//! Forward convolution for any stride and dilation with the output channels in the vector
+//! lanes: a tile holds 64 output channels x 6 output pixels in 24 AVX-512 registers and
+//! runs over every input channel and kernel tap, broadcasting one input value per pixel.
+//! Pixels are visited one by one, so there is no wasted work on padding or on skipped
+//! (strided) positions: this is the kernel for small planes (deep layers, batch 1) and for
+//! strided convolutions, where the shifted-grid kernel of `conv_direct` wastes columns.
+
+use crate::conv::{ConvFloat, ConvParams, Geom};
+use crate::conv_direct::{choice, pad_planes, Choice};
+use crate::conv_tiles::{self, WeightView};
+use pyflame_core::Result;
+use rayon::prelude::*;
+
+/// Output channels of a tile (four 16-lane vectors).
+const TILE_CHANNELS: usize = 64;
+/// Output pixels of a tile.
+const TILE_PIXELS: usize = 6;
+
+/// Output pixels below which packing the weights costs more than the tiles save (batch-1
+/// deep layers are bound by reading the weights; im2col's GEMM does that best).
+const MIN_PIXELS: usize = 256;
+/// Most input channels x taps: a tile streams `64 x depth` weights from the L2 cache for
+/// only 6 pixels, which stops paying beyond this (512-channel layers are faster as GEMMs).
+const MAX_DEPTH: usize = 2560;
+
+/// Whether to use this kernel: f32 on AVX-512, one group, and, unless
+/// `PYFLAME_CONV_ALGO=pixels` forces it, enough output channels to fill the lanes, more
+/// than one tap (a 1x1 convolution is a plain GEMM, which im2col does without copies), a
+/// moderate depth and enough pixels.
+fn applies(g: &Geom) -> bool {
+    conv_tiles::available()
+        && !matches!(choice(), Choice::Im2col | Choice::Direct)
+        && g.g == 1
+        && (choice() == Choice::Pixels
+            || (g.o >= 48
+                && g.kh * g.kw > 1
+                && g.c * g.kh * g.kw <= MAX_DEPTH
+                && g.n * g.hw() >= MIN_PIXELS))
+        && g.n * g.hw() > 0
+        && g.c > 0
+}
+
+/// Forward convolution into `out` ([N, O, ho, wo]); `false` when the kernel does not apply.
+pub(crate) fn forward<T: ConvFloat>(
+    xs: &[T],
+    ws: &[T],
+    g: &Geom,
+    p: &ConvParams,
+    out: &mut [T],
+) -> Result<bool> {
+    let (Some(w), true) = (T::as_f32(ws), applies(g)) else {
+        return Ok(false);
+    };
+    let (hp, wp) = (g.h + 2 * p.padding[0], g.w + 2 * p.padding[1]);
+    let plane = hp * wp;
+    let xp_buf = pad_planes(xs, g, p, (wp, plane), g.n * plane)?;
+    let Some(xp) = T::as_f32(xp_buf.as_slice::<T>()?) else {
+        return Ok(false);
+    };
+    let kk = g.kh * g.kw;
+    let rows = g.o.next_multiple_of(TILE_CHANNELS);
+    let view = WeightView {
+        m: g.c * kk,
+        k: kk,
+        t: 1,
+        rows: g.o,
+    };
+    let packed_buf = conv_tiles::pack(w, view, (rows, TILE_CHANNELS), g.c, kk)?;
+    let packed = packed_buf.as_slice::<f32>()?;
+    let taps: Vec<usize> = (0..kk)
+        .map(|t| (t / g.kw) * p.dilation[0] * wp + (t % g.kw) * p.dilation[1])
+        .collect();
+    let hw = g.hw();
+    let pixels = g.n * hw;
+    // Offset of a pixel's first tap in `xp`, and of its channel-0 value in `out`.
+    let source = |px: usize| {
+        let (n, r) = (px / hw, px % hw);
+        let (y, x) = (r / g.wo, r % g.wo);
+        n * plane + y * p.stride[0] * wp + x * p.stride[1]
+    };
+    let target = |px: usize| (px / hw) * g.o * hw + px % hw;
+    let tiles = pixels.div_ceil(TILE_PIXELS);
+    let blocks = rows / TILE_CHANNELS;
+    let per_task = tiles
+        .div_ceil((4 * rayon::current_num_threads()).div_ceil(blocks))
+        .clamp(1, 64);
+    let chunks = tiles.div_ceil(per_task);
+    let dst = SharedOut(out.as_mut_ptr().cast::<f32>());
+    let plane_stride = g.n * plane;
+    (0..blocks * chunks).into_par_iter().for_each(|task| {
+        let (block, chunk) = (task / chunks, task % chunks);
+        let a = &packed[block * g.c * kk * TILE_CHANNELS..][..g.c * kk * TILE_CHANNELS];
+        let mut tile = [[0.0f32; TILE_CHANNELS]; TILE_PIXELS];
+        for t in chunk * per_task..((chunk + 1) * per_task).min(tiles) {
+            let first = t * TILE_PIXELS;
+            let count = TILE_PIXELS.min(pixels - first);
+            // A short last tile repeats its last pixel (computed, not stored).
+            let sources: [usize; TILE_PIXELS] =
+                std::array::from_fn(|i| source(first + i.min(count - 1)));
+            // SAFETY: every source offset plus every tap offset lies inside the pixel's
+            // padded plane, which `pad_planes` filled for all `c` rows of `plane_stride`.
+            unsafe {
+                tile_avx512(
+                    a.as_ptr(),
+                    g.c,
+                    &taps,
+                    xp.as_ptr(),
+                    plane_stride,
+                    &sources,
+                    &mut tile,
+                );
+            }
+            let o0 = block * TILE_CHANNELS;
+            let channels = TILE_CHANNELS.min(g.o - o0);
+            for (i, values) in tile.iter().take(count).enumerate() {
+                let base = target(first + i) + o0 * hw;
+                for (j, &v) in values.iter().take(channels).enumerate() {
+                    // SAFETY: (pixel, channel) pairs are distinct across tasks and inside
+                    // the [N, O, ho, wo] output.
+                    unsafe { *dst.ptr().add(base + j * hw) = v };
+                }
+            }
+        }
+    });
+    Ok(true)
+}
+
+/// The output pointer, shared by tasks that write distinct elements.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: tasks write disjoint elements (see `forward`).
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// One 64-channel x 6-pixel tile: `out[p][o] = sum_{c, t} a[c][t][o] * b[c][src[p] + t]`.
+///
+/// # Safety
+/// `a` holds `depth * taps.len() * 64` values; `b + c * b_stride + src[p] + taps[t]` is
+/// readable for every `c < depth`, pixel and tap. Needs AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn tile_avx512(
+    a: *const f32,
+    depth: usize,
+    taps: &[usize],
+    b: *const f32,
+    b_stride: usize,
+    src: &[usize; TILE_PIXELS],
+    out: &mut [[f32; TILE_CHANNELS]; TILE_PIXELS],
+) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); 4]; TILE_PIXELS];
+    let mut ap = a;
+    for c in 0..depth {
+        let row = b.add(c * b_stride);
+        let px: [*const f32; TILE_PIXELS] = std::array::from_fn(|i| row.add(src[i]));
+        for &d in taps {
+            let wv = [
+                _mm512_loadu_ps(ap),
+                _mm512_loadu_ps(ap.add(16)),
+                _mm512_loadu_ps(ap.add(32)),
+                _mm512_loadu_ps(ap.add(48)),
+            ];
+            for (pixel, acc_p) in px.iter().zip(acc.iter_mut()) {
+                let x = _mm512_set1_ps(*pixel.add(d));
+                for (acc_v, w) in acc_p.iter_mut().zip(wv) {
+                    *acc_v = _mm512_fmadd_ps(w, x, *acc_v);
+                }
+            }
+            ap = ap.add(TILE_CHANNELS);
+        }
+    }
+    for (dst, acc_p) in out.iter_mut().zip(&acc) {
+        for (v, acc_v) in acc_p.iter().enumerate() {
+            _mm512_storeu_ps(dst.as_mut_ptr().add(16 * v), *acc_v);
+        }
+    }
+}
+
+/// Not reachable: the kernel is only chosen on x86-64 with AVX-512.
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn tile_avx512(
+    _a: *const f32,
+    _depth: usize,
+    _taps: &[usize],
+    _b: *const f32,
+    _b_stride: usize,
+    _src: &[usize; TILE_PIXELS],
+    _out: &mut [[f32; TILE_CHANNELS]; TILE_PIXELS],
+) {
+    unreachable!("the pixel-tiled convolution kernel needs AVX-512")
+}
