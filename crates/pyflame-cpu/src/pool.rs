@@ -136,6 +136,47 @@ fn argmax_plane<T: Element>(
     }
 }
 
+/// True for the common non-overlapping 2x2 window with stride 2 (no padding or dilation)
+/// whose windows all lie inside the `h x w` input (not so with `ceil_mode` on odd sizes),
+/// which has a branch-light path.
+fn is_2x2(p: &PoolParams, (h, w): (usize, usize), (ho, wo): (usize, usize)) -> bool {
+    p.kernel == [2, 2]
+        && p.stride == [2, 2]
+        && p.padding == [0, 0]
+        && p.dilation == [1, 1]
+        && 2 * ho <= h
+        && 2 * wo <= w
+}
+
+/// Index (0..4, row-major) of the max of a 2x2 window: the first maximum, a NaN wins.
+#[inline(always)]
+fn argmax4<T: Element>(v: [T; 4]) -> usize {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate().skip(1) {
+        #[allow(clippy::eq_op)]
+        let best_is_nan = v[best] != v[best];
+        #[allow(clippy::eq_op)]
+        let nan = x != x;
+        if !best_is_nan && (x > v[best] || nan) {
+            best = i;
+        }
+    }
+    best
+}
+
+/// The four values of window `(oy, ox)` of a plane `w` wide.
+#[inline(always)]
+fn window4<T: Element>(plane: &[T], w: usize, oy: usize, ox: usize) -> [T; 4] {
+    let (r0, r1) = (2 * oy * w + 2 * ox, (2 * oy + 1) * w + 2 * ox);
+    [plane[r0], plane[r0 + 1], plane[r1], plane[r1 + 1]]
+}
+
+/// Offset in the plane of tap `i` (row-major) of window `(oy, ox)`.
+#[inline(always)]
+fn tap4(w: usize, oy: usize, ox: usize, i: usize) -> usize {
+    (2 * oy + i / 2) * w + 2 * ox + i % 2
+}
+
 /// Max pooling forward.
 pub fn max_pool2d(x: &Value, p: &PoolParams, out_shape: &[usize], dtype: DType) -> Result<Value> {
     let acc = acc_dtype(dtype);
@@ -147,6 +188,15 @@ pub fn max_pool2d(x: &Value, p: &PoolParams, out_shape: &[usize], dtype: DType) 
             let xs = &xv.storage.as_slice::<$T>()?[xv.offset..xv.offset + xv.numel()];
             planes(out.as_mut_slice::<$T>()?, ho * wo, |i, o| {
                 let plane = &xs[i * h * w..(i + 1) * h * w];
+                if is_2x2(p, (h, w), (ho, wo)) {
+                    for (oy, row) in o.chunks_mut(wo.max(1)).enumerate() {
+                        for (ox, dst) in row.iter_mut().enumerate() {
+                            let v = window4(plane, w, oy, ox);
+                            *dst = v[argmax4(v)];
+                        }
+                    }
+                    return;
+                }
                 let mut idx = vec![0usize; ho * wo];
                 argmax_plane(plane, h, w, ho, wo, p, &mut idx);
                 for (dst, &j) in o.iter_mut().zip(&idx) {
@@ -179,6 +229,16 @@ pub fn max_pool2d_backward(x: &Value, gy: &Value, p: &PoolParams, dtype: DType) 
             let gs = &gv.storage.as_slice::<$T>()?[gv.offset..gv.offset + gv.numel()];
             planes(out.as_mut_slice::<$T>()?, h * w, |i, dx| {
                 let plane = &xs[i * h * w..(i + 1) * h * w];
+                if is_2x2(p, (h, w), (ho, wo)) {
+                    let g = &gs[i * ho * wo..(i + 1) * ho * wo];
+                    for oy in 0..ho {
+                        for ox in 0..wo {
+                            let best = argmax4(window4(plane, w, oy, ox));
+                            dx[tap4(w, oy, ox, best)] += g[oy * wo + ox];
+                        }
+                    }
+                    return;
+                }
                 let mut idx = vec![0usize; ho * wo];
                 argmax_plane(plane, h, w, ho, wo, p, &mut idx);
                 for (k, &j) in idx.iter().enumerate() {
