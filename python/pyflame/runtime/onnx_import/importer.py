@@ -157,6 +157,41 @@ def _tensor_info(onnx: Any, vi: Any) -> TensorInfo:
     return TensorInfo(vi.name, dtype, dims)
 
 
+#: initializers up to this many elements stay in the model given to shape inference (shape
+#: tensors, axes, small constants whose values the inference may need)
+_SHAPE_INFERENCE_KEEP = 1024
+
+
+def _without_weights(onnx: Any, model: Any) -> Any:
+    """A copy of `model` for shape inference with the large initializers turned into graph
+    inputs of the same type and shape: inference needs their shapes, not their bytes, and
+    serializing the weights into the inference (and parsing them back) dominated session
+    creation time and peak memory."""
+    from onnx import helper
+
+    src = model.graph
+    m = onnx.ModelProto()
+    m.ir_version = model.ir_version
+    m.opset_import.extend(model.opset_import)
+    m.functions.extend(model.functions)
+    g = m.graph
+    g.name = src.name
+    g.node.extend(src.node)
+    g.input.extend(src.input)
+    g.output.extend(src.output)
+    g.value_info.extend(src.value_info)
+    declared = {vi.name for vi in src.input}
+    for init in src.initializer:
+        numel = 1
+        for d in init.dims:
+            numel *= int(d)
+        if numel <= _SHAPE_INFERENCE_KEEP or init.data_location == onnx.TensorProto.EXTERNAL:
+            g.initializer.append(init)
+        elif init.name not in declared:
+            g.input.append(helper.make_tensor_value_info(init.name, init.data_type, init.dims))
+    return m
+
+
 class ONNXImporter:
     """Converts ONNX models to the runtime Graph IR.
 
@@ -193,12 +228,13 @@ class ONNXImporter:
             if imp.domain in ("", "ai.onnx"):
                 opset = int(imp.version)
         stats.opset = opset
+        shapes = model
         if opts.infer_shapes:
             try:
-                model = onnx.shape_inference.infer_shapes(model)
+                shapes = onnx.shape_inference.infer_shapes(_without_weights(onnx, model))
             except Exception as e:  # noqa: BLE001 - inference is best effort
                 stats.warnings.append(f"ONNX shape inference failed: {e}")
-        graph = self._convert_graph(onnx, model, opset, stats)
+        graph = self._convert_graph(onnx, model, opset, stats, shapes.graph)
         if opts.validate:
             graph.validate()
         if opts.check_operators:
@@ -215,10 +251,15 @@ class ONNXImporter:
         return ImportResult(success=True, graph=graph, stats=stats)
 
     @staticmethod
-    def _convert_graph(onnx: Any, model: Any, opset: int, stats: ImportStats) -> Graph:
+    def _convert_graph(
+        onnx: Any, model: Any, opset: int, stats: ImportStats, shapes: Any = None
+    ) -> Graph:
+        """`model` gives nodes and weights; `shapes` (a GraphProto, default model.graph)
+        gives the output types and value_info (the result of shape inference)."""
         from onnx import numpy_helper
 
         g = model.graph
+        shapes = g if shapes is None else shapes
         graph = Graph(g.name or "graph")
         graph.opset = opset
         graph.metadata = {
@@ -241,9 +282,10 @@ class ONNXImporter:
         for vi in g.input:
             if vi.name not in graph.initializers:
                 graph.inputs.append(_tensor_info(onnx, vi))
+        inferred_out = {vi.name: vi for vi in shapes.output}
         for vi in g.output:
-            graph.outputs.append(_tensor_info(onnx, vi))
-        for vi in g.value_info:
+            graph.outputs.append(_tensor_info(onnx, inferred_out.get(vi.name, vi)))
+        for vi in shapes.value_info:
             graph.value_info[vi.name] = _tensor_info(onnx, vi)
         used: Dict[str, int] = {}
         for i, n in enumerate(g.node):
