@@ -100,6 +100,8 @@ def _activation(node: Any, y: pf.Tensor) -> pf.Tensor:
         return pf.where(pf.ge(y, 0.0), y, y * float(node.attrs.get("activation_alpha", 0.01)))
     if act == "Sigmoid":
         return pf.sigmoid(y)
+    if act == "Gelu":
+        return F.gelu(y)
     raise BackendError(f"unknown fused activation {act!r}")
 
 
@@ -379,8 +381,8 @@ def _add_relu(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
 
 
 def _gemm(ctx: OpContext, node: Any, xs: List[Value]) -> pf.Tensor:
-    if isinstance(xs[1], np.ndarray) and int(node.attrs.get("transB", 0)):
-        b = ctx.t(np.ascontiguousarray(xs[1].T))
+    if isinstance(xs[1], np.ndarray) and xs[1].ndim == 2 and int(node.attrs.get("transB", 0)):
+        b = ctx.t_transposed(xs[1])
     else:
         b = ctx.t(xs[1])
         if int(node.attrs.get("transB", 0)):

@@ -144,6 +144,24 @@ class OpContext:
             raise BackendError("a required input is missing")
         return v
 
+    def t_transposed(self, v: np.ndarray) -> pf.Tensor:
+        """A constant 2-D array's transpose as a contiguous pyflame tensor, made once per
+        array (not on every run) and cached like :meth:`t`.
+
+        Example:
+            >>> ctx = OpContext()
+            >>> w = np.arange(6, dtype=np.float32).reshape(2, 3)
+            >>> ctx.t_transposed(w).shape, ctx.t_transposed(w) is ctx.t_transposed(w)
+            ([3, 2], True)
+        """
+        key = -id(v) - 1  # negative keys: transposed copies (ids are non-negative)
+        hit = self._tensors.get(key)
+        if hit is not None and hit[0] is v:
+            return hit[1]
+        t = self.t(np.ascontiguousarray(v.T))
+        self._tensors[key] = (v, t)
+        return t
+
     def a(self, v: Value) -> np.ndarray:
         """The value as a NumPy array; a non-constant tensor is evaluated (data dependent)."""
         if isinstance(v, np.ndarray):
