@@ -207,3 +207,44 @@ def test_layout_config_and_unsupported_conv_layout():
         "LayoutOptimizationPass"
         not in opt.PassManager.create_default(ort.OptLevel.EXTENDED).pass_names()
     )
+
+
+def _pool_threads():
+    names = []
+    for t in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{t}/comm") as f:
+                names.append(f.read().strip())
+        except OSError:  # the thread ended meanwhile
+            pass
+    return sum(n.startswith("pyflame-pool") for n in names)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs Linux /proc")
+def test_num_threads_gives_the_session_its_own_pool():
+    g = ort.Graph("mm")
+    g.add_input("a", [64, 64], np.float32)
+    g.add_node("m", "MatMul", ["a", "a"], ["b"])
+    g.add_node("s", "Softmax", ["b"], ["y"], {"axis": -1})
+    g.add_output("y", [64, 64], np.float32)
+    a = np.random.default_rng(4).standard_normal((64, 64)).astype(np.float32)
+    ref = ort.InferenceSession(g).run(None, {"a": a})[0]
+    before = _pool_threads()
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 3
+    so.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+    sess = ort.InferenceSession(g, sess_options=so)
+    pool = sess._executor._ctx.pool
+    assert pool.num_threads == 3 and pool.current_num_threads() == 3
+    assert _pool_threads() == before + 3
+    np.testing.assert_allclose(sess.run(None, {"a": a})[0], ref, rtol=1e-6)
+    so1 = ort.SessionOptions()
+    so1.num_threads = 1
+    one = ort.InferenceSession(g, sess_options=so1)
+    assert one._executor._ctx.pool.current_num_threads() == 1
+    np.testing.assert_allclose(one.run(None, {"a": a})[0], ref, rtol=1e-6)
+    assert ort.InferenceSession(g)._executor._ctx.pool is None  # 0: process-wide pool
+    bad = ort.SessionOptions()
+    bad.num_threads = -2
+    with pytest.raises(ort.InputError, match="num_threads"):
+        ort.InferenceSession(g, sess_options=bad)

@@ -63,7 +63,9 @@ class _Plan:
 class Executor:
     """Executes a validated Graph; see the module docstring."""
 
-    def __init__(self, graph: Graph, max_plans: int = 16) -> None:
+    def __init__(self, graph: Graph, max_plans: int = 16, num_threads: int = 0) -> None:
+        """`num_threads` > 0 evaluates on a dedicated pool of that many threads (0: the
+        process-wide pool, one thread per core)."""
         check_supported(graph.nodes)
         self.graph = graph
         self.opset = graph.opset
@@ -77,6 +79,8 @@ class Executor:
         self._plans: Dict[Any, _Plan] = {}
         self._max_plans = max_plans
         self._ctx = OpContext(self.opset)
+        if num_threads > 0:
+            self._ctx.pool = pf._core.ThreadPool(int(num_threads))
 
     @staticmethod
     def _to_outputs(node: Node, res: Any) -> List[Any]:
@@ -112,9 +116,12 @@ class Executor:
             if profile is not None:
                 live = [r for r in res if r is not None and not isinstance(r, np.ndarray)]
                 if live:
-                    pf._core.eval(*live)
+                    ctx.evaluate(*live)
                 profile.append((node, t0, time.perf_counter()))
             if const_in:
+                live = [r for r in res if r is not None and not isinstance(r, np.ndarray)]
+                if live:
+                    ctx.evaluate(*live)
                 res = [
                     r if r is None or isinstance(r, np.ndarray) else np.asarray(r.numpy())
                     for r in res
@@ -199,10 +206,10 @@ class Executor:
             self._replay(plan, env, ctx, deadline)
             if ctx.data_dependent:  # cannot happen for a cacheable plan; kept as a guard
                 self._plans.pop(key, None)
-        return self._collect(output_names, env)
+        return self._collect(output_names, env, ctx)
 
     @staticmethod
-    def _collect(names: Sequence[str], env: Dict[str, Any]) -> List[np.ndarray]:
+    def _collect(names: Sequence[str], env: Dict[str, Any], ctx: OpContext) -> List[np.ndarray]:
         vals = []
         for n in names:
             if n not in env or env[n] is None:
@@ -211,7 +218,7 @@ class Executor:
         live = [v for v in vals if not isinstance(v, np.ndarray)]
         if live:
             try:
-                pf._core.eval(*live)
+                ctx.evaluate(*live)
             except Exception as e:  # noqa: BLE001
                 raise BackendError(f"evaluation failed: {type(e).__name__}: {e}") from e
         out = []

@@ -127,6 +127,16 @@ class OpContext:
         self.opset = opset
         self.data_dependent = False
         self._tensors: Dict[int, Any] = {}
+        #: a ``pyflame._core.ThreadPool`` evaluating on a bounded number of threads, or None
+        #: for the global pool
+        self.pool: Any = None
+
+    def evaluate(self, *tensors: Any) -> None:
+        """Evaluates pyflame tensors in one pass, on `pool` when one is set."""
+        if self.pool is not None:
+            self.pool.eval(*tensors)
+        else:
+            pf._core.eval(*tensors)
 
     def t(self, v: Value) -> pf.Tensor:
         """The value as a pyflame tensor (constants are wrapped without copying)."""
@@ -169,6 +179,7 @@ class OpContext:
         if v is None:
             raise BackendError("a required input is missing")
         self.data_dependent = True
+        self.evaluate(v)
         return np.asarray(v.numpy())
 
     def ints(self, v: Value) -> List[int]:
