@@ -111,7 +111,7 @@ def check_supported(nodes: Sequence[Any]) -> None:
 
 
 def _ensure_loaded() -> None:
-    from . import ops_elementwise, ops_nn, ops_reduce, ops_tensor  # noqa: F401
+    from . import ops_attention, ops_elementwise, ops_nn, ops_reduce, ops_tensor  # noqa: F401
 
 
 class OpContext:

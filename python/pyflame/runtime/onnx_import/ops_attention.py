@@ -1,0 +1,173 @@
+"""ONNX ``Attention`` (opsets 23-25): scaled dot-product attention with 3-D or 4-D inputs,
+grouped-query heads, boolean or additive masks (padded to the key length), causal and
+sliding-window masking aligned to a past cache or to ``nonpad_kv_seqlen``, softcap, the
+``past_key``/``past_value`` cache (``present_*`` outputs) and the four
+``qk_matmul_output_mode`` values. Fully masked query rows give zeros, as in the reference.
+
+The structural masks (causal, window, padding) depend only on shapes and on
+``nonpad_kv_seqlen``, so they are built in NumPy; everything that depends on Q/K/V or on a
+mask fed at run time is built from pyflame tensor ops and stays lazy.
+
+Example:
+    >>> from pyflame.runtime.onnx_import.registry import is_supported
+    >>> is_supported("Attention")
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, List, Optional
+
+import numpy as np
+
+import pyflame as pf
+
+from ..errors import BackendError
+from .ops_elementwise import onnx_elem_to_np
+from .registry import OpContext, Value, np_dtype_to_pf, register
+
+_NEG_INF = float("-inf")
+
+
+def _heads_first(x: pf.Tensor, heads: int) -> pf.Tensor:
+    """[batch, seq, heads * d] -> [batch, heads, seq, d]."""
+    b, s, hid = x.shape
+    if hid % heads:
+        raise BackendError(f"Attention: hidden size {hid} is not divisible by {heads} heads")
+    return x.reshape([b, s, heads, hid // heads]).permute([0, 2, 1, 3])
+
+
+def _repeat_heads(x: pf.Tensor, reps: int) -> pf.Tensor:
+    """Interleaved repeat of the head axis: [h0, h0, h1, h1, ...]."""
+    if reps == 1:
+        return x
+    b, h, s, d = x.shape
+    return x.unsqueeze(2).expand([b, h, reps, s, d]).reshape([b, h * reps, s, d])
+
+
+def _structural_bias(
+    q_len: int,
+    kv_len: int,
+    causal: bool,
+    left: int,
+    right: int,
+    offset: Any,
+) -> Optional[np.ndarray]:
+    """Additive 0/-inf bias of the causal and sliding-window constraints, shape (q, kv) for
+    a scalar offset or (batch, 1, q, kv) for per-batch offsets; None when unconstrained."""
+    if not causal and left < 0 and right < 0:
+        return None
+    i = np.arange(q_len).reshape(q_len, 1)
+    j = np.arange(kv_len).reshape(1, kv_len)
+    per_batch = np.ndim(offset) > 0
+    pos = i + (np.reshape(offset, (-1, 1, 1)) if per_batch else int(offset))
+    allowed = np.ones(np.broadcast(pos, j).shape, dtype=bool)
+    if causal:
+        allowed &= j <= pos
+    if left >= 0:
+        allowed &= pos - j <= left
+    if right >= 0:
+        allowed &= j - pos <= right
+    bias = np.where(allowed, np.float32(0), np.float32(_NEG_INF))
+    if per_batch:
+        bias = bias.reshape(bias.shape[0], 1, q_len, kv_len)
+    return bias
+
+
+@register("Attention")
+def _attention(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
+    xs = list(xs) + [None] * (7 - len(xs))
+    q, k, v = ctx.t(xs[0]), ctx.t(xs[1]), ctx.t(xs[2])
+    mask_in, past_k, past_v, nonpad = xs[3], xs[4], xs[5], xs[6]
+    a = node.attrs
+    if q.ndim not in (3, 4) or not (q.ndim == k.ndim == v.ndim):
+        raise BackendError("Attention: Q, K and V must all be 3-D or all be 4-D")
+    if (past_k is None) != (past_v is None):
+        raise BackendError("Attention: past_key and past_value must be given together")
+    if nonpad is not None and past_k is not None:
+        raise BackendError("Attention: nonpad_kv_seqlen cannot be combined with a past cache")
+    out_dtype = q.dtype
+    f32 = pf.float32
+    three_d = q.ndim == 3
+    if three_d:
+        if "q_num_heads" not in a or "kv_num_heads" not in a:
+            raise BackendError("Attention: 3-D inputs need q_num_heads and kv_num_heads")
+        q = _heads_first(q, int(a["q_num_heads"]))
+        k = _heads_first(k, int(a["kv_num_heads"]))
+        v = _heads_first(v, int(a["kv_num_heads"]))
+    if past_k is not None:
+        k = pf.cat([ctx.t(past_k), k], 2)
+        v = pf.cat([ctx.t(past_v), v], 2)
+    present_k, present_v = k, v
+    batch, q_heads, q_len, head = q.shape
+    kv_heads, kv_len = k.shape[1], k.shape[2]
+    scale = float(a["scale"]) if "scale" in a else 1.0 / math.sqrt(head)
+    s = float(np.asarray(math.sqrt(scale), dtype=ctx_np_dtype(out_dtype)))
+    if q_heads != kv_heads:
+        if q_heads % kv_heads or v.shape[1] != kv_heads:
+            raise BackendError(
+                f"Attention: {q_heads} query heads cannot share {kv_heads} key/value heads"
+            )
+        k = _repeat_heads(k, q_heads // kv_heads)
+        v = _repeat_heads(v, q_heads // kv_heads)
+    qk = pf.matmul(q.astype(f32) * s, (k.astype(f32) * s).transpose(2, 3))
+    softcap = float(a.get("softcap", 0.0))
+    if softcap > 0:
+        qk = pf.tanh(qk / softcap) * softcap
+    # ---- additive bias: attn_mask (padded to kv_len), causal/window, key padding
+    bias: Any = None
+    if mask_in is not None:
+        m = ctx.t(mask_in)
+        if m.dtype == pf.bool_:
+            m = pf.where(m, pf.full([], 0.0, dtype=f32), pf.full([], _NEG_INF, dtype=f32))
+        else:
+            m = m.astype(f32)
+        pad = kv_len - m.shape[-1]
+        if pad > 0:
+            fill = pf.full(list(m.shape[:-1]) + [pad], _NEG_INF, dtype=f32)
+            m = pf.cat([m, fill], m.ndim - 1)
+        bias = m
+    left, right = int(a.get("left_window_size", -1)), int(a.get("right_window_size", -1))
+    if nonpad is not None:
+        lens = np.asarray(ctx.a(nonpad)).reshape(-1).astype(np.int64)
+        offset: Any = lens - q_len
+    else:
+        offset = ctx.t(past_k).shape[2] if past_k is not None else 0
+    struct = _structural_bias(q_len, kv_len, bool(int(a.get("is_causal", 0))), left, right, offset)
+    if nonpad is not None:
+        keep = np.arange(kv_len)[None, :] < lens[:, None]
+        pad_bias = np.where(keep, np.float32(0), np.float32(_NEG_INF))
+        pad_bias = pad_bias.reshape(batch, 1, 1, kv_len)
+        struct = pad_bias if struct is None else struct + pad_bias
+    if struct is not None:
+        sb = pf.from_numpy(np.ascontiguousarray(struct))
+        bias = sb if bias is None else bias + sb
+    scores = qk if bias is None else qk + bias
+    mode = int(a.get("qk_matmul_output_mode", 0))
+    qk_out = scores if mode == 2 else qk
+    prec = a.get("softmax_precision")
+    if prec is not None and onnx_elem_to_np(int(prec)) == np.float64:
+        probs = pf.softmax(scores.astype(pf.float64), -1).astype(f32)
+    else:
+        probs = pf.softmax(scores, -1)
+    if bias is not None:
+        # a query row whose bias is -inf everywhere attends nothing: its weights are 0
+        full_bias = bias + pf.full([q_len, kv_len], 0.0, dtype=f32)
+        dead = pf.eq(pf.amax(full_bias, -1, True), _NEG_INF)
+        probs = pf.where(dead, pf.full([], 0.0, dtype=f32), probs)
+    if mode == 3:
+        qk_out = probs
+    y = pf.matmul(probs, v.astype(f32))
+    if three_d:
+        y = y.permute([0, 2, 1, 3]).reshape([batch, q_len, -1])
+    outs = [y, present_k, present_v, qk_out]
+    return [t.astype(out_dtype) for t in outs[: max(1, len(node.outputs))]]
+
+
+def ctx_np_dtype(dtype: Any) -> np.dtype:
+    """NumPy dtype of a pyflame float dtype (float16/32/64)."""
+    for np_dt in (np.float16, np.float32, np.float64):
+        if np_dtype_to_pf(np_dt) == dtype:
+            return np.dtype(np_dt)
+    return np.dtype(np.float32)
