@@ -375,6 +375,24 @@ def _cumsum(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
     return pf.sum(x.unsqueeze(axis + 1) * m, axis)
 
 
+@register("CumProd")
+def _cumprod(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
+    x = ctx.t(xs[0])
+    axis = _axis(int(ctx.a(xs[1]).reshape(-1)[0]), x.ndim)
+    n = x.shape[axis]
+    i = np.arange(n)
+    excl, rev = int(node.attrs.get("exclusive", 0)), int(node.attrs.get("reverse", 0))
+    # mask[j, k]: output k multiplies input j; the others contribute 1
+    mask = (i[:, None] >= i[None, :]) if rev else (i[:, None] <= i[None, :])
+    if excl:
+        mask &= i[:, None] != i[None, :]
+    shape = [1] * (x.ndim + 1)
+    shape[axis], shape[axis + 1] = n, n
+    m = pf.from_numpy(mask.reshape(shape))
+    one = pf.full([], 1, dtype=x.dtype)
+    return pf.prod(pf.where(m, x.unsqueeze(axis + 1), one), axis).astype(x.dtype)
+
+
 @register("TopK")
 def _topk(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
     x = ctx.t(xs[0])
@@ -458,13 +476,6 @@ def _s2d(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
     return y.reshape([n, c * b * b, h // b, w // b])
 
 
-not_supported(
-    "no scatter primitive in the tensor API",
-    "ScatterND",
-    "ScatterElements",
-    "Scatter",
-    "TensorScatter",
-)
 not_supported(
     "sequence/optional/map types are not supported",
     "SequenceConstruct",

@@ -111,7 +111,14 @@ def check_supported(nodes: Sequence[Any]) -> None:
 
 
 def _ensure_loaded() -> None:
-    from . import ops_attention, ops_elementwise, ops_nn, ops_reduce, ops_tensor  # noqa: F401
+    from . import (  # noqa: F401
+        ops_attention,
+        ops_elementwise,
+        ops_host,
+        ops_nn,
+        ops_reduce,
+        ops_tensor,
+    )
 
 
 class OpContext:
