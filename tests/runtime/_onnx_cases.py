@@ -29,9 +29,6 @@ UNSUPPORTED_OPS = {
     "AffineGrid": "not implemented",
     "DFT": "no FFT primitive",
     "STFT": "no FFT primitive",
-    "QuantizeLinear": "quantized types are not supported",
-    "DequantizeLinear": "quantized types are not supported",
-    "DynamicQuantizeLinear": "quantized types are not supported",
     "QLinearMatMul": "quantized types are not supported",
     "QLinearConv": "quantized types are not supported",
     "MatMulInteger": "quantized types are not supported",
@@ -209,6 +206,8 @@ def _read_pb(path: str) -> Any:
 
 
 def _to_np(numpy_helper: Any, v: Any) -> Any:
+    if isinstance(v, np.generic):  # a 0-d tensor written as a NumPy scalar by the case
+        return np.asarray(v)
     if hasattr(v, "data_type") and hasattr(v, "dims"):
         try:
             return numpy_helper.to_array(v)

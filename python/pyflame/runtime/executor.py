@@ -190,7 +190,7 @@ class Executor:
         env: Dict[str, Any] = {}
         for k, v in feeds.items():
             env[k] = (
-                pf.from_numpy(np.ascontiguousarray(v))
+                pf.from_numpy(v if v.flags.c_contiguous else np.ascontiguousarray(v))
                 if v.dtype.kind in "fiub" and v.dtype.name not in ("uint16", "uint32", "uint64")
                 else v
             )

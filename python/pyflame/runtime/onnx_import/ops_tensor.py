@@ -372,7 +372,7 @@ def _cumsum(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
     shape = [1] * (x.ndim + 1)
     shape[axis], shape[axis + 1] = n, n
     m = pf.from_numpy(mask.reshape(shape).astype(np_dtype_of(xs[0])))
-    return pf.sum(x.unsqueeze(axis + 1) * m, axis)
+    return pf.sum(x.unsqueeze(axis + 1) * m, axis).astype(x.dtype)
 
 
 @register("CumProd")
@@ -502,13 +502,10 @@ not_supported(
     "LabelEncoder",
 )
 not_supported(
-    "quantized types are not supported",
-    "QuantizeLinear",
-    "DequantizeLinear",
+    "quantized operators other than (De)QuantizeLinear are not supported",
     "QLinearConv",
     "QLinearMatMul",
     "MatMulInteger",
     "ConvInteger",
-    "DynamicQuantizeLinear",
 )
 _ = np_dtype_to_pf

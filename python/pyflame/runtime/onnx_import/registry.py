@@ -116,6 +116,7 @@ def _ensure_loaded() -> None:
         ops_elementwise,
         ops_host,
         ops_nn,
+        ops_quant,
         ops_reduce,
         ops_tensor,
     )
@@ -154,7 +155,8 @@ class OpContext:
                 return hit[1]
             if v.dtype.kind not in "fiub" or v.dtype.name in ("uint16", "uint32", "uint64"):
                 raise BackendError(f"dtype {v.dtype} is not supported by the pyflame executor")
-            t = pf.from_numpy(np.ascontiguousarray(v))
+            # (np.ascontiguousarray would turn a 0-d array into shape (1,))
+            t = pf.from_numpy(v if v.flags.c_contiguous else np.ascontiguousarray(v))
             self._tensors[key] = (v, t)
             return t
         if v is None:
