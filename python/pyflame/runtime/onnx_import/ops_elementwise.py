@@ -328,7 +328,9 @@ def _castlike(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
 def _dropout(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
     x = xs[0]
     if len(xs) > 2 and xs[2] is not None and bool(ctx.a(xs[2]).reshape(-1)[0]):
-        raise BackendError("Dropout with training_mode=True is not supported in inference")
+        ratio = float(ctx.a(xs[1]).reshape(-1)[0]) if len(xs) > 1 and xs[1] is not None else 0.5
+        if ratio != 0.0:  # ratio 0 drops nothing: training mode is the identity then
+            raise BackendError("Dropout with training_mode=True is not supported in inference")
     outs = [x]
     if len(node.outputs) > 1:
         outs.append(pf.ones(list(ctx.t(x).shape), dtype=pf.bool_))

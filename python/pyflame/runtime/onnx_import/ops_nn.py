@@ -192,6 +192,9 @@ def _pool(ctx: OpContext, node: Any, xs: List[Value], kind: str) -> Any:
     if len(node.outputs) > 1 and node.outputs[1]:
         raise BackendError("MaxPool's Indices output is not supported")
     x = ctx.t(xs[0])
+    if kind == "max" and x.dtype not in (pf.float16, pf.float32, pf.float64):
+        # the kernel pools floats: integers go through float64 (exact up to 2**53)
+        return _pool(ctx, node, [x.astype(pf.float64)], kind).astype(x.dtype)
     nd = x.ndim - 2
     k = [int(v) for v in node.attrs["kernel_shape"]]
     s = [int(v) for v in node.attrs.get("strides", [1] * nd)]
@@ -229,6 +232,34 @@ def _pool(ctx: OpContext, node: Any, xs: List[Value], kind: str) -> Any:
                     True,
                 )
                 y = summed / cnt
+    return y.squeeze(3) if one_d else y
+
+
+@register("LpPool")
+def _lp_pool(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
+    """(sum over each window of |x|^p)^(1/p): a depthwise convolution with a ones kernel
+    (which also gives dilations and explicit/auto pads, padded values contributing 0)."""
+    x = ctx.t(xs[0])
+    nd = x.ndim - 2
+    if nd not in (1, 2):
+        raise BackendError("only 1-D and 2-D LpPool are supported")
+    if int(node.attrs.get("ceil_mode", 0)):
+        raise BackendError("LpPool with ceil_mode is not supported")
+    p = float(node.attrs.get("p", 2))
+    k = [int(v) for v in node.attrs["kernel_shape"]]
+    s = [int(v) for v in node.attrs.get("strides", [1] * nd)]
+    d = [int(v) for v in node.attrs.get("dilations", [1] * nd)]
+    begin, end = _spatial_pads(node, list(x.shape[2:]), k, s, d)
+    c = x.shape[1]
+    ax = pf.abs(x)
+    powed = ax * ax if p == 2 else pf.pow(ax, p)
+    xp, one_d = _to2d(powed)
+    if begin != end:
+        xp = _pad_explicit(xp, _pair(begin, 0), _pair(end, 0), 0.0)
+        begin = [0] * nd
+    ones = pf.ones([c, 1] + _pair(k, 1), dtype=x.dtype)
+    summed = _core.conv2d(xp, ones, None, _pair(s, 1), _pair(begin, 0), _pair(d, 1), c)
+    y = pf.sqrt(summed) if p == 2 else pf.pow(summed, 1.0 / p)
     return y.squeeze(3) if one_d else y
 
 
@@ -538,7 +569,6 @@ not_supported(
     "DFT",
     "STFT",
     "Col2Im",
-    "LpPool",
     "RandomNormal",
     "RandomUniform",
     "RandomNormalLike",
