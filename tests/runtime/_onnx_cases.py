@@ -39,9 +39,6 @@ UNSUPPORTED_OPS = {
     "Unique": "no sort primitive",
     "TopK": None,  # supported for k <= 64, see per-case list
     "TfIdfVectorizer": "string/ngram op, not implemented",
-    "RNN": "recurrent networks are not supported",
-    "LSTM": "recurrent networks are not supported",
-    "GRU": "recurrent networks are not supported",
     "Col2Im": "not implemented",
     "DeformConv": "not implemented",
     "RoiAlign": "not implemented",
