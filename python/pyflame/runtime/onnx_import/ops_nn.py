@@ -556,18 +556,14 @@ def _resize(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
 
 
 not_supported("3-D convolution/pooling has no executor kernel", "Conv3D")
-not_supported("no sort primitive", "Unique")
 not_supported(
     "not expressible with the tensor API",
     "RoiAlign",
     "MaxRoiPool",
     "MaxUnpool",
-    "NonMaxSuppression",
     "GridSample",
     "AffineGrid",
-    "DFT",
     "STFT",
-    "Col2Im",
     "RandomNormal",
     "RandomUniform",
     "RandomNormalLike",

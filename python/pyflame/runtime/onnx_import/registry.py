@@ -115,6 +115,7 @@ def _ensure_loaded() -> None:
         ops_attention,
         ops_elementwise,
         ops_host,
+        ops_host2,
         ops_nn,
         ops_quant,
         ops_reduce,

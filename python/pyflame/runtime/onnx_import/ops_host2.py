@@ -1,0 +1,168 @@
+"""More host (NumPy) operators: Unique, DFT, Col2Im and NonMaxSuppression. As in
+:mod:`ops_host`, their inputs are evaluated first, so graphs using them are traced on every
+run (their output sizes or the sort they need have no tensor-API equivalent).
+
+Example:
+    >>> from pyflame.runtime.onnx_import.registry import is_supported
+    >>> all(is_supported(o) for o in ("Unique", "DFT", "Col2Im", "NonMaxSuppression"))
+    True
+"""
+
+from __future__ import annotations
+
+from typing import Any, List
+
+import numpy as np
+
+from ..errors import BackendError
+from .registry import OpContext, Value, register
+
+
+def _np(ctx: OpContext, v: Value) -> np.ndarray:
+    return np.asarray(ctx.a(v))
+
+
+def _opt_scalar(ctx: OpContext, xs: List[Value], i: int) -> Any:
+    if len(xs) <= i or xs[i] is None:
+        return None
+    a = _np(ctx, xs[i]).reshape(-1)
+    return a[0] if a.size else None
+
+
+@register("Unique")
+def _unique(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
+    x = _np(ctx, xs[0])
+    axis = node.attrs.get("axis")
+    if axis is None:
+        src, ax = x.reshape(-1), 0
+    else:
+        ax = int(axis) + (x.ndim if int(axis) < 0 else 0)
+        src = x
+    y, first, inv, counts = np.unique(
+        src, return_index=True, return_inverse=True, return_counts=True, axis=ax
+    )
+    inv = inv.reshape(-1)
+    if not int(node.attrs.get("sorted", 1)):  # order of first occurrence
+        order = np.argsort(first, kind="stable")
+        rank = np.empty_like(order)
+        rank[order] = np.arange(order.size)
+        y, first, counts, inv = np.take(y, order, axis=ax), first[order], counts[order], rank[inv]
+    i64 = np.int64
+    return [y, first.astype(i64), inv.astype(i64), counts.astype(i64)][: max(1, len(node.outputs))]
+
+
+@register("DFT")
+def _dft(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
+    x = _np(ctx, xs[0])
+    if x.shape[-1] not in (1, 2):
+        raise BackendError("DFT input's last axis must be 1 (real) or 2 (complex)")
+    n_in = _opt_scalar(ctx, xs, 1)
+    if ctx.opset >= 20:
+        a = _opt_scalar(ctx, xs, 2)
+        axis = -2 if a is None else int(a)
+    else:
+        axis = int(node.attrs.get("axis", 1))
+    axis %= x.ndim
+    if axis == x.ndim - 1:
+        raise BackendError("DFT axis cannot be the real/imaginary axis")
+    inverse, onesided = int(node.attrs.get("inverse", 0)), int(node.attrs.get("onesided", 0))
+    sig = x[..., 0] if x.shape[-1] == 1 else x[..., 0] + 1j * x[..., 1]
+    if n_in is not None:
+        n = int(n_in)
+    elif inverse and onesided:
+        n = 2 * (x.shape[axis] - 1)
+    else:
+        n = x.shape[axis]
+    if inverse:
+        res = np.fft.irfft(sig, n=n, axis=axis) if onesided else np.fft.ifft(sig, n=n, axis=axis)
+    else:
+        res = np.fft.fft(sig, n=n, axis=axis)
+        if onesided:
+            res = np.take(res, np.arange(n // 2 + 1), axis=axis)
+    if np.iscomplexobj(res):
+        out = np.stack([res.real, res.imag], axis=-1)
+    else:
+        out = res[..., None]
+    return out.astype(x.dtype)
+
+
+@register("Col2Im")
+def _col2im(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
+    x = _np(ctx, xs[0])
+    img = [int(v) for v in _np(ctx, xs[1]).reshape(-1)]
+    k = [int(v) for v in _np(ctx, xs[2]).reshape(-1)]
+    nd = len(img)
+    if len(k) != nd or x.ndim != 3:
+        raise BackendError("Col2Im: image_shape and block_shape must have the same length")
+    dil = [int(v) for v in node.attrs.get("dilations", [1] * nd)]
+    st = [int(v) for v in node.attrs.get("strides", [1] * nd)]
+    pads = [int(v) for v in node.attrs.get("pads", [0] * (2 * nd))]
+    pb, pe = pads[:nd], pads[nd:]
+    blocks = [(img[i] + pb[i] + pe[i] - (dil[i] * (k[i] - 1) + 1)) // st[i] + 1 for i in range(nd)]
+    kprod = int(np.prod(k))
+    if x.shape[1] % kprod or int(np.prod(blocks)) != x.shape[2] or min(blocks) < 1:
+        raise BackendError(f"Col2Im: input shape {list(x.shape)} does not fit the blocks")
+    n, c = x.shape[0], x.shape[1] // kprod
+    cols = x.reshape([n, c] + k + blocks)
+    out = np.zeros([n, c] + [img[i] + pb[i] + pe[i] for i in range(nd)], dtype=x.dtype)
+    for kidx in np.ndindex(*k):
+        where = tuple(
+            slice(kidx[i] * dil[i], kidx[i] * dil[i] + st[i] * (blocks[i] - 1) + 1, st[i])
+            for i in range(nd)
+        )
+        out[(slice(None), slice(None)) + where] += cols[(slice(None), slice(None)) + kidx]
+    crop = tuple(slice(pb[i], pb[i] + img[i]) for i in range(nd))
+    return out[(slice(None), slice(None)) + crop]
+
+
+def _corners(b: np.ndarray, center: bool) -> np.ndarray:
+    """[..., 4] boxes -> [..., 4] (y_min, x_min, y_max, x_max)."""
+    if center:
+        xc, yc, w, h = b[..., 0], b[..., 1], b[..., 2] / 2, b[..., 3] / 2
+        return np.stack([yc - h, xc - w, yc + h, xc + w], -1)
+    y0, x0, y1, x1 = b[..., 0], b[..., 1], b[..., 2], b[..., 3]
+    return np.stack(
+        [np.minimum(y0, y1), np.minimum(x0, x1), np.maximum(y0, y1), np.maximum(x0, x1)], -1
+    )
+
+
+def _suppress(a: np.ndarray, b: np.ndarray, thr: float) -> bool:
+    ih = min(a[2], b[2]) - max(a[0], b[0])
+    iw = min(a[3], b[3]) - max(a[1], b[1])
+    if ih <= 0 or iw <= 0:
+        return False
+    inter = ih * iw
+    area_a = (a[2] - a[0]) * (a[3] - a[1])
+    area_b = (b[2] - b[0]) * (b[3] - b[1])
+    union = area_a + area_b - inter
+    if area_a <= 0 or area_b <= 0 or union <= 0:
+        return False
+    return bool(inter / union > thr)
+
+
+@register("NonMaxSuppression")
+def _nms(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
+    boxes, scores = _np(ctx, xs[0]), _np(ctx, xs[1])
+    max_out = _opt_scalar(ctx, xs, 2)
+    max_out = 0 if max_out is None else max(int(max_out), 0)
+    iou = _opt_scalar(ctx, xs, 3)
+    iou = 0.0 if iou is None else float(iou)
+    score_thr = _opt_scalar(ctx, xs, 4)
+    if boxes.ndim != 3 or boxes.shape[2] != 4 or scores.ndim != 3:
+        raise BackendError("NonMaxSuppression: boxes [B, N, 4] and scores [B, C, N] expected")
+    corners = _corners(boxes.astype(np.float64), bool(int(node.attrs.get("center_point_box", 0))))
+    out = []
+    for b in range(scores.shape[0]):
+        for c in range(scores.shape[1]):
+            s = scores[b, c]
+            cand = np.arange(s.size) if score_thr is None else np.nonzero(s > score_thr)[0]
+            # highest score first; equal scores: lower box index first
+            order = cand[np.lexsort((cand, -s[cand]))]
+            chosen: List[int] = []
+            for i in order:
+                if len(chosen) >= max_out:
+                    break
+                if all(not _suppress(corners[b, i], corners[b, j], iou) for j in chosen):
+                    chosen.append(int(i))
+                    out.append((b, c, int(i)))
+    return np.array(out, dtype=np.int64).reshape(-1, 3)
