@@ -21,7 +21,6 @@ UNSUPPORTED_OPS = {
     "LinearAttention": "not implemented",
     "CausalConvWithState": "not implemented",
     "FlexAttention": "preview op, not implemented",
-    "RotaryEmbedding": "not implemented",
     "Scan": "control flow (subgraphs) is not supported",
     "Loop": "control flow (subgraphs) is not supported",
     "If": "control flow (subgraphs) is not supported",
@@ -139,7 +138,6 @@ CASE_EXCLUDES: List[Tuple[str, str]] = [
         "Resize linear downsampling with align_corners: known mismatch",
     ),
     (r"^test_spacetodepth_crd_mode", "SpaceToDepth CRD mode (opset 25) is not implemented"),
-    (r"^test_swiglu", "SwiGLU (new operator) is not implemented"),
 ]
 
 

@@ -3,6 +3,7 @@ grouped-query heads, boolean or additive masks (padded to the key length), causa
 sliding-window masking aligned to a past cache or to ``nonpad_kv_seqlen``, softcap, the
 ``past_key``/``past_value`` cache (``present_*`` outputs) and the four
 ``qk_matmul_output_mode`` values. Fully masked query rows give zeros, as in the reference.
+Also ``RotaryEmbedding`` and ``SwiGLU``.
 
 The structural masks (causal, window, padding) depend only on shapes and on
 ``nonpad_kv_seqlen``, so they are built in NumPy; everything that depends on Q/K/V or on a
@@ -10,7 +11,7 @@ mask fed at run time is built from pyflame tensor ops and stays lazy.
 
 Example:
     >>> from pyflame.runtime.onnx_import.registry import is_supported
-    >>> is_supported("Attention")
+    >>> all(is_supported(o) for o in ("Attention", "RotaryEmbedding", "SwiGLU"))
     True
 """
 
@@ -171,3 +172,59 @@ def ctx_np_dtype(dtype: Any) -> np.dtype:
         if np_dtype_to_pf(np_dt) == dtype:
             return np.dtype(np_dt)
     return np.dtype(np.float32)
+
+
+@register("RotaryEmbedding")
+def _rotary_embedding(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
+    """Rotary position embedding of a [batch, heads, seq, head] or [batch, seq, hidden]
+    input with cos/sin caches ([seq, d/2], or [max_pos, d/2] indexed by position_ids)."""
+    x = ctx.t(xs[0])
+    cos, sin = ctx.t(xs[1]), ctx.t(xs[2])
+    pos = xs[3] if len(xs) > 3 else None
+    a = node.attrs
+    shape = list(x.shape)
+    if x.ndim == 4:
+        x = x.permute([0, 2, 1, 3])
+    elif x.ndim == 3:
+        heads = int(a.get("num_heads", 0))
+        if heads <= 0 or shape[2] % heads:
+            raise BackendError("RotaryEmbedding: 3-D input needs num_heads dividing hidden")
+        x = x.reshape([shape[0], shape[1], heads, shape[2] // heads])
+    else:
+        raise BackendError("RotaryEmbedding: the input must be 3-D or 4-D")
+    head = x.shape[3]
+    rot = int(a.get("rotary_embedding_dim", 0)) or head
+    half = rot // 2
+    if pos is not None:
+        p = ctx.t(pos).astype(pf.int64)
+        cos = cos[p.reshape([-1])].reshape(list(p.shape) + [cos.shape[-1]])
+        sin = sin[p.reshape([-1])].reshape(list(p.shape) + [sin.shape[-1]])
+    if cos.shape[-1] != half or sin.shape[-1] != half:
+        raise BackendError("RotaryEmbedding: cache width must be rotary_embedding_dim / 2")
+    cos, sin = cos.unsqueeze(cos.ndim - 1), sin.unsqueeze(sin.ndim - 1)
+    x_rot, x_keep = x[:, :, :, :rot], x[:, :, :, rot:]
+    interleaved = int(a.get("interleaved", 0))
+    if interleaved:
+        x1, x2 = x_rot[:, :, :, 0::2], x_rot[:, :, :, 1::2]
+    else:
+        x1, x2 = x_rot[:, :, :, :half], x_rot[:, :, :, half:]
+    real = cos * x1 - sin * x2
+    imag = sin * x1 + cos * x2
+    if interleaved:
+        rotated = pf.stack([real, imag], 4).reshape(list(x_rot.shape))
+    else:
+        rotated = pf.cat([real, imag], 3)
+    out = pf.cat([rotated, x_keep], 3) if rot < head else rotated
+    if len(shape) == 3:
+        return out.reshape(shape).astype(x.dtype)
+    return out.permute([0, 2, 1, 3]).astype(x.dtype)
+
+
+@register("SwiGLU")
+def _swiglu(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
+    """``a * sigmoid(alpha * a) * b`` (inputs of identical shape and dtype)."""
+    a, b = ctx.t(xs[0]), ctx.t(xs[1])
+    if list(a.shape) != list(b.shape) or a.dtype != b.dtype:
+        raise BackendError("SwiGLU needs inputs of identical shape and dtype")
+    alpha = float(node.attrs.get("alpha", 1.0))
+    return (a * pf.sigmoid(a * alpha) * b).astype(a.dtype)

@@ -583,7 +583,6 @@ not_supported(
     "MelWeightMatrix",
     "DeformConv",
     "ImageDecoder",
-    "RotaryEmbedding",
     "SkipLayerNormalization",
 )
 
