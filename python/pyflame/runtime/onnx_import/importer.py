@@ -127,11 +127,57 @@ def _attr_value(onnx: Any, a: Any) -> Any:
         return [int(v) for v in a.ints]
     if t == A.STRINGS:
         return [s.decode("utf-8", "replace") for s in a.strings]
-    if t in (A.GRAPH, A.GRAPHS):
-        return "<subgraph>"
+    if t == A.GRAPH:
+        return _convert_subgraph(onnx, a.g)
+    if t == A.GRAPHS:
+        return [_convert_subgraph(onnx, g) for g in a.graphs]
     if t == A.SPARSE_TENSOR:
         raise InvalidModelError(f"sparse tensor attribute {a.name!r} is not supported")
     return None
+
+
+#: attribute holding how many of a control-flow node's inputs are its declared ONNX inputs;
+#: the rest are the outer-scope values its subgraphs read (appended at import, so passes and
+#: the executor's liveness see them as uses)
+NUM_DECLARED_INPUTS = "_num_declared_inputs"
+
+
+def _convert_subgraph(onnx: Any, gp: Any) -> Graph:
+    """A subgraph attribute (If branches, Loop/Scan bodies) as a runtime Graph."""
+    sub = ONNXImporter._convert_graph(onnx, _GraphModel(gp), 0, ImportStats())
+    sub.opset = 0  # set from the parent at the end of the import
+    return sub
+
+
+class _GraphModel:
+    """Adapts a GraphProto to the ModelProto fields `_convert_graph` reads."""
+
+    def __init__(self, gp: Any) -> None:
+        self.graph = gp
+        self.producer_name = self.producer_version = self.domain = self.doc_string = ""
+        self.model_version = 0
+        self.metadata_props: List[Any] = []
+
+
+def _outer_names(g: Graph) -> List[str]:
+    """Names a subgraph reads that it does not define (values of the enclosing scopes)."""
+    defined = {i.name for i in g.inputs} | set(g.initializers)
+    outer: List[str] = []
+    for n in g.nodes:
+        for i in n.inputs:
+            if i and i not in defined and i not in outer:
+                outer.append(i)
+        defined.update(o for o in n.outputs if o)
+    return outer
+
+
+def _set_opset(g: Graph, opset: int) -> None:
+    for n in g.nodes:
+        for v in n.attrs.values():
+            for sub in v if isinstance(v, list) else [v]:
+                if isinstance(sub, Graph):
+                    sub.opset = opset
+                    _set_opset(sub, opset)
 
 
 def _tensor_info(onnx: Any, vi: Any) -> TensorInfo:
@@ -294,6 +340,17 @@ class ONNXImporter:
                 name = f"{name}_{i}"
             used[name] = i
             attrs = {a.name: _attr_value(onnx, a) for a in n.attribute}
+            inputs = list(n.input)
+            subs = [
+                g
+                for v in attrs.values()
+                for g in (v if isinstance(v, list) else [v])
+                if isinstance(g, Graph)
+            ]
+            if subs:
+                attrs[NUM_DECLARED_INPUTS] = len(inputs)
+                for sub in subs:
+                    inputs += [o for o in _outer_names(sub) if o not in inputs]
             if (
                 n.op_type == "Constant"
                 and n.domain in ("", "ai.onnx")
@@ -302,7 +359,9 @@ class ONNXImporter:
             ):
                 graph.initializers[n.output[0]] = np.asarray(attrs["value"])
                 continue
-            graph.add_node(name, n.op_type, list(n.input), list(n.output), attrs, n.domain)
+            graph.add_node(name, n.op_type, inputs, list(n.output), attrs, n.domain)
+        if opset:
+            _set_opset(graph, opset)
         return graph
 
 

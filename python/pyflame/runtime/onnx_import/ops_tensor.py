@@ -491,7 +491,6 @@ not_supported(
     "OptionalGetElement",
     "SequenceMap",
 )
-not_supported("control flow (subgraphs) is not supported", "If", "Loop", "Scan")
 not_supported(
     "string tensors are not supported",
     "StringNormalizer",

@@ -91,11 +91,23 @@ def unsupported_reason(op_type: str) -> str:
     return _UNSUPPORTED_REASONS.get(op_type, "no converter for this operator")
 
 
+def _with_subgraph_nodes(nodes: Sequence[Any]) -> List[Any]:
+    """`nodes` and, recursively, the nodes of their subgraph attributes (If/Loop/Scan)."""
+    out: List[Any] = []
+    for n in nodes:
+        out.append(n)
+        for v in getattr(n, "attrs", {}).values():
+            sub = getattr(v, "nodes", None)
+            if isinstance(sub, list) and hasattr(v, "initializers"):
+                out.extend(_with_subgraph_nodes(sub))
+    return out
+
+
 def check_supported(nodes: Sequence[Any]) -> None:
     """Raises UnsupportedOperatorError listing ALL unsupported operators of `nodes` at once."""
     _ensure_loaded()
     bad: Dict[str, List[str]] = {}
-    for n in nodes:
+    for n in _with_subgraph_nodes(nodes):
         domain = n.domain or ""
         key = n.op_type
         if domain not in ("", "ai.onnx", FUSED_DOMAIN) or key not in _CONVERTERS:
@@ -113,6 +125,7 @@ def check_supported(nodes: Sequence[Any]) -> None:
 def _ensure_loaded() -> None:
     from . import (  # noqa: F401
         ops_attention,
+        ops_control,
         ops_elementwise,
         ops_host,
         ops_host2,
