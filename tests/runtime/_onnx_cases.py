@@ -18,8 +18,6 @@ import numpy as np
 # Operators the runtime does not implement (the reason is reported by the importer too).
 UNSUPPORTED_OPS = {
     "Attention": None,  # supported; failing cases are listed in CASE_EXCLUDES
-    "LinearAttention": "not implemented",
-    "CausalConvWithState": "not implemented",
     "FlexAttention": "preview op, not implemented",
     "GridSample": "no gather-with-interpolation primitive",
     "AffineGrid": "not implemented",

@@ -129,6 +129,7 @@ def _ensure_loaded() -> None:
         ops_elementwise,
         ops_host,
         ops_host2,
+        ops_linear_attention,
         ops_nn,
         ops_quant,
         ops_reduce,
