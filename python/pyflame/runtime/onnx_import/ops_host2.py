@@ -1,4 +1,4 @@
-"""More host (NumPy) operators: Unique, DFT, Col2Im and NonMaxSuppression. As in
+"""More host (NumPy) operators: Unique, DFT, Col2Im, NonMaxSuppression and GridSample. As in
 :mod:`ops_host`, their inputs are evaluated first, so graphs using them are traced on every
 run (their output sizes or the sort they need have no tensor-API equivalent).
 
@@ -166,3 +166,103 @@ def _nms(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
                     chosen.append(int(i))
                     out.append((b, c, int(i)))
     return np.array(out, dtype=np.int64).reshape(-1, 3)
+
+
+def _reflect(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Reflects coordinates outside [lo, hi] back inside (repeatedly, by the near border)."""
+    span = hi - lo
+    if span <= 0:
+        return np.full_like(x, lo)
+    below, above = x < lo, x > hi
+    dx = np.where(below, lo - x, x - hi)
+    n = np.floor(dx / span)
+    r = dx - n * span
+    even = n % 2 == 0
+    x = np.where(below, np.where(even, lo + r, hi - r), x)
+    return np.where(above, np.where(even, hi - r, lo + r), x)
+
+
+def _cubic_weights(t: np.ndarray) -> List[np.ndarray]:
+    """Keys cubic convolution weights (alpha -0.75) of taps -1, 0, 1, 2 at fraction t."""
+    a = -0.75
+
+    def far(d: np.ndarray) -> np.ndarray:
+        return ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+
+    def near(d: np.ndarray) -> np.ndarray:
+        return ((a + 2) * d - (a + 3)) * d * d + 1
+
+    return [far(t + 1), near(t), near(1 - t), far(2 - t)]
+
+
+@register("GridSample")
+def _grid_sample(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
+    x, grid = _np(ctx, xs[0]), _np(ctx, xs[1]).astype(np.float64)
+    a = node.attrs
+    mode = a.get("mode", "linear" if ctx.opset >= 20 else "bilinear")
+    mode = {"bilinear": "linear", "bicubic": "cubic"}.get(mode, mode)
+    pad_mode = a.get("padding_mode", "zeros")
+    align = bool(int(a.get("align_corners", 0)))
+    dims = list(x.shape[2:])
+    nd = len(dims)
+    if mode not in ("linear", "nearest", "cubic") or pad_mode not in (
+        "zeros",
+        "border",
+        "reflection",
+    ):
+        raise BackendError(f"GridSample: unsupported mode {mode!r} / padding {pad_mode!r}")
+    if grid.ndim != nd + 2 or grid.shape[-1] != nd or grid.shape[0] != x.shape[0]:
+        raise BackendError("GridSample: grid must be (N, *out, rank) matching the input")
+    lo = [0.0 if align else -0.5 for _ in dims]
+    hi = [d - 1.0 if align else d - 0.5 for d in dims]
+    coords = []
+    for i, d in enumerate(dims):
+        g = grid[..., nd - 1 - i]  # grid holds (x, y[, z]): the last input axis first
+        c = (g + 1) / 2 * (d - 1) if align else ((g + 1) * d - 1) / 2
+        if mode == "nearest":
+            c = np.rint(c)
+        if pad_mode == "border":
+            c = np.where((c < lo[i]) | (c > hi[i]), np.clip(c, 0, d - 1), c)
+        elif pad_mode == "reflection":
+            c = _reflect(c, lo[i], hi[i])
+        coords.append(c)
+
+    def index(i: int, idx: np.ndarray) -> tuple:
+        """Per-axis integer index and validity for the padding mode."""
+        if pad_mode == "zeros":
+            return np.clip(idx, 0, dims[i] - 1), (idx >= 0) & (idx < dims[i])
+        if pad_mode == "border":
+            return np.clip(idx, 0, dims[i] - 1), None
+        ref = _reflect(idx.astype(np.float64), lo[i], hi[i]).astype(np.int64)
+        return np.clip(ref, 0, dims[i] - 1), None
+
+    if mode == "nearest":
+        taps = [[(c.astype(np.int64), np.ones_like(c))] for c in coords]
+    elif mode == "linear":
+        taps = []
+        for c in coords:
+            f = np.floor(c)
+            t = c - f
+            taps.append([(f.astype(np.int64), 1 - t), (f.astype(np.int64) + 1, t)])
+    else:
+        taps = []
+        for c in coords:
+            f = np.floor(c)
+            w = _cubic_weights(c - f)
+            taps.append([(f.astype(np.int64) + k - 1, w[k]) for k in range(4)])
+    n_idx = np.arange(x.shape[0]).reshape((-1,) + (1,) * (grid.ndim - 2))
+    acc = np.zeros((x.shape[1],) + grid.shape[:-1], dtype=np.float64)
+    for combo in np.ndindex(*[len(t) for t in taps]):
+        weight = np.ones(grid.shape[:-1])
+        idxs, valid = [], np.ones(grid.shape[:-1], dtype=bool)
+        for i, k in enumerate(combo):
+            idx, w = taps[i][k]
+            ii, ok = index(i, idx)
+            idxs.append(ii)
+            weight = weight * w
+            if ok is not None:
+                valid &= ok
+        vals = x[(n_idx, slice(None)) + tuple(idxs)]  # (N, *out, C)
+        vals = np.moveaxis(vals, -1, 0) * np.where(valid, weight, 0.0)
+        acc += vals
+    return np.moveaxis(acc, 0, 1).astype(x.dtype)

@@ -571,7 +571,6 @@ not_supported(
     "RoiAlign",
     "MaxRoiPool",
     "MaxUnpool",
-    "GridSample",
     "AffineGrid",
     "STFT",
     "RandomNormal",
