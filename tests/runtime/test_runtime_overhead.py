@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pyflame_rt as ort
@@ -236,6 +237,10 @@ def test_num_threads_gives_the_session_its_own_pool():
     sess = ort.InferenceSession(g, sess_options=so)
     pool = sess._executor._ctx.pool
     assert pool.num_threads == 3 and pool.current_num_threads() == 3
+    # rayon starts (and names) its workers asynchronously: wait for them
+    deadline = time.monotonic() + 10
+    while _pool_threads() < before + 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert _pool_threads() == before + 3
     np.testing.assert_allclose(sess.run(None, {"a": a})[0], ref, rtol=1e-6)
     so1 = ort.SessionOptions()
