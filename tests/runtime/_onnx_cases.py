@@ -19,7 +19,6 @@ import numpy as np
 UNSUPPORTED_OPS = {
     "Attention": None,  # supported; failing cases are listed in CASE_EXCLUDES
     "FlexAttention": "preview op, not implemented",
-    "AffineGrid": "not implemented",
     "STFT": "no FFT primitive",
     "QLinearMatMul": "quantized types are not supported",
     "QLinearConv": "quantized types are not supported",

@@ -3,7 +3,7 @@ grouped-query heads, boolean or additive masks (padded to the key length), causa
 sliding-window masking aligned to a past cache or to ``nonpad_kv_seqlen``, softcap, the
 ``past_key``/``past_value`` cache (``present_*`` outputs) and the four
 ``qk_matmul_output_mode`` values. Fully masked query rows give zeros, as in the reference.
-Also ``RotaryEmbedding`` and ``SwiGLU``.
+Also ``RotaryEmbedding``, ``SwiGLU`` and ``AffineGrid``.
 
 The structural masks (causal, window, padding) depend only on shapes and on
 ``nonpad_kv_seqlen``, so they are built in NumPy; everything that depends on Q/K/V or on a
@@ -11,7 +11,7 @@ mask fed at run time is built from pyflame tensor ops and stays lazy.
 
 Example:
     >>> from pyflame.runtime.onnx_import.registry import is_supported
-    >>> all(is_supported(o) for o in ("Attention", "RotaryEmbedding", "SwiGLU"))
+    >>> all(is_supported(o) for o in ("Attention", "RotaryEmbedding", "AffineGrid"))
     True
 """
 
@@ -228,3 +228,29 @@ def _swiglu(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
         raise BackendError("SwiGLU needs inputs of identical shape and dtype")
     alpha = float(node.attrs.get("alpha", 1.0))
     return (a * pf.sigmoid(a * alpha) * b).astype(a.dtype)
+
+
+@register("AffineGrid")
+def _affine_grid(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
+    """Sampling grid of affine transforms ``theta`` (N, 2, 3) or (N, 3, 4) for an output of
+    ``size`` (N, C, H, W) or (N, C, D, H, W); coordinates normalized to [-1, 1]."""
+    theta = ctx.t(xs[0])
+    size = [int(v) for v in np.asarray(ctx.a(xs[1])).reshape(-1)]
+    spatial = size[2:]
+    nd = len(spatial)
+    if nd not in (2, 3) or list(theta.shape[1:]) != [nd, nd + 1]:
+        raise BackendError("AffineGrid: theta must be (N, 2, 3) or (N, 3, 4) matching size")
+    align = bool(int(node.attrs.get("align_corners", 0)))
+    axes = []
+    for d in spatial:
+        if align:
+            axes.append(np.linspace(-1.0, 1.0, d) if d > 1 else np.zeros(1))
+        else:
+            axes.append((2.0 * np.arange(d) + 1) / d - 1)
+    mesh = np.meshgrid(*axes, indexing="ij")  # per spatial axis, outer axis first
+    # homogeneous coordinates ordered (x, y[, z], 1): the last spatial axis first
+    base = np.stack([m.reshape(-1) for m in mesh[::-1]] + [np.ones(mesh[0].size)], 0)
+    b = pf.from_numpy(base.astype(np.float32))  # (nd + 1, points)
+    grid = pf.matmul(theta.astype(pf.float32), b)  # (N, nd, points)
+    out = grid.permute([0, 2, 1]).reshape([theta.shape[0]] + spatial + [nd])
+    return out.astype(theta.dtype)

@@ -571,7 +571,6 @@ not_supported(
     "RoiAlign",
     "MaxRoiPool",
     "MaxUnpool",
-    "AffineGrid",
     "STFT",
     "RandomNormal",
     "RandomUniform",
