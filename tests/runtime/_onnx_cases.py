@@ -98,7 +98,6 @@ _ELEM_NAMES = {
 
 # ---------------------------------------------------------------- exclusions, by case
 CASE_EXCLUDES: List[Tuple[str, str]] = [
-    (r"^test_resize_.*cubic", "Resize mode 'cubic' is not implemented"),
     (r"^test_resize_.*antialias", "Resize antialias is not implemented"),
     (r"^test_.*(conv|pool|convtranspose).*3d", "3-D conv/pool: no executor kernel"),
     (r"^test_(averagepool|maxpool)_3d", "3-D pooling: no executor kernel"),
@@ -126,10 +125,6 @@ CASE_EXCLUDES: List[Tuple[str, str]] = [
     (r"^test_reduce_max_empty_set_bool$", "bool reduction over an empty set"),
     (r"^test_l2normalization_axis_0$", "LpNormalization of an all-zero slice gives NaN here"),
     (r"^test_convtranspose_output_shape$", "ConvTranspose output_shape padding rule: known bug"),
-    (
-        r"^test_resize_downsample_scales_linear_align_corners$",
-        "Resize linear downsampling with align_corners: known mismatch",
-    ),
     (r"^test_spacetodepth_crd_mode", "SpaceToDepth CRD mode (opset 25) is not implemented"),
 ]
 

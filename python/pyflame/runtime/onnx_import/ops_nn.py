@@ -456,7 +456,9 @@ def _src_coords(
     if mode == "pytorch_half_pixel":
         return (o + 0.5) / scale - 0.5 if out_n > 1 else np.zeros(out_n)
     if mode == "align_corners":
-        return o * (in_n - 1) / (out_n - 1) if out_n > 1 else np.zeros(out_n)
+        # the resized length is in_n * scale before flooring (as in the ONNX reference)
+        span = in_n * scale - 1
+        return o * (in_n - 1) / span if out_n > 1 and span > 0 else np.zeros(out_n)
     if mode == "asymmetric":
         return o / scale
     if mode == "half_pixel_symmetric":
@@ -472,14 +474,42 @@ def _src_coords(
     raise BackendError(f"Resize coordinate_transformation_mode {mode!r} is not supported")
 
 
+def _cubic_axis(
+    y: pf.Tensor, ax: int, src: np.ndarray, n_in: int, shp: List[int], a: Any, dt: Any
+) -> pf.Tensor:
+    """Cubic convolution along `ax` (coefficient ``cubic_coeff_a``; edge samples repeat, or
+    with ``exclude_outside`` the outside taps get weight 0 and the rest are renormalized)."""
+    c = float(a.get("cubic_coeff_a", -0.75))
+    f = np.floor(src)
+    t = src - f
+    dist = [t + 1, t, 1 - t, 2 - t]
+    ws = [
+        np.where(
+            d <= 1, ((c + 2) * d - (c + 3)) * d * d + 1, ((c * d - 5 * c) * d + 8 * c) * d - 4 * c
+        )
+        for d in dist
+    ]
+    taps = [f.astype(np.int64) + k - 1 for k in range(4)]
+    if int(a.get("exclude_outside", 0)):
+        ws = [w * ((i >= 0) & (i < n_in)) for w, i in zip(ws, taps)]
+        total = sum(ws)
+        ws = [w / np.where(total == 0, 1, total) for w in ws]
+    out = None
+    for w, i in zip(ws, taps):
+        part = y[(slice(None),) * ax + (pf.from_numpy(np.clip(i, 0, n_in - 1)),)]
+        part = part * pf.from_numpy(w.astype(dt).reshape(shp))
+        out = part if out is None else out + part
+    return out
+
+
 @register("Resize", "Upsample")
 def _resize(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
     x = ctx.t(xs[0])
     rank = x.ndim
     a = node.attrs
     mode = a.get("mode", "nearest")
-    if mode not in ("nearest", "linear", "bilinear"):
-        raise BackendError(f"Resize mode {mode!r} is not supported (only nearest and linear)")
+    if mode not in ("nearest", "linear", "bilinear", "cubic", "bicubic"):
+        raise BackendError(f"Resize mode {mode!r} is not supported")
     if node.op_type == "Upsample":
         scales = [float(v) for v in (ctx.a(xs[1]) if ctx.opset >= 9 else a["scales"])]
         sizes = None
@@ -548,12 +578,19 @@ def _resize(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
             idx = np.clip(idx, 0, n_in - 1).astype(np.int64)
             y = y[(slice(None),) * ax + (pf.from_numpy(idx),)]
             continue
+        shp = [1] * rank
+        shp[ax] = n_out
+        if mode in ("cubic", "bicubic"):
+            y = _cubic_axis(y, ax, src, n_in, shp, a, np_dtype_of(xs[0]))
+            if ctm == "tf_crop_and_resize":
+                ext = float(a.get("extrapolation_value", 0.0))
+                bad = pf.from_numpy(((src < 0) | (src > n_in - 1)).reshape(shp))
+                y = pf.where(bad, pf.full([], ext, dtype=y.dtype), y)
+            continue
         src_c = np.clip(src, 0, n_in - 1) if ctm != "tf_crop_and_resize" else src
         lo = np.clip(np.floor(src_c), 0, n_in - 1).astype(np.int64)
         hi = np.clip(lo + 1, 0, n_in - 1)
         w = (src_c - lo).astype(np_dtype_of(xs[0]))
-        shp = [1] * rank
-        shp[ax] = n_out
         wt = pf.from_numpy(w.reshape(shp))
         ylo = y[(slice(None),) * ax + (pf.from_numpy(lo),)]
         yhi = y[(slice(None),) * ax + (pf.from_numpy(hi),)]
