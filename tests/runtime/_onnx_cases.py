@@ -20,10 +20,6 @@ UNSUPPORTED_OPS = {
     "Attention": None,  # supported; failing cases are listed in CASE_EXCLUDES
     "FlexAttention": "preview op, not implemented",
     "STFT": "no FFT primitive",
-    "QLinearMatMul": "quantized types are not supported",
-    "QLinearConv": "quantized types are not supported",
-    "MatMulInteger": "quantized types are not supported",
-    "ConvInteger": "quantized types are not supported",
     "BitCast": "not implemented",
     "ImageDecoder": "image decoding is out of scope",
     "TopK": None,  # supported for k <= 64, see per-case list

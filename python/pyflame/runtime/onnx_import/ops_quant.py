@@ -1,5 +1,6 @@
 """Linear quantization: QuantizeLinear, DequantizeLinear (per-tensor, per-axis and blocked;
-integer types int8/uint8/int16/int32) and DynamicQuantizeLinear, built from tensor ops.
+integer types int8/uint8/int16/int32), DynamicQuantizeLinear, and the integer products
+MatMulInteger, ConvInteger, QLinearMatMul and QLinearConv, built from tensor ops.
 
 Example:
     >>> from pyflame.runtime.onnx_import.registry import is_supported
@@ -113,3 +114,87 @@ def _dynamic_quantize(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
     y = pf.clamp(pf.round(x / scale) + zp, 0.0, 255.0)
     u8 = np_dtype_to_pf(np.uint8)
     return [y.astype(u8), scale.astype(ctx.t(xs[0]).dtype), zp.astype(u8)]
+
+
+# ---------------------------------------------------------------- integer matmul / conv
+# Integer products are computed in float64, which is exact for the int8/uint8 operands and
+# int32 accumulators of these operators (|sum| < 2**53).
+
+
+def _centered(ctx: OpContext, v: Value, zp: Value, rows: bool) -> pf.Tensor:
+    """``v - zero_point`` in float64; a 1-D zero point is per row (A) or per column (B)."""
+    t = ctx.t(v).astype(pf.float64)
+    if zp is None:
+        return t
+    z = ctx.t(zp).astype(pf.float64)
+    if z.ndim == 1 and z.shape[0] > 1 and rows:
+        z = z.reshape([z.shape[0], 1])
+    return t - z
+
+
+def _requantize(r: pf.Tensor, scale: pf.Tensor, zp: Value, dt: np.dtype, ctx: OpContext) -> Any:
+    y = pf.round(r * scale)
+    if zp is not None:
+        y = y + ctx.t(zp).astype(pf.float64)
+    lo, hi = _RANGES[np.dtype(dt)]
+    return pf.clamp(y, float(lo), float(hi)).astype(np_dtype_to_pf(dt))
+
+
+def _f64(ctx: OpContext, v: Value, rows: bool = False) -> pf.Tensor:
+    t = ctx.t(v).astype(pf.float64)
+    if rows and t.ndim == 1 and t.shape[0] > 1:
+        t = t.reshape([t.shape[0], 1])
+    return t
+
+
+@register("MatMulInteger")
+def _matmul_integer(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
+    xs = list(xs) + [None] * (4 - len(xs))
+    a = _centered(ctx, xs[0], xs[2], rows=True)
+    b = _centered(ctx, xs[1], xs[3], rows=False)
+    return pf.matmul(a, b).astype(pf.int32)
+
+
+@register("QLinearMatMul")
+def _qlinear_matmul(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
+    a = _centered(ctx, xs[0], xs[2], rows=True)
+    b = _centered(ctx, xs[3], xs[5], rows=False)
+    scale = _f64(ctx, xs[1], rows=True) * _f64(ctx, xs[4]) / _f64(ctx, xs[6])
+    dt = np_dtype_of(xs[7]) if xs[7] is not None else np_dtype_of(xs[0])
+    return _requantize(pf.matmul(a, b), scale, xs[7], dt, ctx)
+
+
+def _int_conv(ctx: OpContext, node: Any, x: Value, xzp: Value, w: Value, wzp: Value) -> Any:
+    from .ops_nn import _conv
+
+    xf = ctx.t(x).astype(pf.float64)
+    if xzp is not None:
+        xf = xf - ctx.t(xzp).astype(pf.float64)
+    wf = ctx.t(w).astype(pf.float64)
+    if wzp is not None:
+        z = ctx.t(wzp).astype(pf.float64)
+        if z.ndim == 1 and z.shape[0] > 1:
+            z = z.reshape([z.shape[0]] + [1] * (wf.ndim - 1))
+        wf = wf - z
+    return _conv(ctx, node, [xf, wf])
+
+
+@register("ConvInteger")
+def _conv_integer(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
+    xs = list(xs) + [None] * (4 - len(xs))
+    return _int_conv(ctx, node, xs[0], xs[2], xs[1], xs[3]).astype(pf.int32)
+
+
+@register("QLinearConv")
+def _qlinear_conv(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
+    xs = list(xs) + [None] * (9 - len(xs))
+    r = _int_conv(ctx, node, xs[0], xs[2], xs[3], xs[5])
+    if xs[8] is not None:
+        bias = ctx.t(xs[8]).astype(pf.float64)
+        r = r + bias.reshape([1, bias.shape[0]] + [1] * (r.ndim - 2))
+    ws = _f64(ctx, xs[4])
+    if ws.ndim == 1 and ws.shape[0] > 1:
+        ws = ws.reshape([1, ws.shape[0]] + [1] * (r.ndim - 2))
+    scale = _f64(ctx, xs[1]) * ws / _f64(ctx, xs[6])
+    dt = np_dtype_of(xs[7]) if xs[7] is not None else np_dtype_of(xs[0])
+    return _requantize(r, scale, xs[7], dt, ctx)

@@ -500,11 +500,4 @@ not_supported(
     "TfIdfVectorizer",
     "LabelEncoder",
 )
-not_supported(
-    "quantized operators other than (De)QuantizeLinear are not supported",
-    "QLinearConv",
-    "QLinearMatMul",
-    "MatMulInteger",
-    "ConvInteger",
-)
 _ = np_dtype_to_pf
