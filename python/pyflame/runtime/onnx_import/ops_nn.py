@@ -190,7 +190,9 @@ def _conv_transpose(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
 
 def _pool(ctx: OpContext, node: Any, xs: List[Value], kind: str) -> Any:
     if len(node.outputs) > 1 and node.outputs[1]:
-        raise BackendError("MaxPool's Indices output is not supported")
+        from .ops_misc import maxpool_with_indices
+
+        return maxpool_with_indices(ctx, node, xs)
     x = ctx.t(xs[0])
     if kind == "max" and x.dtype not in (pf.float16, pf.float32, pf.float64):
         # the kernel pools floats: integers go through float64 (exact up to 2**53)
@@ -607,15 +609,12 @@ not_supported(
     "not expressible with the tensor API",
     "RoiAlign",
     "MaxRoiPool",
-    "MaxUnpool",
-    "STFT",
     "RandomNormal",
     "RandomUniform",
     "RandomNormalLike",
     "RandomUniformLike",
     "Multinomial",
     "Bernoulli",
-    "MelWeightMatrix",
     "DeformConv",
     "ImageDecoder",
     "SkipLayerNormalization",

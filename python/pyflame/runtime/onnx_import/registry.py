@@ -36,6 +36,9 @@ NONDETERMINISTIC = {
     "Bernoulli",
 }
 FUSED_DOMAIN = "pyflame.rt"
+#: the optimizer update rules of this domain are supported (operators in ops_misc)
+TRAINING_DOMAIN = "ai.onnx.preview.training"
+TRAINING_OPS = {"Adagrad", "Adam", "Momentum"}
 
 
 def register(*op_types: str) -> Callable[[Converter], Converter]:
@@ -110,7 +113,10 @@ def check_supported(nodes: Sequence[Any]) -> None:
     for n in _with_subgraph_nodes(nodes):
         domain = n.domain or ""
         key = n.op_type
-        if domain not in ("", "ai.onnx", FUSED_DOMAIN) or key not in _CONVERTERS:
+        known = domain in ("", "ai.onnx", FUSED_DOMAIN) or (
+            domain == TRAINING_DOMAIN and key in TRAINING_OPS
+        )
+        if not known or key not in _CONVERTERS:
             label = key if domain in ("", "ai.onnx") else f"{domain}::{key}"
             bad.setdefault(label, []).append(n.name or "?")
     if bad:
@@ -130,6 +136,7 @@ def _ensure_loaded() -> None:
         ops_host,
         ops_host2,
         ops_linear_attention,
+        ops_misc,
         ops_nn,
         ops_quant,
         ops_reduce,

@@ -1,0 +1,207 @@
+"""Host (NumPy) operators, continued: BitCast, MaxPool with its Indices output, MaxUnpool,
+STFT, MelWeightMatrix, and the optimizer update rules of the ``ai.onnx.preview.training``
+domain (Adagrad, Adam, Momentum). As in :mod:`ops_host`, inputs are evaluated first.
+
+Example:
+    >>> from pyflame.runtime.onnx_import.registry import is_supported
+    >>> all(is_supported(o) for o in ("BitCast", "MaxUnpool", "STFT", "Adam"))
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, List
+
+import numpy as np
+
+from ..errors import BackendError
+from .ops_elementwise import onnx_elem_to_np
+from .registry import OpContext, Value, register
+
+
+def _np(ctx: OpContext, v: Value) -> np.ndarray:
+    return np.asarray(ctx.a(v))
+
+
+@register("BitCast")
+def _bitcast(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
+    x = _np(ctx, xs[0])
+    dt = onnx_elem_to_np(int(node.attrs["to"]))
+    if dt.itemsize != x.dtype.itemsize:
+        raise BackendError(f"BitCast between {x.dtype} and {dt} needs equal element sizes")
+    return (x if x.flags.c_contiguous else np.ascontiguousarray(x)).view(dt)
+
+
+def maxpool_with_indices(ctx: OpContext, node: Any, xs: List[Value]) -> List[np.ndarray]:
+    """2-D MaxPool returning (values, flat NCHW indices of the maxima)."""
+    x = _np(ctx, xs[0])
+    if x.ndim != 4:
+        raise BackendError("MaxPool with Indices supports 2-D pooling only")
+    a = node.attrs
+    k = [int(v) for v in a["kernel_shape"]]
+    s = [int(v) for v in a.get("strides", [1, 1])]
+    d = [int(v) for v in a.get("dilations", [1, 1])]
+    p = [int(v) for v in a.get("pads", [0, 0, 0, 0])]
+    if a.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID") or int(a.get("ceil_mode", 0)):
+        raise BackendError("MaxPool with Indices: auto_pad SAME / ceil_mode are not supported")
+    n, c, h, w = x.shape
+    oh = (h + p[0] + p[2] - d[0] * (k[0] - 1) - 1) // s[0] + 1
+    ow = (w + p[1] + p[3] - d[1] * (k[1] - 1) - 1) // s[1] + 1
+    best = np.full((n, c, oh, ow), -np.inf)
+    where = np.zeros((n, c, oh, ow), np.int64)
+    rows = np.arange(oh) * s[0] - p[0]
+    cols = np.arange(ow) * s[1] - p[1]
+    col_major = int(a.get("storage_order", 0))
+    base = np.arange(n * c).reshape(n, c, 1, 1) * h * w
+    for i in range(k[0]):
+        for j in range(k[1]):
+            r = (rows + i * d[0])[:, None]
+            q = (cols + j * d[1])[None, :]
+            ok = (r >= 0) & (r < h) & (q >= 0) & (q < w)
+            rr, qq = np.clip(r, 0, h - 1), np.clip(q, 0, w - 1)
+            v = np.where(ok, x[:, :, rr, qq], -np.inf)
+            better = v > best
+            best = np.where(better, v, best)
+            flat = rr * w + qq if not col_major else qq * h + rr
+            where = np.where(better, base + flat, where)
+    return [best.astype(x.dtype), where]
+
+
+@register("MaxUnpool")
+def _max_unpool(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
+    x, idx = _np(ctx, xs[0]), _np(ctx, xs[1]).astype(np.int64)
+    a = node.attrs
+    nd = x.ndim - 2
+    k = [int(v) for v in a["kernel_shape"]]
+    s = [int(v) for v in a.get("strides", [1] * nd)]
+    p = [int(v) for v in a.get("pads", [0] * (2 * nd))]
+    spatial = [(x.shape[2 + i] - 1) * s[i] - p[i] - p[i + nd] + k[i] for i in range(nd)]
+    inferred = list(x.shape[:2]) + spatial
+    # indices address the inferred (unpadded) shape; output_shape only adds room at the end
+    flat = np.zeros(int(np.prod(inferred)), dtype=x.dtype)
+    if np.any(idx < 0) or np.any(idx >= flat.size):
+        raise BackendError("MaxUnpool: an index is outside the output")
+    flat[idx.reshape(-1)] = x.reshape(-1)
+    if len(xs) <= 2 or xs[2] is None:
+        return flat.reshape(inferred)
+    shape = [int(v) for v in _np(ctx, xs[2]).reshape(-1)]
+    if len(shape) != len(inferred) or any(o < i for o, i in zip(shape, inferred)):
+        raise BackendError("MaxUnpool: output_shape is smaller than the unpooled shape")
+    out = np.zeros(shape, dtype=x.dtype)
+    out[tuple(slice(0, i) for i in inferred)] = flat.reshape(inferred)
+    return out
+
+
+@register("STFT")
+def _stft(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
+    xs = list(xs) + [None] * (4 - len(xs))
+    x = _np(ctx, xs[0])
+    step = int(_np(ctx, xs[1]).reshape(-1)[0])
+    window = _np(ctx, xs[2]).reshape(-1) if xs[2] is not None else None
+    if xs[3] is not None:
+        length = int(_np(ctx, xs[3]).reshape(-1)[0])
+    else:
+        length = window.size if window is not None else x.shape[-2]
+    if window is None:
+        window = np.ones(length)
+    if x.ndim != 3 or x.shape[2] not in (1, 2) or window.size != length or step <= 0:
+        raise BackendError("STFT: signal (B, L, 1|2), frame_step > 0, window of frame_length")
+    sig = x[..., 0] if x.shape[2] == 1 else x[..., 0] + 1j * x[..., 1]
+    frames = 1 + (sig.shape[1] - length) // step
+    if frames < 1:
+        raise BackendError("STFT: the signal is shorter than one frame")
+    idx = np.arange(frames)[:, None] * step + np.arange(length)[None, :]
+    spec = np.fft.fft(sig[:, idx] * window, n=length, axis=-1)  # (B, frames, length)
+    if int(node.attrs.get("onesided", 1)):
+        spec = spec[..., : length // 2 + 1]
+    return np.stack([spec.real, spec.imag], -1).astype(x.dtype)
+
+
+@register("MelWeightMatrix")
+def _mel_weight_matrix(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
+    bins, dft, rate = (int(_np(ctx, v).reshape(-1)[0]) for v in xs[:3])
+    lo_hz, hi_hz = (float(_np(ctx, v).reshape(-1)[0]) for v in xs[3:5])
+    spec_bins = dft // 2 + 1
+    lo_mel = 2595 * math.log1p(lo_hz / 700) / math.log(10)
+    hi_mel = 2595 * math.log1p(hi_hz / 700) / math.log(10)
+    points = np.arange(bins + 2)
+    mel = points * ((hi_mel - lo_mel) / (bins + 2)) + lo_mel
+    hz = 700 * np.expm1(mel / 2595 * math.log(10))
+    f = (((dft + 1) * hz) // rate).astype(int)
+    out = np.zeros((spec_bins, bins))
+    for i in range(bins):
+        left, center, right = f[i], f[i + 1], f[i + 2]
+        if center == left:
+            out[center, i] = 1
+        else:
+            for j in range(left, center + 1):
+                out[j, i] = (j - left) / (center - left)
+        for j in range(center, right):
+            out[j, i] = (right - j) / (right - center)
+    return out.astype(onnx_elem_to_np(int(node.attrs.get("output_datatype", 1))))
+
+
+def _groups(xs: List[Value], per: int, op: str) -> int:
+    n = (len(xs) - 2) // per
+    if n < 1 or len(xs) != 2 + per * n:
+        raise BackendError(f"{op}: expected R, T and {per} tensors per optimized input")
+    return n
+
+
+@register("Adagrad")
+def _adagrad(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
+    a = node.attrs
+    r, t = float(_np(ctx, xs[0])), float(_np(ctx, xs[1]))
+    decay, eps = float(a.get("decay_factor", 0.0)), float(a.get("epsilon", 0.0))
+    norm = float(a.get("norm_coefficient", 0.0))
+    n = _groups(xs, 3, "Adagrad")
+    new_x, new_h = [], []
+    for i in range(n):
+        x, g, h = (_np(ctx, xs[2 + k * n + i]) for k in range(3))
+        rate = r / (1 + t * decay)
+        gr = norm * x + g
+        h2 = h + gr * gr
+        new_x.append((x - rate * gr / (np.sqrt(h2) + eps)).astype(x.dtype))
+        new_h.append(h2.astype(h.dtype))
+    return new_x + new_h
+
+
+@register("Adam")
+def _adam(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
+    a = node.attrs
+    r, t = float(_np(ctx, xs[0])), float(_np(ctx, xs[1]))
+    alpha, beta = float(a.get("alpha", 0.9)), float(a.get("beta", 0.999))
+    eps, norm = float(a.get("epsilon", 0.0)), float(a.get("norm_coefficient", 0.0))
+    post = float(a.get("norm_coefficient_post", 0.0))
+    n = _groups(xs, 4, "Adam")
+    outs: List[List[np.ndarray]] = [[], [], []]
+    for i in range(n):
+        x, g, v, h = (_np(ctx, xs[2 + k * n + i]) for k in range(4))
+        gr = norm * x + g
+        v2 = alpha * v + (1 - alpha) * gr
+        h2 = beta * h + (1 - beta) * gr * gr
+        rate = r * math.sqrt(1 - beta**t) / (1 - alpha**t) if t > 0 else r
+        x2 = (1 - post) * (x - rate * (v2 / (np.sqrt(h2) + eps)))
+        for lst, val, like in zip(outs, (x2, v2, h2), (x, v, h)):
+            lst.append(val.astype(like.dtype))
+    return outs[0] + outs[1] + outs[2]
+
+
+@register("Momentum")
+def _momentum(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
+    a = node.attrs
+    r, t = float(_np(ctx, xs[0])), float(_np(ctx, xs[1]))
+    alpha, beta = float(a["alpha"]), float(a["beta"])
+    norm = float(a["norm_coefficient"])
+    mode = a.get("mode", "standard")
+    n = _groups(xs, 3, "Momentum")
+    new_x, new_v = [], []
+    for i in range(n):
+        x, g, v = (_np(ctx, xs[2 + k * n + i]) for k in range(3))
+        gr = norm * x + g
+        v2 = alpha * v + (beta if t > 0 else 1.0) * gr
+        x2 = x - r * v2 if mode == "standard" else x - r * (gr + alpha * v2)
+        new_x.append(x2.astype(x.dtype))
+        new_v.append(v2.astype(v.dtype))
+    return new_x + new_v
