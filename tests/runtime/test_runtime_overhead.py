@@ -253,3 +253,35 @@ def test_num_threads_gives_the_session_its_own_pool():
     bad.num_threads = -2
     with pytest.raises(ort.InputError, match="num_threads"):
         ort.InferenceSession(g, sess_options=bad)
+
+
+def test_shape_inference_without_weight_bytes_keeps_value_info():
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+    from pyflame.runtime.onnx_import.importer import _without_weights
+
+    w = np.ones((64, 32), np.float32)  # 2048 elements: replaced by a typed input
+    g = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "w"], ["h"]),
+            helper.make_node("Reshape", ["h", "shape"], ["r"]),
+            helper.make_node("Relu", ["r"], ["y"]),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [
+            numpy_helper.from_array(w, "w"),
+            numpy_helper.from_array(np.array([-1, 4, 8], np.int64), "shape"),
+        ],
+    )
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    light = _without_weights(onnx, model)
+    assert [i.name for i in light.graph.initializer] == ["shape"]
+    assert "w" in [i.name for i in light.graph.input]
+    assert len(light.SerializeToString()) < 1000 < len(model.SerializeToString())
+    graph = ort.ONNXImporter().import_model(model.SerializeToString()).graph
+    assert graph.value_info["h"].shape == ["N", 32]
+    assert graph.value_info["r"].shape[1:] == [4, 8]
+    assert graph.outputs[0].shape[1:] == [4, 8]  # output type completed by inference
+    assert list(graph.initializers) == ["w", "shape"] and graph.initializers["w"].shape == (64, 32)
