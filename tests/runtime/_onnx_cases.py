@@ -90,20 +90,13 @@ _ELEM_NAMES = {
 # ---------------------------------------------------------------- exclusions, by case
 CASE_EXCLUDES: List[Tuple[str, str]] = [
     (r"^test_resize_.*antialias", "Resize antialias is not implemented"),
-    (r"^test_.*(conv|pool|convtranspose).*3d", "3-D conv/pool: no executor kernel"),
-    (r"^test_(averagepool|maxpool)_3d", "3-D pooling: no executor kernel"),
     (r"^test_convtranspose_3d", "3-D ConvTranspose: no executor kernel"),
     (r"^test_batchnorm_.*training_mode", "BatchNormalization training outputs"),
-    (r"^test_averagepool_2d_dilations", "AveragePool dilations: no kernel support"),
     (
         r"^test_einsum_.*ellipsis|^test_einsum_batch_diagonal|^test_einsum_.*trace",
         "Einsum with ellipsis/diagonals is not implemented",
     ),
     (r"^test_cast_.*STRING|^test_castlike_.*STRING", "string casts"),
-    (
-        r"^test_maxpool_2d_precomputed_same_upper|^test_maxpool_2d_pads",
-        "MaxPool padding larger than half the kernel",
-    ),
     (
         r"^test_bitshift_.*(negative_shift|shift_ge_width)",
         "BitShift with negative or >= width shifts (integer overflow semantics differ)",

@@ -205,3 +205,65 @@ def _momentum(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
         new_x.append(x2.astype(x.dtype))
         new_v.append(v2.astype(v.dtype))
     return new_x + new_v
+
+
+def pool_nd(ctx: OpContext, node: Any, xs: List[Value], kind: str) -> np.ndarray:
+    """N-d MaxPool / AveragePool / LpPool on the host, following the ONNX reference exactly
+    (dilations, ceil_mode, explicit pads larger than the kernel, count_include_pad): used for
+    what the 2-D kernels do not cover (3-D pooling, dilated average pooling, large pads)."""
+    x = _np(ctx, xs[0]).astype(np.float64)
+    a = node.attrs
+    nd = x.ndim - 2
+    k = [int(v) for v in a["kernel_shape"]]
+    s = [int(v) for v in a.get("strides", [1] * nd)]
+    d = [int(v) for v in a.get("dilations", [1] * nd)]
+    pads = [int(v) for v in a.get("pads", [0] * (2 * nd))]
+    if a.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+        raise BackendError(
+            f"{node.op_type}: auto_pad SAME with this configuration is not supported"
+        )
+    ceil = bool(int(a.get("ceil_mode", 0)))
+    include = bool(int(a.get("count_include_pad", 0)))
+    spatial = list(x.shape[2:])
+    out, padded_pads = [], list(pads)
+    for i in range(nd):
+        sw = d[i] * (k[i] - 1) + 1
+        size = (spatial[i] + pads[i] + pads[nd + i] - sw) / s[i] + 1
+        o = int(np.ceil(size)) if ceil else int(np.floor(size))
+        if ceil and (o - 1) * s[i] >= spatial[i] + pads[i]:
+            o -= 1
+        out.append(o)
+        extra = (o - 1) * s[i] + sw - spatial[i] - pads[i] - pads[nd + i]
+        if extra > 0:
+            padded_pads[i] += extra // 2
+            padded_pads[nd + i] += extra - extra // 2
+    fill = np.nan if kind == "max" or not include else 0.0
+    padded = np.pad(
+        x,
+        [(0, 0), (0, 0)] + [(padded_pads[i], padded_pads[nd + i]) for i in range(nd)],
+        constant_values=fill,
+    )
+    p = float(a.get("p", 2))
+    acc = np.full(x.shape[:2] + tuple(out), -np.inf if kind == "max" else 0.0)
+    count = np.zeros_like(acc)
+    for offs in np.ndindex(*k):
+        idx = [np.arange(out[i]) * s[i] + offs[i] * d[i] for i in range(nd)]
+        ok = np.ones(tuple(out), dtype=bool)
+        for i in range(nd):
+            shape = [1] * nd
+            shape[i] = out[i]
+            ok = ok & (idx[i] < spatial[i] + pads[i] + pads[nd + i]).reshape(shape)
+        block = padded[(slice(None), slice(None)) + np.ix_(*idx)]
+        use = ok & ~np.isnan(block) if kind == "max" or not include else ok & (block == block)
+        if kind == "max":
+            acc = np.where(use, np.maximum(acc, np.where(use, block, -np.inf)), acc)
+        elif kind == "lp":
+            acc = acc + np.where(use, np.abs(np.nan_to_num(block)) ** p, 0.0)
+        else:
+            acc = acc + np.where(use, np.nan_to_num(block), 0.0)
+        count = count + use
+    if kind == "avg":
+        acc = acc / np.where(count == 0, 1, count)
+    elif kind == "lp":
+        acc = acc ** (1.0 / p)
+    return acc.astype(_np(ctx, xs[0]).dtype)

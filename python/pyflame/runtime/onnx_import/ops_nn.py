@@ -194,6 +194,17 @@ def _pool(ctx: OpContext, node: Any, xs: List[Value], kind: str) -> Any:
 
         return maxpool_with_indices(ctx, node, xs)
     x = ctx.t(xs[0])
+    k0 = [int(v) for v in node.attrs["kernel_shape"]]
+    d0 = [int(v) for v in node.attrs.get("dilations", [1] * len(k0))]
+    p0 = [int(v) for v in node.attrs.get("pads", [0] * (2 * len(k0)))]
+    if (
+        x.ndim > 4
+        or (kind == "avg" and any(v != 1 for v in d0))
+        or any(2 * v > kk for v, kk in zip(p0, k0 + k0))
+    ):
+        from .ops_misc import pool_nd  # what the 2-D kernels do not cover, on the host
+
+        return pool_nd(ctx, node, xs, kind)
     if kind == "max" and x.dtype not in (pf.float16, pf.float32, pf.float64):
         # the kernel pools floats: integers go through float64 (exact up to 2**53)
         return _pool(ctx, node, [x.astype(pf.float64)], kind).astype(x.dtype)
@@ -243,8 +254,10 @@ def _lp_pool(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
     (which also gives dilations and explicit/auto pads, padded values contributing 0)."""
     x = ctx.t(xs[0])
     nd = x.ndim - 2
-    if nd not in (1, 2):
-        raise BackendError("only 1-D and 2-D LpPool are supported")
+    if nd > 2:
+        from .ops_misc import pool_nd
+
+        return pool_nd(ctx, node, xs, "lp")
     if int(node.attrs.get("ceil_mode", 0)):
         raise BackendError("LpPool with ceil_mode is not supported")
     p = float(node.attrs.get("p", 2))
