@@ -98,10 +98,6 @@ CASE_EXCLUDES: List[Tuple[str, str]] = [
     ),
     (r"^test_cast_.*STRING|^test_castlike_.*STRING", "string casts"),
     (
-        r"^test_bitshift_.*(negative_shift|shift_ge_width)",
-        "BitShift with negative or >= width shifts (integer overflow semantics differ)",
-    ),
-    (
         r"^test_training_dropout(_default)?(_mask)?$|^test_training_dropout$",
         "Dropout training mode with a nonzero ratio (random)",
     ),
