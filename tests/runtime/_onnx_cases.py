@@ -102,9 +102,7 @@ CASE_EXCLUDES: List[Tuple[str, str]] = [
         "Dropout training mode with a nonzero ratio (random)",
     ),
     (r"^test_reduce_max_empty_set_bool$", "bool reduction over an empty set"),
-    (r"^test_l2normalization_axis_0$", "LpNormalization of an all-zero slice gives NaN here"),
     (r"^test_convtranspose_output_shape$", "ConvTranspose output_shape padding rule: known bug"),
-    (r"^test_spacetodepth_crd_mode", "SpaceToDepth CRD mode (opset 25) is not implemented"),
 ]
 
 

@@ -406,9 +406,9 @@ def _lpnorm(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
     x = ctx.t(xs[0])
     axis = int(node.attrs.get("axis", -1))
     p = int(node.attrs.get("p", 2))
-    if p == 1:
-        return x / pf.sum(pf.abs(x), axis, True)
-    return x / pf.sqrt(pf.sum(x * x, axis, True))
+    norm = pf.sum(pf.abs(x), axis, True) if p == 1 else pf.sqrt(pf.sum(x * x, axis, True))
+    # an all-zero slice gives zeros, as in the reference (not 0 / 0)
+    return x / pf.where(pf.eq(norm, 0.0), pf.full([], 1.0, dtype=norm.dtype), norm)
 
 
 @register("MatMul")

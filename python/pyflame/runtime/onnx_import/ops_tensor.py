@@ -472,7 +472,11 @@ def _s2d(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
     x = ctx.t(xs[0])
     b = int(node.attrs["blocksize"])
     n, c, h, w = x.shape
-    y = x.reshape([n, c, h // b, b, w // b, b]).permute([0, 3, 5, 1, 2, 4])
+    mode = node.attrs.get("mode", "DCR")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    # DCR: output channel (bh, bw, c); CRD (opset 25): (c, bh, bw)
+    perm = [0, 1, 3, 5, 2, 4] if mode == "CRD" else [0, 3, 5, 1, 2, 4]
+    y = x.reshape([n, c, h // b, b, w // b, b]).permute(perm)
     return y.reshape([n, c * b * b, h // b, w // b])
 
 
