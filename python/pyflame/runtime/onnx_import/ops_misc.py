@@ -1,6 +1,7 @@
 """Host (NumPy) operators, continued: BitCast, MaxPool with its Indices output, MaxUnpool,
-STFT, MelWeightMatrix, and the optimizer update rules of the ``ai.onnx.preview.training``
-domain (Adagrad, Adam, Momentum). As in :mod:`ops_host`, inputs are evaluated first.
+N-d pooling beyond the 2-D kernels, DeformConv, STFT, MelWeightMatrix, and the update rules
+of the ``ai.onnx.preview.training`` domain (Adagrad, Adam, Momentum). As in
+:mod:`ops_host`, inputs are evaluated first.
 
 Example:
     >>> from pyflame.runtime.onnx_import.registry import is_supported
@@ -267,3 +268,74 @@ def pool_nd(ctx: OpContext, node: Any, xs: List[Value], kind: str) -> np.ndarray
     elif kind == "lp":
         acc = acc ** (1.0 / p)
     return acc.astype(_np(ctx, xs[0]).dtype)
+
+
+def _bilinear_zero_pad(img: np.ndarray, h: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """img (C, H, W) sampled at float pixel positions h, w (same shape S): (C, *S), zeros
+    outside the image (GridSample linear / zeros / align_corners=1)."""
+    ih, iw = img.shape[1:]
+    h0, w0 = np.floor(h).astype(np.int64), np.floor(w).astype(np.int64)
+    th, tw = h - h0, w - w0
+    out = np.zeros((img.shape[0],) + h.shape)
+    for dh, wh in ((0, 1 - th), (1, th)):
+        for dw, ww in ((0, 1 - tw), (1, tw)):
+            hh, ww_i = h0 + dh, w0 + dw
+            ok = (hh >= 0) & (hh < ih) & (ww_i >= 0) & (ww_i < iw)
+            vals = img[:, np.clip(hh, 0, ih - 1), np.clip(ww_i, 0, iw - 1)]
+            out += np.where(ok, wh * ww, 0.0) * vals
+    return out
+
+
+@register("DeformConv")
+def _deform_conv(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
+    """2-D deformable convolution: each kernel tap samples the input bilinearly at its
+    offset position (zeros outside), scaled by the optional mask."""
+    xs = list(xs) + [None] * (5 - len(xs))
+    x, w, off = (_np(ctx, v).astype(np.float64) for v in xs[:3])
+    if x.ndim != 4:
+        raise BackendError("DeformConv supports 2-D inputs only")
+    a = node.attrs
+    kh, kw = [int(v) for v in a.get("kernel_shape", w.shape[2:])]
+    sh, sw = [int(v) for v in a.get("strides", [1, 1])]
+    dh, dw = [int(v) for v in a.get("dilations", [1, 1])]
+    pads = [int(v) for v in a.get("pads", [0, 0, 0, 0])]
+    group, og = int(a.get("group", 1)), int(a.get("offset_group", 1))
+    n, ic = x.shape[:2]
+    oc = w.shape[0]
+    oh, ow = off.shape[2:]
+    if ic != w.shape[1] * group or oc % group or ic % og or off.shape[1] != og * kh * kw * 2:
+        raise BackendError("DeformConv: inconsistent X / W / offset shapes")
+    off = off.reshape(n, og, kh, kw, 2, oh, ow)
+    mask = (
+        _np(ctx, xs[4]).astype(np.float64).reshape(n, og, kh, kw, oh, ow)
+        if xs[4] is not None
+        else np.ones((n, og, kh, kw, oh, ow))
+    )
+    base_h = (np.arange(oh) * sh - pads[0])[:, None]
+    base_w = (np.arange(ow) * sw - pads[1])[None, :]
+    per_og = ic // og
+    cols = np.zeros((n, ic, kh, kw, oh, ow))
+    for b in range(n):
+        for g in range(og):
+            chans = slice(g * per_og, (g + 1) * per_og)
+            for i in range(kh):
+                for j in range(kw):
+                    hh = base_h + i * dh + off[b, g, i, j, 0]
+                    ww = base_w + j * dw + off[b, g, i, j, 1]
+                    sampled = _bilinear_zero_pad(x[b, chans], hh, ww)
+                    cols[b, chans, i, j] = sampled * mask[b, g, i, j]
+    icg, ocg = ic // group, oc // group
+    y = np.concatenate(
+        [
+            np.einsum(
+                "ocij,ncijhw->nohw",
+                w[gi * ocg : (gi + 1) * ocg],
+                cols[:, gi * icg : (gi + 1) * icg],
+            )
+            for gi in range(group)
+        ],
+        axis=1,
+    )
+    if xs[3] is not None:
+        y = y + _np(ctx, xs[3]).reshape(1, -1, 1, 1)
+    return y.astype(_np(ctx, xs[0]).dtype)

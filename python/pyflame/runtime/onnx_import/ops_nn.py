@@ -628,7 +628,6 @@ not_supported(
     "RandomUniformLike",
     "Multinomial",
     "Bernoulli",
-    "DeformConv",
     "ImageDecoder",
     "SkipLayerNormalization",
 )
