@@ -1,4 +1,5 @@
-"""More host (NumPy) operators: Unique, DFT, Col2Im, NonMaxSuppression and GridSample. As in
+"""More host (NumPy) operators: Unique, DFT, Col2Im, NonMaxSuppression, GridSample and
+RoiAlign. As in
 :mod:`ops_host`, their inputs are evaluated first, so graphs using them are traced on every
 run (their output sizes or the sort they need have no tensor-API equivalent).
 
@@ -266,3 +267,70 @@ def _grid_sample(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
         vals = np.moveaxis(vals, -1, 0) * np.where(valid, weight, 0.0)
         acc += vals
     return np.moveaxis(acc, 0, 1).astype(x.dtype)
+
+
+def _roi_axis(start: float, size: float, bins: int, grid: int, limit: int) -> tuple:
+    """Sample positions of one RoiAlign axis: (low index, high index, low weight, high
+    weight), each (bins, grid); positions beyond [-1, limit] get zero weights."""
+    p = start + np.arange(bins)[:, None] * size + (np.arange(grid)[None, :] + 0.5) * size / grid
+    outside = (p < -1.0) | (p > limit)
+    p = np.maximum(p, 0.0)
+    low = p.astype(np.int64)
+    top = low >= limit - 1
+    low = np.where(top, limit - 1, low)
+    high = np.where(top, limit - 1, low + 1)
+    p = np.where(top, low, p)
+    frac = p - low
+    return low, high, np.where(outside, 0.0, 1 - frac), np.where(outside, 0.0, frac)
+
+
+def _roi_corner(
+    img: np.ndarray, yi: np.ndarray, xi: np.ndarray, wy: np.ndarray, wx: np.ndarray
+) -> np.ndarray:
+    """Weighted pixels of one bilinear corner: (C, oh, gh, ow, gw)."""
+    v = img[:, yi[:, :, None, None], xi[None, None, :, :]]
+    return v * (wy[:, :, None, None] * wx[None, None, :, :])
+
+
+@register("RoiAlign")
+def _roi_align(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
+    x = _np(ctx, xs[0])
+    rois = _np(ctx, xs[1]).astype(np.float64)
+    idx = _np(ctx, xs[2]).astype(np.int64).reshape(-1)
+    a = node.attrs
+    half = a.get(
+        "coordinate_transformation_mode", "half_pixel" if ctx.opset >= 16 else "output_half_pixel"
+    )
+    half = (half.decode() if isinstance(half, bytes) else half).lower() == "half_pixel"
+    mode = a.get("mode", "avg")
+    mode = (mode.decode() if isinstance(mode, bytes) else mode).lower()
+    oh, ow = int(a.get("output_height", 1)), int(a.get("output_width", 1))
+    ratio, scale = int(a.get("sampling_ratio", 0)), float(a.get("spatial_scale", 1.0))
+    if x.ndim != 4 or rois.ndim != 2 or rois.shape[1] != 4 or rois.shape[0] != idx.size:
+        raise BackendError("RoiAlign: X (N, C, H, W), rois (R, 4), batch_indices (R,) expected")
+    h, w = x.shape[2:]
+    out = np.zeros((idx.size, x.shape[1], oh, ow))
+    shift = 0.5 if half else 0.0
+    for r in range(idx.size):
+        x1, y1, x2, y2 = rois[r] * scale - shift
+        rw, rh = x2 - x1, y2 - y1
+        if not half:
+            rw, rh = max(rw, 1.0), max(rh, 1.0)
+        gh = ratio if ratio > 0 else int(np.ceil(rh / oh))
+        gw = ratio if ratio > 0 else int(np.ceil(rw / ow))
+        ylo, yhi, wyl, wyh = _roi_axis(y1, rh / oh, oh, gh, h)
+        xlo, xhi, wxl, wxh = _roi_axis(x1, rw / ow, ow, gw, w)
+        img = x[idx[r]].astype(np.float64)  # (C, H, W)
+        parts = [
+            _roi_corner(img, ylo, xlo, wyl, wxl),
+            _roi_corner(img, ylo, xhi, wyl, wxh),
+            _roi_corner(img, yhi, xlo, wyh, wxl),
+            _roi_corner(img, yhi, xhi, wyh, wxh),
+        ]
+        if mode == "avg":
+            out[r] = sum(parts).sum(axis=(2, 4)) / max(gh * gw, 1)
+        elif mode == "max":
+            out[r] = np.maximum.reduce(parts).max(axis=(2, 4))
+        else:
+            raise BackendError(f"RoiAlign: unknown mode {mode!r}")
+    return out.astype(x.dtype)

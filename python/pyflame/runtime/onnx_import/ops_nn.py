@@ -620,7 +620,6 @@ def _resize(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
 not_supported("3-D convolution/pooling has no executor kernel", "Conv3D")
 not_supported(
     "not expressible with the tensor API",
-    "RoiAlign",
     "MaxRoiPool",
     "RandomNormal",
     "RandomUniform",
