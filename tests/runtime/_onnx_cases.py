@@ -18,7 +18,6 @@ import numpy as np
 # Operators the runtime does not implement (the reason is reported by the importer too).
 UNSUPPORTED_OPS = {
     "Attention": None,  # supported; failing cases are listed in CASE_EXCLUDES
-    "FlexAttention": "preview op, not implemented",
     "ImageDecoder": "image decoding is out of scope",
     "TopK": None,  # supported for k <= 64, see per-case list
     "TfIdfVectorizer": "string/ngram op, not implemented",
@@ -196,7 +195,8 @@ def exclusion_reason(name: str, model: Any, sets: Any) -> Optional[str]:
         if reason:
             return f"{n.op_type}: {reason}"
         training = n.domain == "ai.onnx.preview.training" and n.op_type in TRAINING_OPS
-        if n.domain not in ("", "ai.onnx") and not training:
+        preview = n.domain == "ai.onnx.preview" and n.op_type == "FlexAttention"
+        if n.domain not in ("", "ai.onnx") and not (training or preview):
             return f"{n.domain}::{n.op_type}: operators outside the default domain"
     for t in _elem_types(model):
         if t == -1:

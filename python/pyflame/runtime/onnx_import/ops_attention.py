@@ -3,7 +3,7 @@ grouped-query heads, boolean or additive masks (padded to the key length), causa
 sliding-window masking aligned to a past cache or to ``nonpad_kv_seqlen``, softcap, the
 ``past_key``/``past_value`` cache (``present_*`` outputs) and the four
 ``qk_matmul_output_mode`` values. Fully masked query rows give zeros, as in the reference.
-Also ``RotaryEmbedding``, ``SwiGLU`` and ``AffineGrid``.
+Also ``RotaryEmbedding``, ``SwiGLU``, ``AffineGrid`` and the preview ``FlexAttention``.
 
 The structural masks (causal, window, padding) depend only on shapes and on
 ``nonpad_kv_seqlen``, so they are built in NumPy; everything that depends on Q/K/V or on a
@@ -25,6 +25,7 @@ import numpy as np
 import pyflame as pf
 
 from ..errors import BackendError
+from ..graph import Graph
 from .ops_elementwise import onnx_elem_to_np
 from .registry import OpContext, Value, np_dtype_to_pf, register
 
@@ -254,3 +255,41 @@ def _affine_grid(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
     grid = pf.matmul(theta.astype(pf.float32), b)  # (N, nd, points)
     out = grid.permute([0, 2, 1]).reshape([theta.shape[0]] + spatial + [nd])
     return out.astype(theta.dtype)
+
+
+@register("FlexAttention")
+def _flex_attention(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
+    """``ai.onnx.preview`` FlexAttention: softmax(score_mod(Q K^T * scale)) -> prob_mod -> @ V,
+    with the optional score/prob modifiers as subgraphs (one input, one output)."""
+    from .ops_control import run_subgraph
+
+    n_decl = int(node.attrs.get("_num_declared_inputs", len(xs)))
+    outer = dict(zip(node.inputs[n_decl:], xs[n_decl:]))
+    q, k, v = ctx.t(xs[0]), ctx.t(xs[1]), ctx.t(xs[2])
+    if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
+        raise BackendError("FlexAttention needs rank-4 Q, K and V")
+    hq, hkv = q.shape[1], k.shape[1]
+    if v.shape[1] != hkv or v.shape[2] != k.shape[2] or k.shape[3] != q.shape[3]:
+        raise BackendError("FlexAttention: Q/K/V shapes are inconsistent")
+    if hq != hkv:
+        if hq % hkv:
+            raise BackendError("FlexAttention: q heads must be a multiple of kv heads")
+        k, v = _repeat_heads(k, hq // hkv), _repeat_heads(v, hq // hkv)
+    a = node.attrs
+    scale = float(a["scale"]) if "scale" in a else 1.0 / math.sqrt(q.shape[3])
+    s = float(np.asarray(math.sqrt(np.float32(scale)), dtype=ctx_np_dtype(q.dtype)))
+    scores = pf.matmul(q * s, (k * s).transpose(2, 3))
+    prec = a.get("softmax_precision")
+    if prec is not None:
+        compute = np_dtype_to_pf(onnx_elem_to_np(int(prec)))
+    elif q.dtype == pf.float64:
+        compute = pf.float64
+    else:
+        compute = pf.float32
+    scores = scores.astype(compute)
+    if isinstance(a.get("score_mod"), Graph):
+        scores = ctx.t(run_subgraph(ctx, a["score_mod"], [scores], outer)[0]).astype(compute)
+    probs = pf.softmax(scores, -1)
+    if isinstance(a.get("prob_mod"), Graph):
+        probs = ctx.t(run_subgraph(ctx, a["prob_mod"], [probs], outer)[0]).astype(compute)
+    return pf.matmul(probs, v.astype(compute)).astype(v.dtype)

@@ -39,6 +39,9 @@ FUSED_DOMAIN = "pyflame.rt"
 #: the optimizer update rules of this domain are supported (operators in ops_misc)
 TRAINING_DOMAIN = "ai.onnx.preview.training"
 TRAINING_OPS = {"Adagrad", "Adam", "Momentum"}
+#: supported operators of the preview domain (ops_attention)
+PREVIEW_DOMAIN = "ai.onnx.preview"
+PREVIEW_OPS = {"FlexAttention"}
 
 
 def register(*op_types: str) -> Callable[[Converter], Converter]:
@@ -113,8 +116,10 @@ def check_supported(nodes: Sequence[Any]) -> None:
     for n in _with_subgraph_nodes(nodes):
         domain = n.domain or ""
         key = n.op_type
-        known = domain in ("", "ai.onnx", FUSED_DOMAIN) or (
-            domain == TRAINING_DOMAIN and key in TRAINING_OPS
+        known = (
+            domain in ("", "ai.onnx", FUSED_DOMAIN)
+            or (domain == TRAINING_DOMAIN and key in TRAINING_OPS)
+            or (domain == PREVIEW_DOMAIN and key in PREVIEW_OPS)
         )
         if not known or key not in _CONVERTERS:
             label = key if domain in ("", "ai.onnx") else f"{domain}::{key}"
