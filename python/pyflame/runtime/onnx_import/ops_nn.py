@@ -300,6 +300,8 @@ def _chan(v: pf.Tensor, rank: int) -> pf.Tensor:
 
 @register("BatchNormalization")
 def _batchnorm(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
+    if int(node.attrs.get("training_mode", 0)) and ctx.opset >= 14:
+        return _batchnorm_training(ctx, node, xs)
     if int(node.attrs.get("training_mode", 0)) or (ctx.opset < 7 and len(node.outputs) > 1):
         raise BackendError("BatchNormalization in training mode is not supported")
     if len([o for o in node.outputs if o]) > 1:
@@ -316,6 +318,23 @@ def _batchnorm(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
         at = ctx.t(scale) / pf.sqrt(ctx.t(var) + eps)
         bt = ctx.t(bias) - ctx.t(mean) * at
     return x * _chan(at, x.ndim) + _chan(bt, x.ndim)
+
+
+def _batchnorm_training(ctx: OpContext, node: Any, xs: List[Value]) -> List[pf.Tensor]:
+    """Training mode (opset 14+): batch statistics normalize; outputs (Y, running_mean,
+    running_var) with running = input * momentum + batch * (1 - momentum)."""
+    x = ctx.t(xs[0])
+    eps = float(node.attrs.get("epsilon", 1e-5))
+    momentum = float(node.attrs.get("momentum", 0.9))
+    dims = tuple(d for d in range(x.ndim) if d != 1)
+    mean = pf.mean(x, dims, False)
+    c = x - _chan(mean, x.ndim)
+    var = pf.mean(c * c, dims, False)
+    y = c / _chan(pf.sqrt(var + eps), x.ndim)
+    y = y * _chan(ctx.t(xs[1]), x.ndim) + _chan(ctx.t(xs[2]), x.ndim)
+    run_mean = ctx.t(xs[3]) * momentum + mean * (1 - momentum)
+    run_var = ctx.t(xs[4]) * momentum + var * (1 - momentum)
+    return [t.astype(x.dtype) for t in (y, run_mean, run_var)][: max(1, len(node.outputs))]
 
 
 def _normalize(x: pf.Tensor, dims: Tuple[int, ...], eps: float) -> Tuple[pf.Tensor, Any, Any]:
