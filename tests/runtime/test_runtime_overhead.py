@@ -285,3 +285,21 @@ def test_shape_inference_without_weight_bytes_keeps_value_info():
     assert graph.value_info["r"].shape[1:] == [4, 8]
     assert graph.outputs[0].shape[1:] == [4, 8]  # output type completed by inference
     assert list(graph.initializers) == ["w", "shape"] and graph.initializers["w"].shape == (64, 32)
+
+
+def test_traced_runs_do_not_accumulate_cached_constants():
+    # GatherND runs on the host, so every run is traced and creates new NumPy constants
+    g = ort.Graph("host")
+    g.add_input("x", [4, 3], np.float32)
+    g.add_initializer("idx", np.array([[1], [3]], np.int64))
+    g.add_initializer("w", np.full((3,), 2.0, np.float32))
+    g.add_node("gnd", "GatherND", ["x", "idx"], ["r"])
+    g.add_node("m", "Mul", ["r", "w"], ["y"])
+    g.add_output("y", [2, 3], np.float32)
+    sess = ort.InferenceSession(g)
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    sizes = []
+    for _ in range(5):
+        np.testing.assert_allclose(sess.run(None, {"x": x})[0], x[[1, 3]] * 2)
+        sizes.append(len(sess._executor._ctx._tensors))
+    assert sizes[-1] == sizes[1] and sizes[-1] <= 3

@@ -185,8 +185,10 @@ class Executor:
         plan = self._plans.get(key)
         ctx = self._ctx
         ctx.data_dependent = False
-        if len(ctx._tensors) > 4096:
-            ctx._tensors.clear()
+        if plan is None or profile is not None or len(ctx._tensors) > 4096:
+            # A traced run creates its folded constants (and host-operator results) anew:
+            # keep only the tensor wrappers of arrays that outlive the run.
+            ctx.retain_tensors(self._persistent_ids())
         env: Dict[str, Any] = {}
         for k, v in feeds.items():
             env[k] = (
@@ -207,6 +209,13 @@ class Executor:
             if ctx.data_dependent:  # cannot happen for a cacheable plan; kept as a guard
                 self._plans.pop(key, None)
         return self._collect(output_names, env, ctx)
+
+    def _persistent_ids(self) -> Set[int]:
+        """ids of the arrays that live across runs: initializers and cached plan constants."""
+        ids = {id(v) for v in self.graph.initializers.values()}
+        for plan in self._plans.values():
+            ids.update(id(v) for v in plan.consts.values())
+        return ids
 
     @staticmethod
     def _collect(names: Sequence[str], env: Dict[str, Any], ctx: OpContext) -> List[np.ndarray]:

@@ -191,6 +191,12 @@ class OpContext:
             raise BackendError("a required input is missing")
         return v
 
+    def retain_tensors(self, ids: Any) -> None:
+        """Drops the cached tensor wrappers of arrays whose id is not in `ids` (and of the
+        transposed copies made from them), so per-run temporaries do not accumulate."""
+        keep = {k: e for k, e in self._tensors.items() if (k if k >= 0 else -k - 1) in ids}
+        self._tensors = keep
+
     def t_transposed(self, v: np.ndarray) -> pf.Tensor:
         """A constant 2-D array's transpose as a contiguous pyflame tensor, made once per
         array (not on every run) and cached like :meth:`t`.
