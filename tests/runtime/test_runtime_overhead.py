@@ -303,3 +303,18 @@ def test_traced_runs_do_not_accumulate_cached_constants():
         np.testing.assert_allclose(sess.run(None, {"x": x})[0], x[[1, 3]] * 2)
         sizes.append(len(sess._executor._ctx._tensors))
     assert sizes[-1] == sizes[1] and sizes[-1] <= 3
+
+
+def test_executor_refuses_intermediates_as_outputs():
+    from pyflame.runtime.executor import Executor
+
+    g = ort.Graph("chain")
+    g.add_input("x", [2], np.float32)
+    g.add_node("a", "Relu", ["x"], ["h"])
+    g.add_node("b", "Neg", ["h"], ["y"])
+    g.add_output("y", [2], np.float32)
+    ex = Executor(g)
+    x = np.array([-1.0, 2.0], np.float32)
+    np.testing.assert_allclose(ex.run(["y"], {"x": x})[0], [0.0, -2.0])
+    with pytest.raises(ort.BackendError, match="not graph outputs"):
+        ex.run(["h"], {"x": x})

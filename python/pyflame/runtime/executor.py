@@ -180,7 +180,13 @@ class Executor:
         deadline: Optional[float] = None,
         profile: Optional[list] = None,
     ) -> List[np.ndarray]:
-        """Computes `output_names` from `feeds` (already validated NumPy arrays)."""
+        """Computes `output_names` (graph outputs) from `feeds` (validated NumPy arrays)."""
+        unknown = [n for n in output_names if n not in self._outputs]
+        if unknown:
+            raise BackendError(
+                f"{unknown} are not graph outputs (intermediates are released as soon as "
+                f"their last consumer ran); graph outputs: {sorted(self._outputs)}"
+            )
         key = tuple((k, v.shape, v.dtype.str) for k, v in sorted(feeds.items()))
         plan = self._plans.get(key)
         ctx = self._ctx
