@@ -86,7 +86,6 @@ _ELEM_NAMES = {
 
 # ---------------------------------------------------------------- exclusions, by case
 CASE_EXCLUDES: List[Tuple[str, str]] = [
-    (r"^test_resize_.*antialias", "Resize antialias is not implemented"),
     (r"^test_convtranspose_3d", "3-D ConvTranspose: no executor kernel"),
     (
         r"^test_einsum_.*ellipsis|^test_einsum_batch_diagonal|^test_einsum_.*trace",

@@ -508,6 +508,47 @@ def _src_coords(
     raise BackendError(f"Resize coordinate_transformation_mode {mode!r} is not supported")
 
 
+def _antialias_axis(
+    y: pf.Tensor, ax: int, src: np.ndarray, n_in: int, scale: float, mode: str, a: Any, dt: Any
+) -> pf.Tensor:
+    """Antialiased linear/cubic resampling along `ax` as a [n_out, n_in] weight matrix (the
+    filter is stretched by 1/scale when downsampling; taps follow the ONNX reference's
+    nearest-neighbour selection with edge padding)."""
+    c = float(a.get("cubic_coeff_a", -0.75))
+    excl = int(a.get("exclude_outside", 0))
+    f = min(scale, 1.0)
+    wmat = np.zeros((len(src), n_in))
+    for o, x in enumerate(src):
+        ratio = 1.0 if float(x).is_integer() else x - np.floor(x)
+        if mode in ("cubic", "bicubic"):
+            start = int(np.floor(-2 / f) + 1)
+            d = np.abs(f * (np.arange(start, 2 - start) - ratio))
+            coeffs = np.where(
+                d <= 1,
+                ((c + 2) * d - (c + 3)) * d * d + 1,
+                np.where(d < 2, ((c * d - 5 * c) * d + 8 * c) * d - 4 * c, 0.0),
+            )
+        else:
+            start = int(np.floor(-1 / f) + 1)
+            args = (np.arange(start, start + 2 - 2 * start) - ratio) * f
+            coeffs = np.clip(1 - np.abs(args), 0, 1)
+        coeffs = coeffs / coeffs.sum()
+        n = len(coeffs)
+        pad = int(np.ceil(n / 2))
+        xp = x + pad
+        near = sorted(sorted(range(n_in + 2 * pad), key=lambda i: (abs(xp - i), i))[:n])
+        idx = np.array(near) - pad
+        if excl:
+            coeffs = np.where((idx < 0) | (idx >= n_in), 0.0, coeffs)
+            coeffs = coeffs / coeffs.sum()
+        np.add.at(wmat[o], np.clip(idx, 0, n_in - 1), coeffs)
+    perm = [i for i in range(y.ndim) if i != ax] + [ax]
+    inv = [perm.index(i) for i in range(y.ndim)]
+    moved = y.permute(perm)
+    out = pf.matmul(moved, pf.from_numpy(np.ascontiguousarray(wmat.T.astype(dt))))
+    return out.permute(inv)
+
+
 def _cubic_axis(
     y: pf.Tensor, ax: int, src: np.ndarray, n_in: int, shp: List[int], a: Any, dt: Any
 ) -> pf.Tensor:
@@ -568,8 +609,8 @@ def _resize(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
         ctm = a.get(
             "coordinate_transformation_mode", "half_pixel" if ctx.opset >= 11 else "asymmetric"
         )
-        if a.get("antialias", 0):
-            raise BackendError("Resize with antialias is not supported")
+        if a.get("antialias", 0) and mode not in ("linear", "bilinear", "cubic", "bicubic"):
+            raise BackendError("Resize antialias applies to the linear and cubic modes only")
     axes = [int(v) for v in a.get("axes", range(rank))]
     axes = [v + rank if v < 0 else v for v in axes]
     in_shape = list(x.shape)
@@ -614,6 +655,9 @@ def _resize(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
             continue
         shp = [1] * rank
         shp[ax] = n_out
+        if a.get("antialias", 0) and node.op_type == "Resize":
+            y = _antialias_axis(y, ax, src, n_in, sc, mode, a, np_dtype_of(xs[0]))
+            continue
         if mode in ("cubic", "bicubic"):
             y = _cubic_axis(y, ax, src, n_in, shp, a, np_dtype_of(xs[0]))
             if ctm == "tf_crop_and_resize":
