@@ -145,6 +145,7 @@ def _ensure_loaded() -> None:
         ops_nn,
         ops_quant,
         ops_reduce,
+        ops_resize,
         ops_rnn,
         ops_tensor,
     )
