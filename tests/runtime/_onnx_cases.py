@@ -97,7 +97,6 @@ CASE_EXCLUDES: List[Tuple[str, str]] = [
         "Dropout training mode with a nonzero ratio (random)",
     ),
     (r"^test_reduce_max_empty_set_bool$", "bool reduction over an empty set"),
-    (r"^test_convtranspose_output_shape$", "ConvTranspose output_shape padding rule: known bug"),
 ]
 
 

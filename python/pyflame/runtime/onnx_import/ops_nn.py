@@ -133,7 +133,8 @@ def _conv_transpose(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
     auto = node.attrs.get("auto_pad", "NOTSET")
     auto = auto.decode() if isinstance(auto, bytes) else auto
     out_shape = node.attrs.get("output_shape")
-    if out_shape is not None or auto in ("SAME_UPPER", "SAME_LOWER"):
+    full = [s[i] * (in_sp[i] - 1) + op[i] + (k[i] - 1) * d[i] + 1 for i in range(nd)]
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
         target = (
             [int(v) for v in out_shape][-nd:]
             if out_shape is not None
@@ -141,13 +142,20 @@ def _conv_transpose(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
         )
         begin, end = [], []
         for i in range(nd):
-            total = max(s[i] * (in_sp[i] - 1) + op[i] + (k[i] - 1) * d[i] + 1 - target[i], 0)
+            total = full[i] - target[i]
             if auto == "SAME_LOWER":
                 begin.append(total - total // 2)
                 end.append(total // 2)
             else:
                 begin.append(total // 2)
                 end.append(total - total // 2)
+    elif out_shape is not None:
+        # explicit output_shape (as the reference): the full result is cut or extended
+        # (with zeros, i.e. the bias) at the end; leading pads still apply
+        pads = [int(p) for p in node.attrs.get("pads", [0] * (2 * nd))]
+        target = [int(v) for v in out_shape][-nd:]
+        begin = pads[:nd]
+        end = [full[i] - begin[i] - target[i] for i in range(nd)]
     elif auto == "VALID":
         begin, end = [0] * nd, [0] * nd
     else:
