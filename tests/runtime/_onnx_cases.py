@@ -20,7 +20,6 @@ UNSUPPORTED_OPS = {
     "Attention": None,  # supported; failing cases are listed in CASE_EXCLUDES
     "ImageDecoder": "image decoding is out of scope",
     "TopK": None,  # supported for k <= 64, see per-case list
-    "TfIdfVectorizer": "string/ngram op, not implemented",
     "MaxRoiPool": "not implemented",
     "RandomNormal": "random ops are not reproducible against the reference",
     "RandomUniform": "random ops are not reproducible against the reference",

@@ -189,7 +189,7 @@ def test_malformed_models_raise_clean_errors(tmp_path):
 
 def test_all_unsupported_operators_reported_at_once():
     nodes = [
-        helper.make_node("TfIdfVectorizer", ["x"], ["y1"]),
+        helper.make_node("StringSplit", ["x"], ["y1"]),
         helper.make_node("StringNormalizer", ["x"], ["y2"]),
         helper.make_node("Relu", ["x"], ["y3"]),
         helper.make_node("Frobnicate", ["x"], ["y4"], domain="com.example"),

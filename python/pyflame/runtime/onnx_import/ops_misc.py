@@ -1,4 +1,4 @@
-"""Host (NumPy) operators, continued: BitCast, MaxPool with its Indices output, MaxUnpool,
+"""Host (NumPy) operators, continued: BitCast, TfIdfVectorizer, MaxPool with Indices, MaxUnpool,
 N-d pooling beyond the 2-D kernels, DeformConv, STFT, MelWeightMatrix, and the update rules
 of the ``ai.onnx.preview.training`` domain (Adagrad, Adam, Momentum). As in
 :mod:`ops_host`, inputs are evaluated first.
@@ -339,3 +339,65 @@ def _deform_conv(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
     if xs[3] is not None:
         y = y + _np(ctx, xs[3]).reshape(1, -1, 1, 1)
     return y.astype(_np(ctx, xs[0]).dtype)
+
+
+@register("TfIdfVectorizer")
+def _tfidf(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
+    """N-gram counts of integer sequences (rows of a 1-D or 2-D input) against the pool of
+    ``pool_int64s``, weighted TF / IDF / TFIDF (the reference's skip-gram walk)."""
+    x = _np(ctx, xs[0])
+    a = node.attrs
+    pool = [int(v) for v in a.get("pool_int64s", [])]
+    if not pool:
+        raise BackendError("TfIdfVectorizer: only integer pools (pool_int64s) are supported")
+    lo, hi = int(a["min_gram_length"]), int(a["max_gram_length"])
+    skip = int(a["max_skip_count"])
+    counts_at = [int(v) for v in a["ngram_counts"]]
+    indexes = [int(v) for v in a["ngram_indexes"]]
+    weights = [float(v) for v in a.get("weights", [])]
+    mode = a.get("mode", "TF")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    grams: dict = {}
+    prefixes: set = set()
+    gram_id = 0
+    for size, begin in enumerate(counts_at, start=1):
+        end = counts_at[size] if size < len(counts_at) else len(pool)
+        for start in range(begin, end, size):
+            gram = tuple(pool[start : start + size])
+            if lo <= size <= hi:
+                grams[gram] = gram_id
+                prefixes.update(gram[:j] for j in range(1, size + 1))
+            gram_id += 1
+    out_size = max(indexes) + 1
+    rows = x.reshape(1, -1) if x.ndim <= 1 else x.reshape(x.shape[0], -1)
+    freq = np.zeros((rows.shape[0], out_size))
+    for r, row in enumerate(rows.tolist()):
+        first = lo
+        for dist in range(1, skip + 2):
+            for start in range(len(row)):
+                if start + dist * (first - 1) >= len(row):
+                    break
+                path: tuple = ()
+                item, size = start, 1
+                while size <= hi and item < len(row):
+                    path = path + (row[item],)
+                    if path not in prefixes:
+                        break
+                    if size >= first and path in grams:
+                        freq[r, indexes[grams[path]]] += 1
+                    size += 1
+                    item += dist
+            if first == 1:
+                first = 2
+                if first > hi:
+                    break
+    if mode == "TF":
+        y = freq
+    elif mode == "IDF":
+        y = np.where(freq > 0, np.asarray(weights) if weights else 1.0, 0.0)
+    elif mode == "TFIDF":
+        y = freq * np.asarray(weights) if weights else freq
+    else:
+        raise BackendError(f"TfIdfVectorizer: unknown mode {mode!r}")
+    y = y.astype(np.float32)
+    return y.reshape(out_size) if x.ndim <= 1 else y

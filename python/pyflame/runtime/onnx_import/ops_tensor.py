@@ -501,7 +501,6 @@ not_supported(
     "StringConcat",
     "StringSplit",
     "RegexFullMatch",
-    "TfIdfVectorizer",
     "LabelEncoder",
 )
 _ = np_dtype_to_pf
