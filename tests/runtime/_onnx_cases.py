@@ -86,10 +86,6 @@ _ELEM_NAMES = {
 # ---------------------------------------------------------------- exclusions, by case
 CASE_EXCLUDES: List[Tuple[str, str]] = [
     (r"^test_convtranspose_3d", "3-D ConvTranspose: no executor kernel"),
-    (
-        r"^test_einsum_.*ellipsis|^test_einsum_batch_diagonal|^test_einsum_.*trace",
-        "Einsum with ellipsis/diagonals is not implemented",
-    ),
     (r"^test_cast_.*STRING|^test_castlike_.*STRING", "string casts"),
     (
         r"^test_training_dropout(_default)?(_mask)?$|^test_training_dropout$",

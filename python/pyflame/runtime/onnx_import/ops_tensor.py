@@ -327,15 +327,16 @@ def _pad(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
 @register("Einsum")
 def _einsum(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
     eq = node.attrs["equation"].replace(" ", "")
-    ts = [ctx.t(x) for x in xs]
     lhs, _, rhs = eq.partition("->")
     terms = lhs.split(",")
-    if "..." in eq:
-        raise BackendError("Einsum with ellipsis is not supported")
-    if any(len(set(t)) != len(t) for t in terms):
-        raise BackendError(
-            "Einsum with repeated indices in one operand (diagonal/trace) is not supported"
-        )
+    if "..." in eq or any(len(set(t)) != len(t) for t in terms):
+        # ellipses and diagonals/traces: NumPy on the host (the run becomes data dependent)
+        vals = [np.asarray(ctx.a(x)) for x in xs]
+        try:
+            return np.asarray(np.einsum(eq, *vals)).astype(vals[0].dtype)
+        except ValueError as e:
+            raise BackendError(f"Einsum {eq!r}: {e}") from e
+    ts = [ctx.t(x) for x in xs]
     if not _:
         rhs = "".join(sorted(c for c in set(lhs) - {","} if lhs.count(c) == 1))
     letters = list(rhs) + sorted(set(lhs.replace(",", "")) - set(rhs))
