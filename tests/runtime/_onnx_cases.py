@@ -91,7 +91,6 @@ CASE_EXCLUDES: List[Tuple[str, str]] = [
         r"^test_training_dropout(_default)?(_mask)?$|^test_training_dropout$",
         "Dropout training mode with a nonzero ratio (random)",
     ),
-    (r"^test_reduce_max_empty_set_bool$", "bool reduction over an empty set"),
 ]
 
 
