@@ -47,7 +47,9 @@ if {kind!r} == "ort":
     s = rt.InferenceSession({model!r}, providers=["CPUExecutionProvider"])
 else:
     import pyflame_rt as rt
-    s = rt.InferenceSession({model!r})
+    so = rt.SessionOptions()
+    so.graph_optimization_level = rt.GraphOptimizationLevel.ORT_ENABLE_ALL
+    s = rt.InferenceSession({model!r}, so)
 for _ in range(3):
     s.run(None, {{"hidden": h, "attention_mask": m}})
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss of the forking parent across exec
@@ -71,12 +73,14 @@ def main() -> None:
     if not (os.path.exists(resnet) and os.path.exists(bert)):
         sys.exit("models missing: run python scripts/make_onnx_models.py")
     rows = []
+    pso = pyflame_rt.SessionOptions()
+    pso.graph_optimization_level = pyflame_rt.GraphOptimizationLevel.ORT_ENABLE_ALL
     for name, path in (("resnet18", resnet), ("bert_encoder", bert)):
         gc.collect()
         ca, cb = [], []
         for _ in range(5):
             t = time.perf_counter()
-            pyflame_rt.InferenceSession(path)
+            pyflame_rt.InferenceSession(path, pso)
             ca.append(time.perf_counter() - t)
             t = time.perf_counter()
             onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
@@ -87,7 +91,7 @@ def main() -> None:
     # the interleaved pyflame_rt call; turn spinning off so each side gets the machine.
     so = onnxruntime.SessionOptions()
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    pf_r = pyflame_rt.InferenceSession(resnet)
+    pf_r = pyflame_rt.InferenceSession(resnet, pso)
     ort_r = onnxruntime.InferenceSession(resnet, so, providers=["CPUExecutionProvider"])
     for bsz in (1, 32):
         x = rng.standard_normal((bsz, 3, 32, 32)).astype(np.float32)
@@ -97,7 +101,7 @@ def main() -> None:
             args.reps,
         )
         rows.append((f"resnet18 batch {bsz}", a, b))
-    pf_b = pyflame_rt.InferenceSession(bert)
+    pf_b = pyflame_rt.InferenceSession(bert, pso)
     ort_b = onnxruntime.InferenceSession(bert, so, providers=["CPUExecutionProvider"])
     feed = {
         "hidden": rng.standard_normal((8, 128, 256)).astype(np.float32),

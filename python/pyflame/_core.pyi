@@ -179,6 +179,19 @@ class Graph:
         """Text listing, one node per line."""
     def __len__(self) -> builtins.int: ...
 
+@final
+class ThreadPool:
+    """A pool of `num_threads` worker threads (named `pyflame-pool-<i>`) that evaluates tensors."""
+
+    def __new__(cls, num_threads: builtins.int) -> Self: ...
+    @property
+    def num_threads(self) -> builtins.int:
+        """Number of worker threads."""
+    def current_num_threads(self) -> builtins.int:
+        """The thread count rayon reports inside the pool (what parallel kernels split over)."""
+    def eval(self, *tensors: Tensor) -> None:
+        """Evaluates the given tensors in one pass on this pool's threads (GIL released)."""
+
 # ---- Tensor ----
 
 class Tensor:

@@ -10,6 +10,7 @@ mod graph;
 mod indexing;
 mod ops;
 mod tensor;
+mod threads;
 
 use pyflame_core::dtype::ALL_DTYPES;
 use pyo3::prelude::*;
@@ -24,6 +25,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<graph::PyGraph>()?;
     m.add_class::<graph::PyNode>()?;
     m.add_class::<graph::PyTensorSpec>()?;
+    m.add_class::<threads::PyThreadPool>()?;
     m.add("ShapeError", py.get_type::<errors::ShapeError>())?;
     for d in ALL_DTYPES {
         m.add(d.name(), dtype::PyDType { inner: d })?;

@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
@@ -28,19 +28,44 @@ from .graph import Graph, Node
 from .onnx_import.registry import NONDETERMINISTIC, OpContext, check_supported, get_converter
 
 Step = Tuple[Callable[..., Any], Node, List[str], List[str]]
+#: a plan step: converter, node, input names, output names, names released after it
+PlanStep = Tuple[Callable[..., Any], Node, List[str], List[str], Tuple[str, ...]]
+
+
+def _release_lists(steps: Sequence[Step], keep: Set[str]) -> List[Tuple[str, ...]]:
+    """For each step, the values no later step reads (liveness): the executor drops its
+    references to them right after that step, so the pyflame evaluator can free each
+    intermediate buffer as soon as its last consumer ran instead of keeping every value of
+    the graph alive until the outputs are collected."""
+    last: Dict[str, int] = {}
+    for k, (_, _, ins, outs) in enumerate(steps):
+        for name in ins:
+            if name:
+                last[name] = k
+        for name in outs:
+            if name:
+                last.setdefault(name, k)  # produced but never read: dropped right away
+    release: List[List[str]] = [[] for _ in steps]
+    for name, k in last.items():
+        if name not in keep:
+            release[k].append(name)
+    return [tuple(r) for r in release]
 
 
 class _Plan:
-    def __init__(self, steps: List[Step], consts: Dict[str, np.ndarray], cacheable: bool) -> None:
+    """The steps left for one input signature after folding, with their constants."""
+
+    def __init__(self, steps: List[PlanStep], consts: Dict[str, np.ndarray]) -> None:
         self.steps = steps
         self.consts = consts
-        self.cacheable = cacheable
 
 
 class Executor:
     """Executes a validated Graph; see the module docstring."""
 
-    def __init__(self, graph: Graph, max_plans: int = 16) -> None:
+    def __init__(self, graph: Graph, max_plans: int = 16, num_threads: int = 0) -> None:
+        """`num_threads` > 0 evaluates on a dedicated pool of that many threads (0: the
+        process-wide pool, one thread per core)."""
         check_supported(graph.nodes)
         self.graph = graph
         self.opset = graph.opset
@@ -49,9 +74,13 @@ class Executor:
             fn = get_converter(n.op_type)
             assert fn is not None  # check_supported guarantees it
             self._steps.append((fn, n, list(n.inputs), [o for o in n.outputs]))
+        self._outputs = {o.name for o in graph.outputs}
+        self._release = _release_lists(self._steps, self._outputs)
         self._plans: Dict[Any, _Plan] = {}
         self._max_plans = max_plans
         self._ctx = OpContext(self.opset)
+        if num_threads > 0:
+            self._ctx.pool = pf._core.ThreadPool(int(num_threads))
 
     @staticmethod
     def _to_outputs(node: Node, res: Any) -> List[Any]:
@@ -60,23 +89,22 @@ class Executor:
 
     def _trace(
         self,
-        steps: Sequence[Step],
         env: Dict[str, Any],
         ctx: OpContext,
-        fold: bool,
         deadline: Optional[float],
         profile: Optional[list],
     ) -> List[Step]:
+        """Runs every node, folding those whose inputs are all constant (NumPy) for this
+        signature; returns the steps that remain. Tensor values are released after their
+        last consumer; NumPy constants stay in `env` (the plan keeps those still needed)."""
         remaining: List[Step] = []
-        for step in steps:
+        for step, release in zip(self._steps, self._release):
             fn, node, ins, outs = step
             vals = [env[i] if i else None for i in ins]
             if deadline is not None and time.perf_counter() > deadline:
                 raise BackendError("run timed out (RunOptions.timeout_ms) before evaluation")
-            const_in = (
-                fold
-                and node.op_type not in NONDETERMINISTIC
-                and all(v is None or isinstance(v, np.ndarray) for v in vals)
+            const_in = node.op_type not in NONDETERMINISTIC and all(
+                v is None or isinstance(v, np.ndarray) for v in vals
             )
             t0 = time.perf_counter() if profile is not None else 0.0
             try:
@@ -84,15 +112,16 @@ class Executor:
             except PyFlameRTError:
                 raise
             except Exception as e:  # noqa: BLE001 - shape errors etc. from the tensor API
-                raise BackendError(
-                    f"node {node.name!r} ({node.op_type}) failed: {type(e).__name__}: {e}"
-                ) from e
+                raise _node_error(node, e) from e
             if profile is not None:
                 live = [r for r in res if r is not None and not isinstance(r, np.ndarray)]
                 if live:
-                    pf._core.eval(*live)
+                    ctx.evaluate(*live)
                 profile.append((node, t0, time.perf_counter()))
             if const_in:
+                live = [r for r in res if r is not None and not isinstance(r, np.ndarray)]
+                if live:
+                    ctx.evaluate(*live)
                 res = [
                     r if r is None or isinstance(r, np.ndarray) else np.asarray(r.numpy())
                     for r in res
@@ -101,9 +130,48 @@ class Executor:
             for name, r in zip(outs, res):
                 if name:
                     env[name] = r
-            if not (fold and all_const):
+            if not all_const:
                 remaining.append(step)
+            del vals, res
+            for name in release:
+                if not isinstance(env.get(name), np.ndarray):
+                    env.pop(name, None)
         return remaining
+
+    def _make_plan(self, steps: List[Step], env: Dict[str, Any], feeds: Dict[str, Any]) -> _Plan:
+        needed = {i for _, _, ins, _ in steps for i in ins if i} | self._outputs
+        consts = {
+            k: v
+            for k, v in env.items()
+            if isinstance(v, np.ndarray) and k in needed and k not in feeds
+        }
+        release = _release_lists(steps, self._outputs)
+        plan_steps = [(fn, n, ins, outs, rel) for (fn, n, ins, outs), rel in zip(steps, release)]
+        return _Plan(plan_steps, consts)
+
+    @staticmethod
+    def _replay(
+        plan: _Plan, env: Dict[str, Any], ctx: OpContext, deadline: Optional[float]
+    ) -> None:
+        """Builds the lazy tensor ops of a cached plan (no folding, no checks per value)."""
+        node = None
+        try:
+            for fn, node, ins, outs, release in plan.steps:
+                if deadline is not None and time.perf_counter() > deadline:
+                    raise BackendError("run timed out (RunOptions.timeout_ms) before evaluation")
+                res = fn(ctx, node, [env[i] if i else None for i in ins])
+                if isinstance(res, (list, tuple)):
+                    for name, r in zip(outs, res):
+                        if name:
+                            env[name] = np.asarray(r) if isinstance(r, np.generic) else r
+                else:
+                    env[outs[0]] = np.asarray(res) if isinstance(res, np.generic) else res
+                for name in release:
+                    env.pop(name, None)
+        except PyFlameRTError:
+            raise
+        except Exception as e:  # noqa: BLE001 - shape errors etc. from the tensor API
+            raise _node_error(node, e) from e
 
     def run(
         self,
@@ -112,43 +180,51 @@ class Executor:
         deadline: Optional[float] = None,
         profile: Optional[list] = None,
     ) -> List[np.ndarray]:
-        """Computes `output_names` from `feeds` (already validated NumPy arrays)."""
+        """Computes `output_names` (graph outputs) from `feeds` (validated NumPy arrays)."""
+        unknown = [n for n in output_names if n not in self._outputs]
+        if unknown:
+            raise BackendError(
+                f"{unknown} are not graph outputs (intermediates are released as soon as "
+                f"their last consumer ran); graph outputs: {sorted(self._outputs)}"
+            )
         key = tuple((k, v.shape, v.dtype.str) for k, v in sorted(feeds.items()))
         plan = self._plans.get(key)
         ctx = self._ctx
         ctx.data_dependent = False
-        if len(ctx._tensors) > 4096:
-            ctx._tensors.clear()
+        if plan is None or profile is not None or len(ctx._tensors) > 4096:
+            # A traced run creates its folded constants (and host-operator results) anew:
+            # keep only the tensor wrappers of arrays that outlive the run.
+            ctx.retain_tensors(self._persistent_ids())
         env: Dict[str, Any] = {}
         for k, v in feeds.items():
             env[k] = (
-                pf.from_numpy(np.ascontiguousarray(v))
+                pf.from_numpy(v if v.flags.c_contiguous else np.ascontiguousarray(v))
                 if v.dtype.kind in "fiub" and v.dtype.name not in ("uint16", "uint32", "uint64")
                 else v
             )
         if plan is None or profile is not None:
             env.update(self.graph.initializers)
-            steps = self._trace(self._steps, env, ctx, True, deadline, profile)
+            steps = self._trace(env, ctx, deadline, profile)
             if plan is None and not ctx.data_dependent and profile is None:
-                needed = {i for _, _, ins, _ in steps for i in ins if i}
-                needed |= set(output_names) | {o.name for o in self.graph.outputs}
-                consts = {
-                    k: v
-                    for k, v in env.items()
-                    if isinstance(v, np.ndarray) and k in needed and k not in feeds
-                }
                 if len(self._plans) >= self._max_plans:
                     self._plans.pop(next(iter(self._plans)))
-                self._plans[key] = _Plan(steps, consts, True)
+                self._plans[key] = self._make_plan(steps, env, feeds)
         else:
             env.update(plan.consts)
-            self._trace(plan.steps, env, ctx, False, deadline, None)
+            self._replay(plan, env, ctx, deadline)
             if ctx.data_dependent:  # cannot happen for a cacheable plan; kept as a guard
                 self._plans.pop(key, None)
-        return self._collect(output_names, env)
+        return self._collect(output_names, env, ctx)
+
+    def _persistent_ids(self) -> Set[int]:
+        """ids of the arrays that live across runs: initializers and cached plan constants."""
+        ids = {id(v) for v in self.graph.initializers.values()}
+        for plan in self._plans.values():
+            ids.update(id(v) for v in plan.consts.values())
+        return ids
 
     @staticmethod
-    def _collect(names: Sequence[str], env: Dict[str, Any]) -> List[np.ndarray]:
+    def _collect(names: Sequence[str], env: Dict[str, Any], ctx: OpContext) -> List[np.ndarray]:
         vals = []
         for n in names:
             if n not in env or env[n] is None:
@@ -157,7 +233,7 @@ class Executor:
         live = [v for v in vals if not isinstance(v, np.ndarray)]
         if live:
             try:
-                pf._core.eval(*live)
+                ctx.evaluate(*live)
             except Exception as e:  # noqa: BLE001
                 raise BackendError(f"evaluation failed: {type(e).__name__}: {e}") from e
         out = []
@@ -167,3 +243,8 @@ class Executor:
             else:
                 out.append(np.asarray(v.numpy()))
         return out
+
+
+def _node_error(node: Optional[Node], e: Exception) -> BackendError:
+    where = f"node {node.name!r} ({node.op_type})" if node is not None else "a node"
+    return BackendError(f"{where} failed: {type(e).__name__}: {e}")

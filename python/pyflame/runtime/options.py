@@ -80,6 +80,13 @@ class ExecutionMode(enum.IntEnum):
 class SessionOptions:
     """Session configuration (spec names; ORT's names are aliases).
 
+    `num_threads` (ORT: `intra_op_num_threads`) > 0 gives the session its own pool of that
+    many worker threads, and every evaluation of the session runs on it; 0 uses the
+    process-wide pool (one thread per core). `execution_mode` "parallel" (ORT_PARALLEL) is
+    accepted and equivalent to "sequential": operators run one after another in the fused
+    order, each parallel over the session's threads, so results are identical;
+    `inter_op_num_threads` is accepted and has no effect for the same reason.
+
     Example:
         >>> o = SessionOptions()
         >>> o.num_threads = -1

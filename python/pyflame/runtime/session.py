@@ -154,7 +154,7 @@ class InferenceSession:
             pm = PassManager.create_default(level, cfg)
             self.optimization_result = pm.run_until_fixed_point(graph)
         self._graph = graph
-        self._executor = Executor(graph)
+        self._executor = Executor(graph, num_threads=self._options.num_threads)
         self._inputs = [NodeArg(i) for i in graph.inputs]
         self._outputs = [NodeArg(self._output_info(o)) for o in graph.outputs]
         md = graph.metadata

@@ -127,11 +127,57 @@ def _attr_value(onnx: Any, a: Any) -> Any:
         return [int(v) for v in a.ints]
     if t == A.STRINGS:
         return [s.decode("utf-8", "replace") for s in a.strings]
-    if t in (A.GRAPH, A.GRAPHS):
-        return "<subgraph>"
+    if t == A.GRAPH:
+        return _convert_subgraph(onnx, a.g)
+    if t == A.GRAPHS:
+        return [_convert_subgraph(onnx, g) for g in a.graphs]
     if t == A.SPARSE_TENSOR:
         raise InvalidModelError(f"sparse tensor attribute {a.name!r} is not supported")
     return None
+
+
+#: attribute holding how many of a control-flow node's inputs are its declared ONNX inputs;
+#: the rest are the outer-scope values its subgraphs read (appended at import, so passes and
+#: the executor's liveness see them as uses)
+NUM_DECLARED_INPUTS = "_num_declared_inputs"
+
+
+def _convert_subgraph(onnx: Any, gp: Any) -> Graph:
+    """A subgraph attribute (If branches, Loop/Scan bodies) as a runtime Graph."""
+    sub = ONNXImporter._convert_graph(onnx, _GraphModel(gp), 0, ImportStats())
+    sub.opset = 0  # set from the parent at the end of the import
+    return sub
+
+
+class _GraphModel:
+    """Adapts a GraphProto to the ModelProto fields `_convert_graph` reads."""
+
+    def __init__(self, gp: Any) -> None:
+        self.graph = gp
+        self.producer_name = self.producer_version = self.domain = self.doc_string = ""
+        self.model_version = 0
+        self.metadata_props: List[Any] = []
+
+
+def _outer_names(g: Graph) -> List[str]:
+    """Names a subgraph reads that it does not define (values of the enclosing scopes)."""
+    defined = {i.name for i in g.inputs} | set(g.initializers)
+    outer: List[str] = []
+    for n in g.nodes:
+        for i in n.inputs:
+            if i and i not in defined and i not in outer:
+                outer.append(i)
+        defined.update(o for o in n.outputs if o)
+    return outer
+
+
+def _set_opset(g: Graph, opset: int) -> None:
+    for n in g.nodes:
+        for v in n.attrs.values():
+            for sub in v if isinstance(v, list) else [v]:
+                if isinstance(sub, Graph):
+                    sub.opset = opset
+                    _set_opset(sub, opset)
 
 
 def _tensor_info(onnx: Any, vi: Any) -> TensorInfo:
@@ -155,6 +201,41 @@ def _tensor_info(onnx: Any, vi: Any) -> TensorInfo:
         else:
             dims.append(None)
     return TensorInfo(vi.name, dtype, dims)
+
+
+#: initializers up to this many elements stay in the model given to shape inference (shape
+#: tensors, axes, small constants whose values the inference may need)
+_SHAPE_INFERENCE_KEEP = 1024
+
+
+def _without_weights(onnx: Any, model: Any) -> Any:
+    """A copy of `model` for shape inference with the large initializers turned into graph
+    inputs of the same type and shape: inference needs their shapes, not their bytes, and
+    serializing the weights into the inference (and parsing them back) dominated session
+    creation time and peak memory."""
+    from onnx import helper
+
+    src = model.graph
+    m = onnx.ModelProto()
+    m.ir_version = model.ir_version
+    m.opset_import.extend(model.opset_import)
+    m.functions.extend(model.functions)
+    g = m.graph
+    g.name = src.name
+    g.node.extend(src.node)
+    g.input.extend(src.input)
+    g.output.extend(src.output)
+    g.value_info.extend(src.value_info)
+    declared = {vi.name for vi in src.input}
+    for init in src.initializer:
+        numel = 1
+        for d in init.dims:
+            numel *= int(d)
+        if numel <= _SHAPE_INFERENCE_KEEP or init.data_location == onnx.TensorProto.EXTERNAL:
+            g.initializer.append(init)
+        elif init.name not in declared:
+            g.input.append(helper.make_tensor_value_info(init.name, init.data_type, init.dims))
+    return m
 
 
 class ONNXImporter:
@@ -193,12 +274,13 @@ class ONNXImporter:
             if imp.domain in ("", "ai.onnx"):
                 opset = int(imp.version)
         stats.opset = opset
+        shapes = model
         if opts.infer_shapes:
             try:
-                model = onnx.shape_inference.infer_shapes(model)
+                shapes = onnx.shape_inference.infer_shapes(_without_weights(onnx, model))
             except Exception as e:  # noqa: BLE001 - inference is best effort
                 stats.warnings.append(f"ONNX shape inference failed: {e}")
-        graph = self._convert_graph(onnx, model, opset, stats)
+        graph = self._convert_graph(onnx, model, opset, stats, shapes.graph)
         if opts.validate:
             graph.validate()
         if opts.check_operators:
@@ -215,10 +297,15 @@ class ONNXImporter:
         return ImportResult(success=True, graph=graph, stats=stats)
 
     @staticmethod
-    def _convert_graph(onnx: Any, model: Any, opset: int, stats: ImportStats) -> Graph:
+    def _convert_graph(
+        onnx: Any, model: Any, opset: int, stats: ImportStats, shapes: Any = None
+    ) -> Graph:
+        """`model` gives nodes and weights; `shapes` (a GraphProto, default model.graph)
+        gives the output types and value_info (the result of shape inference)."""
         from onnx import numpy_helper
 
         g = model.graph
+        shapes = g if shapes is None else shapes
         graph = Graph(g.name or "graph")
         graph.opset = opset
         graph.metadata = {
@@ -241,9 +328,10 @@ class ONNXImporter:
         for vi in g.input:
             if vi.name not in graph.initializers:
                 graph.inputs.append(_tensor_info(onnx, vi))
+        inferred_out = {vi.name: vi for vi in shapes.output}
         for vi in g.output:
-            graph.outputs.append(_tensor_info(onnx, vi))
-        for vi in g.value_info:
+            graph.outputs.append(_tensor_info(onnx, inferred_out.get(vi.name, vi)))
+        for vi in shapes.value_info:
             graph.value_info[vi.name] = _tensor_info(onnx, vi)
         used: Dict[str, int] = {}
         for i, n in enumerate(g.node):
@@ -252,6 +340,17 @@ class ONNXImporter:
                 name = f"{name}_{i}"
             used[name] = i
             attrs = {a.name: _attr_value(onnx, a) for a in n.attribute}
+            inputs = list(n.input)
+            subs = [
+                g
+                for v in attrs.values()
+                for g in (v if isinstance(v, list) else [v])
+                if isinstance(g, Graph)
+            ]
+            if subs:
+                attrs[NUM_DECLARED_INPUTS] = len(inputs)
+                for sub in subs:
+                    inputs += [o for o in _outer_names(sub) if o not in inputs]
             if (
                 n.op_type == "Constant"
                 and n.domain in ("", "ai.onnx")
@@ -260,7 +359,9 @@ class ONNXImporter:
             ):
                 graph.initializers[n.output[0]] = np.asarray(attrs["value"])
                 continue
-            graph.add_node(name, n.op_type, list(n.input), list(n.output), attrs, n.domain)
+            graph.add_node(name, n.op_type, inputs, list(n.output), attrs, n.domain)
+        if opset:
+            _set_opset(graph, opset)
         return graph
 
 

@@ -17,7 +17,7 @@ import pyflame as pf
 import pyflame.nn.functional as F
 
 from ..errors import BackendError
-from .registry import OpContext, Value, not_supported, np_dtype_of, np_dtype_to_pf, register
+from .registry import OpContext, Value, np_dtype_of, np_dtype_to_pf, register
 
 _ONNX_TO_NP = {
     1: "float32",
@@ -144,7 +144,6 @@ register("Not")(_unary(pf.logical_not))
 register("Softsign")(_unary(lambda x: x / (1.0 + pf.abs(x))))
 register("IsNaN")(_unary(lambda x: pf.ne(x, x)))
 register("Identity")(lambda ctx, node, xs: [xs[0]])
-not_supported("no inverse trigonometric primitive in the executor", "Asin", "Acos", "Atan")
 
 
 @register("Round")
@@ -178,9 +177,26 @@ def _isinf(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
 
 @register("BitShift")
 def _bitshift(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
+    """Shifts as multiplications / floor divisions by 2**s (wrapping like a shift); shift
+    amounts < 0 or >= the bit width give 0 (right shifts of negatives: -1), as the reference."""
     x, s = ctx.t(xs[0]), ctx.t(xs[1])
-    p = pf.pow(pf.full([], 2, dtype=x.dtype), s).astype(x.dtype)
-    return x * p if node.attrs.get("direction", "LEFT") == "LEFT" else pf.floor_divide(x, p)
+    dt = np_dtype_of(xs[0])
+    bits = dt.itemsize * 8
+    i64 = pf.int64
+    s64 = s.astype(i64)
+    outside = pf.logical_or(pf.lt(s64, 0), pf.ge(s64, bits))
+    safe = pf.clamp(pf.where(outside, pf.full([], 0, dtype=i64), s64), 0, 62)
+    p = pf.pow(pf.full([], 2, dtype=i64), safe)
+    zero = pf.full([], 0, dtype=x.dtype)
+    if node.attrs.get("direction", "LEFT") == "LEFT":
+        y = x * p.astype(x.dtype)
+        return pf.where(outside, zero, y)
+    x64 = x.astype(i64)
+    y = pf.floor_divide(x64, p)
+    sign = pf.where(pf.lt(x64, 0), pf.full([], -1, dtype=i64), pf.full([], 0, dtype=i64))
+    if bits == 64:  # x >> 63: beyond the exact 2**62 divisor
+        y = pf.where(pf.ge(s64, 63), sign, y)
+    return pf.where(outside, sign, y).astype(x.dtype)
 
 
 @register("Where")
@@ -329,7 +345,9 @@ def _castlike(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
 def _dropout(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
     x = xs[0]
     if len(xs) > 2 and xs[2] is not None and bool(ctx.a(xs[2]).reshape(-1)[0]):
-        raise BackendError("Dropout with training_mode=True is not supported in inference")
+        ratio = float(ctx.a(xs[1]).reshape(-1)[0]) if len(xs) > 1 and xs[1] is not None else 0.5
+        if ratio != 0.0:  # ratio 0 drops nothing: training mode is the identity then
+            raise BackendError("Dropout with training_mode=True is not supported in inference")
     outs = [x]
     if len(node.outputs) > 1:
         outs.append(pf.ones(list(ctx.t(x).shape), dtype=pf.bool_))

@@ -85,6 +85,8 @@ def _empty(kind: str, x: pf.Tensor, axes: List[int], keep: bool) -> Any:
         else [s for i, s in enumerate(x.shape) if i not in axes]
     )
     dt = np.dtype(pf.dtype_name(x.dtype).replace("bool", "bool_"))
+    if dt.kind == "b":  # identities over booleans: False (max, sum), True (min, prod)
+        return np.full(shape, kind in ("min", "prod"), dtype=dt)
     fill = {
         "max": -np.inf if dt.kind == "f" else np.iinfo(dt).min,
         "min": np.inf if dt.kind == "f" else np.iinfo(dt).max,

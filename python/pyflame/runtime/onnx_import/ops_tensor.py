@@ -327,15 +327,16 @@ def _pad(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
 @register("Einsum")
 def _einsum(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
     eq = node.attrs["equation"].replace(" ", "")
-    ts = [ctx.t(x) for x in xs]
     lhs, _, rhs = eq.partition("->")
     terms = lhs.split(",")
-    if "..." in eq:
-        raise BackendError("Einsum with ellipsis is not supported")
-    if any(len(set(t)) != len(t) for t in terms):
-        raise BackendError(
-            "Einsum with repeated indices in one operand (diagonal/trace) is not supported"
-        )
+    if "..." in eq or any(len(set(t)) != len(t) for t in terms):
+        # ellipses and diagonals/traces: NumPy on the host (the run becomes data dependent)
+        vals = [np.asarray(ctx.a(x)) for x in xs]
+        try:
+            return np.asarray(np.einsum(eq, *vals)).astype(vals[0].dtype)
+        except ValueError as e:
+            raise BackendError(f"Einsum {eq!r}: {e}") from e
+    ts = [ctx.t(x) for x in xs]
     if not _:
         rhs = "".join(sorted(c for c in set(lhs) - {","} if lhs.count(c) == 1))
     letters = list(rhs) + sorted(set(lhs.replace(",", "")) - set(rhs))
@@ -372,7 +373,25 @@ def _cumsum(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
     shape = [1] * (x.ndim + 1)
     shape[axis], shape[axis + 1] = n, n
     m = pf.from_numpy(mask.reshape(shape).astype(np_dtype_of(xs[0])))
-    return pf.sum(x.unsqueeze(axis + 1) * m, axis)
+    return pf.sum(x.unsqueeze(axis + 1) * m, axis).astype(x.dtype)
+
+
+@register("CumProd")
+def _cumprod(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
+    x = ctx.t(xs[0])
+    axis = _axis(int(ctx.a(xs[1]).reshape(-1)[0]), x.ndim)
+    n = x.shape[axis]
+    i = np.arange(n)
+    excl, rev = int(node.attrs.get("exclusive", 0)), int(node.attrs.get("reverse", 0))
+    # mask[j, k]: output k multiplies input j; the others contribute 1
+    mask = (i[:, None] >= i[None, :]) if rev else (i[:, None] <= i[None, :])
+    if excl:
+        mask &= i[:, None] != i[None, :]
+    shape = [1] * (x.ndim + 1)
+    shape[axis], shape[axis + 1] = n, n
+    m = pf.from_numpy(mask.reshape(shape))
+    one = pf.full([], 1, dtype=x.dtype)
+    return pf.prod(pf.where(m, x.unsqueeze(axis + 1), one), axis).astype(x.dtype)
 
 
 @register("TopK")
@@ -454,17 +473,14 @@ def _s2d(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
     x = ctx.t(xs[0])
     b = int(node.attrs["blocksize"])
     n, c, h, w = x.shape
-    y = x.reshape([n, c, h // b, b, w // b, b]).permute([0, 3, 5, 1, 2, 4])
+    mode = node.attrs.get("mode", "DCR")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    # DCR: output channel (bh, bw, c); CRD (opset 25): (c, bh, bw)
+    perm = [0, 1, 3, 5, 2, 4] if mode == "CRD" else [0, 3, 5, 1, 2, 4]
+    y = x.reshape([n, c, h // b, b, w // b, b]).permute(perm)
     return y.reshape([n, c * b * b, h // b, w // b])
 
 
-not_supported(
-    "no scatter primitive in the tensor API",
-    "ScatterND",
-    "ScatterElements",
-    "Scatter",
-    "TensorScatter",
-)
 not_supported(
     "sequence/optional/map types are not supported",
     "SequenceConstruct",
@@ -480,24 +496,12 @@ not_supported(
     "OptionalGetElement",
     "SequenceMap",
 )
-not_supported("control flow (subgraphs) is not supported", "If", "Loop", "Scan")
 not_supported(
     "string tensors are not supported",
     "StringNormalizer",
     "StringConcat",
     "StringSplit",
     "RegexFullMatch",
-    "TfIdfVectorizer",
     "LabelEncoder",
-)
-not_supported(
-    "quantized types are not supported",
-    "QuantizeLinear",
-    "DequantizeLinear",
-    "QLinearConv",
-    "QLinearMatMul",
-    "MatMulInteger",
-    "ConvInteger",
-    "DynamicQuantizeLinear",
 )
 _ = np_dtype_to_pf

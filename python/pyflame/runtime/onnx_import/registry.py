@@ -36,6 +36,12 @@ NONDETERMINISTIC = {
     "Bernoulli",
 }
 FUSED_DOMAIN = "pyflame.rt"
+#: the optimizer update rules of this domain are supported (operators in ops_misc)
+TRAINING_DOMAIN = "ai.onnx.preview.training"
+TRAINING_OPS = {"Adagrad", "Adam", "Momentum"}
+#: supported operators of the preview domain (ops_attention)
+PREVIEW_DOMAIN = "ai.onnx.preview"
+PREVIEW_OPS = {"FlexAttention"}
 
 
 def register(*op_types: str) -> Callable[[Converter], Converter]:
@@ -91,14 +97,31 @@ def unsupported_reason(op_type: str) -> str:
     return _UNSUPPORTED_REASONS.get(op_type, "no converter for this operator")
 
 
+def _with_subgraph_nodes(nodes: Sequence[Any]) -> List[Any]:
+    """`nodes` and, recursively, the nodes of their subgraph attributes (If/Loop/Scan)."""
+    out: List[Any] = []
+    for n in nodes:
+        out.append(n)
+        for v in getattr(n, "attrs", {}).values():
+            sub = getattr(v, "nodes", None)
+            if isinstance(sub, list) and hasattr(v, "initializers"):
+                out.extend(_with_subgraph_nodes(sub))
+    return out
+
+
 def check_supported(nodes: Sequence[Any]) -> None:
     """Raises UnsupportedOperatorError listing ALL unsupported operators of `nodes` at once."""
     _ensure_loaded()
     bad: Dict[str, List[str]] = {}
-    for n in nodes:
+    for n in _with_subgraph_nodes(nodes):
         domain = n.domain or ""
         key = n.op_type
-        if domain not in ("", "ai.onnx", FUSED_DOMAIN) or key not in _CONVERTERS:
+        known = (
+            domain in ("", "ai.onnx", FUSED_DOMAIN)
+            or (domain == TRAINING_DOMAIN and key in TRAINING_OPS)
+            or (domain == PREVIEW_DOMAIN and key in PREVIEW_OPS)
+        )
+        if not known or key not in _CONVERTERS:
             label = key if domain in ("", "ai.onnx") else f"{domain}::{key}"
             bad.setdefault(label, []).append(n.name or "?")
     if bad:
@@ -111,7 +134,21 @@ def check_supported(nodes: Sequence[Any]) -> None:
 
 
 def _ensure_loaded() -> None:
-    from . import ops_elementwise, ops_nn, ops_reduce, ops_tensor  # noqa: F401
+    from . import (  # noqa: F401
+        ops_attention,
+        ops_control,
+        ops_elementwise,
+        ops_host,
+        ops_host2,
+        ops_linear_attention,
+        ops_misc,
+        ops_nn,
+        ops_quant,
+        ops_reduce,
+        ops_resize,
+        ops_rnn,
+        ops_tensor,
+    )
 
 
 class OpContext:
@@ -127,6 +164,16 @@ class OpContext:
         self.opset = opset
         self.data_dependent = False
         self._tensors: Dict[int, Any] = {}
+        #: a ``pyflame._core.ThreadPool`` evaluating on a bounded number of threads, or None
+        #: for the global pool
+        self.pool: Any = None
+
+    def evaluate(self, *tensors: Any) -> None:
+        """Evaluates pyflame tensors in one pass, on `pool` when one is set."""
+        if self.pool is not None:
+            self.pool.eval(*tensors)
+        else:
+            pf._core.eval(*tensors)
 
     def t(self, v: Value) -> pf.Tensor:
         """The value as a pyflame tensor (constants are wrapped without copying)."""
@@ -137,12 +184,37 @@ class OpContext:
                 return hit[1]
             if v.dtype.kind not in "fiub" or v.dtype.name in ("uint16", "uint32", "uint64"):
                 raise BackendError(f"dtype {v.dtype} is not supported by the pyflame executor")
-            t = pf.from_numpy(np.ascontiguousarray(v))
+            # (np.ascontiguousarray would turn a 0-d array into shape (1,))
+            t = pf.from_numpy(v if v.flags.c_contiguous else np.ascontiguousarray(v))
             self._tensors[key] = (v, t)
             return t
         if v is None:
             raise BackendError("a required input is missing")
         return v
+
+    def retain_tensors(self, ids: Any) -> None:
+        """Drops the cached tensor wrappers of arrays whose id is not in `ids` (and of the
+        transposed copies made from them), so per-run temporaries do not accumulate."""
+        keep = {k: e for k, e in self._tensors.items() if (k if k >= 0 else -k - 1) in ids}
+        self._tensors = keep
+
+    def t_transposed(self, v: np.ndarray) -> pf.Tensor:
+        """A constant 2-D array's transpose as a contiguous pyflame tensor, made once per
+        array (not on every run) and cached like :meth:`t`.
+
+        Example:
+            >>> ctx = OpContext()
+            >>> w = np.arange(6, dtype=np.float32).reshape(2, 3)
+            >>> ctx.t_transposed(w).shape, ctx.t_transposed(w) is ctx.t_transposed(w)
+            ([3, 2], True)
+        """
+        key = -id(v) - 1  # negative keys: transposed copies (ids are non-negative)
+        hit = self._tensors.get(key)
+        if hit is not None and hit[0] is v:
+            return hit[1]
+        t = self.t(np.ascontiguousarray(v.T))
+        self._tensors[key] = (v, t)
+        return t
 
     def a(self, v: Value) -> np.ndarray:
         """The value as a NumPy array; a non-constant tensor is evaluated (data dependent)."""
@@ -151,6 +223,7 @@ class OpContext:
         if v is None:
             raise BackendError("a required input is missing")
         self.data_dependent = True
+        self.evaluate(v)
         return np.asarray(v.numpy())
 
     def ints(self, v: Value) -> List[int]:

@@ -25,6 +25,7 @@ from .basic import (
     fold_constants,
 )
 from .fusion import FusionConfig, OperatorFusionPass, fuse_operators
+from .layout import Layout, LayoutConfig, LayoutOptimizationPass, optimize_layout
 from .pattern import Match, Pattern, PatternEdge, PatternMatcher, PatternNode
 
 
@@ -52,6 +53,9 @@ __all__ = [
     "DCEConfig",
     "DeadCodeEliminationPass",
     "FusionConfig",
+    "Layout",
+    "LayoutConfig",
+    "LayoutOptimizationPass",
     "Match",
     "OperatorFusionPass",
     "OptLevel",
@@ -69,4 +73,5 @@ __all__ = [
     "fold_constants",
     "fuse_operators",
     "optimize",
+    "optimize_layout",
 ]

@@ -30,6 +30,7 @@ class PassStats:
     nodes_fused: int = 0
     constants_folded: int = 0
     initializers_removed: int = 0
+    layout_changes: int = 0
 
     def merge(self, other: PassStats) -> None:
         """Adds `other`'s counters to this one."""
@@ -116,9 +117,11 @@ class PassManager:
     def create_default(
         level: OptLevel = OptLevel.EXTENDED, config: Optional[PassManagerConfig] = None
     ) -> PassManager:
-        """The standard pipeline for `level` (BASIC: folding + DCE; EXTENDED/ALL: + CSE, fusion)."""
+        """The standard pipeline for `level` (BASIC: folding + DCE; EXTENDED: + CSE, fusion;
+        ALL: + layout optimization)."""
         from .basic import ConstantFoldingPass, CSEPass, DeadCodeEliminationPass
         from .fusion import OperatorFusionPass
+        from .layout import LayoutOptimizationPass
 
         cfg = config or PassManagerConfig()
         cfg.opt_level = OptLevel.coerce(level)
@@ -128,6 +131,7 @@ class PassManager:
             DeadCodeEliminationPass(),
             CSEPass(),
             OperatorFusionPass(),
+            LayoutOptimizationPass(),
         ):
             if p.should_run(cfg.opt_level):
                 pm.register_pass(p)

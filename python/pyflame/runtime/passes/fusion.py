@@ -1,6 +1,9 @@
 """Operator fusion: Conv+BatchNorm folded into the weights, Conv(+Add)+Relu/Clip ->
-FusedConv, MatMul+Add -> Gemm (2-D) or FusedMatMulBias, Gemm+Relu -> FusedGemm and
-Add+Relu -> FusedAddRelu. Fused nodes live in the ``pyflame.rt`` domain.
+FusedConv, MatMul+Add -> Gemm (2-D) or FusedMatMulBias, Gemm+Relu -> FusedGemm,
+Add+Relu -> FusedAddRelu, the erf form of GELU (``x * 0.5 * (1 + erf(x / sqrt(2)))``, as
+exported by PyTorch) -> Gelu, and Gemm/FusedMatMulBias + Gelu -> one node with a Gelu
+activation (the bias add and the activation then run as one fused pass over the matmul
+result). Fused nodes live in the ``pyflame.rt`` domain.
 
 Example:
     >>> import numpy as np
@@ -35,6 +38,7 @@ class FusionConfig:
     fuse_conv_bn_activation: bool = True
     fuse_matmul_add: bool = True
     fuse_elementwise_activation: bool = True
+    fuse_gelu: bool = True
     check_backend_support: bool = True
     target_backend: str = "cpu"
 
@@ -71,9 +75,16 @@ class OperatorFusionPass(Pass):
             self._apply(graph, _chain("Conv", "Clip"), self._conv_act, res)
         if cfg.fuse_matmul_add:
             self._apply(graph, _chain("MatMul", "Add", None), self._matmul_add, res)
+        if cfg.fuse_gelu:
+            n = _fuse_gelu(graph)
+            if n:
+                res.modified = True
+                res.stats.nodes_fused += n
+                res.stats.nodes_removed += 4 * n
         if cfg.fuse_elementwise_activation:
-            self._apply(graph, _chain("Gemm", "Relu"), self._gemm_relu, res)
-            self._apply(graph, _chain("FusedMatMulBias", "Relu"), self._gemm_relu, res)
+            for act in ("Relu", "Gelu"):
+                self._apply(graph, _chain("Gemm", act), self._gemm_relu, res)
+                self._apply(graph, _chain("FusedMatMulBias", act), self._gemm_relu, res)
             self._apply(graph, _chain("Add", "Relu"), self._add_relu, res)
         if res.modified:
             graph.topological_sort()  # a fused node may now read a value produced later
@@ -209,11 +220,13 @@ class OperatorFusionPass(Pass):
     @staticmethod
     def _gemm_relu(graph: Graph, m: Match) -> List[Node]:
         g, relu = m.get_node("a"), m.get_node("b")
-        if not m.is_single_consumer("a"):
+        if not m.is_single_consumer("a") or g.attrs.get("activation"):
+            return []
+        if relu.op_type == "Gelu" and relu.attrs.get("approximate", "none") != "none":
             return []
         if g.op_type == "Gemm":
             g.op_type, g.domain = "FusedGemm", FUSED_DOMAIN
-        g.attrs = dict(g.attrs, activation="Relu")
+        g.attrs = dict(g.attrs, activation=relu.op_type)
         g.outputs = [relu.outputs[0]]
         return [relu]
 
@@ -225,6 +238,84 @@ class OperatorFusionPass(Pass):
         add.op_type, add.domain = "FusedAddRelu", FUSED_DOMAIN
         add.outputs = [relu.outputs[0]]
         return [relu]
+
+
+def _scalar(graph: Graph, name: str) -> Optional[float]:
+    v = graph.initializers.get(name)
+    if v is None or v.size != 1 or v.dtype.kind != "f":
+        return None
+    return float(v.reshape(-1)[0])
+
+
+def _other(node: Node, name: str) -> Optional[str]:
+    """The input of a binary node that is not `name` (None when both are)."""
+    if len(node.inputs) != 2 or node.inputs.count(name) != 1:
+        return None
+    return node.inputs[1] if node.inputs[0] == name else node.inputs[0]
+
+
+def _fuse_gelu(graph: Graph) -> int:
+    """Rewrites ``Mul(Mul(x, Add(Erf(Div(x, sqrt2)), 1)), 0.5)`` (any operand order; also
+    ``Mul(x, 1/sqrt2)`` for the Div and ``Mul(Mul(x, 0.5), Add(...))``) to ``Gelu(x)``.
+    Every intermediate must have exactly one consumer and not be a graph output."""
+    consumers = graph.consumers()
+    producers = graph.producers()
+    outputs = set(graph.output_names())
+
+    def only(name: str, op: str) -> Optional[Node]:
+        cs = consumers.get(name, [])
+        if len(cs) != 1 or name in outputs or cs[0].op_type != op:
+            return None
+        return cs[0]
+
+    def close(v: Optional[float], want: float) -> bool:
+        return v is not None and abs(v - want) <= 1e-4 * abs(want)
+
+    fused, dead = 0, set()
+    for erf in list(graph.nodes):
+        if erf.op_type != "Erf" or id(erf) in dead:
+            continue
+        scale = producers.get(erf.inputs[0])
+        if scale is None or scale.op_type not in ("Div", "Mul") or len(scale.inputs) != 2:
+            continue
+        x, c = scale.inputs
+        if scale.op_type == "Mul" and _scalar(graph, c) is None:
+            c, x = x, c
+        want = 2**0.5 if scale.op_type == "Div" else 2**-0.5
+        if not close(_scalar(graph, c), want) or only(scale.outputs[0], "Erf") is None:
+            continue
+        add = only(erf.outputs[0], "Add")
+        one = _other(add, erf.outputs[0]) if add is not None else None
+        if add is None or one is None or not close(_scalar(graph, one), 1.0):
+            continue
+        mul = only(add.outputs[0], "Mul")
+        other = _other(mul, add.outputs[0]) if mul is not None else None
+        if mul is None or other is None:
+            continue
+        if other == x:  # (x * (1 + erf)) * 0.5
+            last = only(mul.outputs[0], "Mul")
+            half = _other(last, mul.outputs[0]) if last is not None else None
+            if last is None or half is None or not close(_scalar(graph, half), 0.5):
+                continue
+            group = [scale, erf, add, mul, last]
+        else:  # (x * 0.5) * (1 + erf)
+            pre = producers.get(other)
+            if pre is None or pre.op_type != "Mul" or only(other, "Mul") is not mul:
+                continue
+            half = _other(pre, x)
+            if half is None or not close(_scalar(graph, half), 0.5):
+                continue
+            group, last = [pre, scale, erf, add, mul], mul
+        out = last.outputs[0]
+        keep = group[0]
+        keep.op_type, keep.domain, keep.attrs = "Gelu", "", {"approximate": "none"}
+        keep.inputs, keep.outputs = [x], [out]
+        for n in group[1:]:
+            dead.add(id(n))
+        fused += 1
+    if dead:
+        graph.nodes = [n for n in graph.nodes if id(n) not in dead]
+    return fused
 
 
 def fuse_operators(graph: Graph, config: Optional[FusionConfig] = None) -> PassResult:
