@@ -16,6 +16,7 @@
 //! # }
 //! ```
 
+pub mod gather;
 pub mod hash;
 pub mod lower;
 pub mod npy;

@@ -3,6 +3,7 @@
 
 pub mod elementwise;
 mod matmul;
+mod redist;
 mod reduce;
 
 use crate::plan::{Buf, BufId, BufKind, InputRef, Local, OutputRef, Phase, Placement, Plan, UFn};
@@ -161,15 +162,19 @@ impl<'g> Lowerer<'g> {
     pub(crate) fn dev(&mut self, j: usize, pl: Placement) -> Option<BufId> {
         match self.vals[j].clone()? {
             Val::Dev { buf, pl: have } if have == pl => Some(buf),
-            Val::Dev { pl: have, .. } => {
-                self.fail(
-                    self.current,
-                    format!(
-                        "operand %{j} is distributed as {}x{} over {}x{} PEs but {}x{} over {}x{} is needed (redistribution across PEs is not lowered)",
-                        have.rows, have.cols, have.pr, have.pc, pl.rows, pl.cols, pl.pr, pl.pc
-                    ),
-                );
-                None
+            Val::Dev { buf, pl: have } => {
+                if have.rows * have.cols != pl.rows * pl.cols {
+                    self.fail(
+                        self.current,
+                        format!(
+                            "operand %{j} is a {}x{} matrix but a {}x{} one is needed",
+                            have.rows, have.cols, pl.rows, pl.cols
+                        ),
+                    );
+                    return None;
+                }
+                // same row-major data, another distribution: move it across PEs
+                redist::redistribute(self, buf, have, pl, crate::gather::ElemMap::flat())
             }
             Val::Host(data) => Some(self.host_buf(j, &data, pl)),
             Val::Imm(v) => {
@@ -272,24 +277,30 @@ impl<'g> Lowerer<'g> {
                 self.vals[i] = Some(Val::Host(std::sync::Arc::new(permute_data(&data, src, &p))));
             }
             Some(Val::Dev { buf, pl }) => {
-                if p.len() != 2 || pl.pr != 1 || pl.pc != 1 {
-                    return self.fail(
-                        i,
-                        "transpose across PEs is not lowered (only 2-D transpose on a single PE)",
-                    );
-                }
                 let out = std_placement(&node.shape, node.layout);
-                let dst = self.temp(out, "transpose");
-                self.local(
-                    Local::Transpose {
-                        dst,
-                        src: buf,
-                        rows: pl.rows,
-                        cols: pl.cols,
-                    },
-                    out,
-                );
-                self.vals[i] = Some(Val::Dev { buf: dst, pl: out });
+                if p.len() == 2 && pl.pr == 1 && pl.pc == 1 && out.pr == 1 && out.pc == 1 {
+                    let dst = self.temp(out, "transpose");
+                    self.local(
+                        Local::Transpose {
+                            dst,
+                            src: buf,
+                            rows: pl.rows,
+                            cols: pl.cols,
+                        },
+                        out,
+                    );
+                    self.vals[i] = Some(Val::Dev { buf: dst, pl: out });
+                    return;
+                }
+                // across PEs: every destination element is fetched from the PE holding it
+                let map = crate::gather::ElemMap {
+                    dst_shape: node.shape.clone(),
+                    src_shape: self.graph.nodes[j].shape.clone(),
+                    perm: p,
+                };
+                if let Some(dst) = redist::redistribute(self, buf, pl, out, map) {
+                    self.vals[i] = Some(Val::Dev { buf: dst, pl: out });
+                }
             }
             None => {}
         }

@@ -99,13 +99,18 @@ pub(crate) fn reduce(l: &mut Lowerer, i: usize, op: ReduceOp, axes: &[usize], j:
     if numel(&in_shape) == 0 {
         return l.fail(i, "reduction of an empty tensor");
     }
-    let Some(kind) = kind_of(&in_shape, axes, &pl) else {
-        return l.fail(
-            i,
-            format!("reduction over axes {axes:?} of {in_shape:?} does not match the PE tiling (only the last axes, the leading axes, or all)"),
-        );
+    let (mut src, pl, kind) = match kind_of(&in_shape, axes, &pl) {
+        Some(kind) => {
+            let Some(src) = l.dev(j, pl) else { return };
+            (src, pl, kind)
+        }
+        // other axes (a middle axis, or axes that do not match the tiling): move the reduced
+        // axes last across PEs, then reduce each row
+        None => match reduced_last(l, j, &in_shape, axes, node.layout) {
+            Some((src, pl)) => (src, pl, ReduceKind::OverCols),
+            None => return,
+        },
     };
-    let Some(mut src) = l.dev(j, pl) else { return };
     if op == ReduceOp::Min {
         let neg = l.temp(pl, "negmin");
         l.local(
@@ -150,6 +155,52 @@ pub(crate) fn reduce(l: &mut Lowerer, i: usize, op: ReduceOp, axes: &[usize], j:
         dst = m;
     }
     l.vals[i] = Some(Val::Dev { buf: dst, pl: out });
+}
+
+/// Node `j` (shape `shape`) permuted so that `axes` come last, as a `kept x reduced` matrix
+/// on the layout's PE rectangle (a redistribution across PEs).
+fn reduced_last(
+    l: &mut Lowerer,
+    j: usize,
+    shape: &[usize],
+    axes: &[usize],
+    layout: pyflame_core::MeshLayout,
+) -> Option<(BufId, Placement)> {
+    let kept: Vec<usize> = (0..shape.len()).filter(|a| !axes.contains(a)).collect();
+    let perm: Vec<usize> = kept.iter().chain(axes).copied().collect();
+    let dst_shape: Vec<usize> = perm.iter().map(|&a| shape[a]).collect();
+    let (pr, pc) = layout.pe_grid();
+    let pl = Placement {
+        rows: kept.iter().map(|&a| shape[a]).product(),
+        cols: axes.iter().map(|&a| shape[a]).product(),
+        pr,
+        pc,
+    };
+    if !pl.divides() {
+        l.fail(
+            l.current,
+            format!(
+                "reduction over axes {axes:?} of {shape:?}: {}",
+                not_divisible(&pl)
+            ),
+        );
+        return None;
+    }
+    let (src, have) = match l.vals[j].clone()? {
+        Val::Dev { buf, pl } => (buf, pl),
+        _ => {
+            // host data: uploaded in the standard distribution, then moved like device data
+            let std = std_placement(shape, layout);
+            (l.dev(j, std)?, std)
+        }
+    };
+    let map = crate::gather::ElemMap {
+        dst_shape,
+        src_shape: shape.to_vec(),
+        perm,
+    };
+    let dst = super::redist::redistribute(l, src, have, pl, map)?;
+    Some((dst, pl))
 }
 
 pub(crate) fn softmax(l: &mut Lowerer, i: usize, axis: usize, log: bool, j: usize) {

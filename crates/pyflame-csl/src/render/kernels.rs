@@ -106,6 +106,7 @@ fn row_loop(rows: usize, cols: usize, body: &str) -> String {
 pub fn local(plan: &Plan, op: &Local) -> String {
     let name = |b: usize| plan.bufs[b].name.as_str();
     match *op {
+        Local::Gather(ref g) => super::gather::gather(plan, g),
         Local::Map1 { f, dst, src, n } => {
             let (d, s) = (dsd(name(dst), n), dsd(name(src), n));
             match f {
@@ -281,7 +282,7 @@ pub fn role_color(role: Role, sending: bool) -> String {
 /// CSL statements of a fabric phase (ending in an async op or `@activate`).
 pub fn fabric(plan: &Plan, ph: &Phase) -> String {
     let name = |b: usize| plan.bufs[b].name.clone();
-    let (fw, fh) = plan.fabric_rect.unwrap_or((1, 1));
+    let (fw, fh) = plan.phase_rect(ph).unwrap_or((1, 1));
     let (axis, pos, last) = match ph {
         Phase::Chain { axis, .. } | Phase::BcastBack { axis, .. } | Phase::ToEdge { axis, .. } => {
             if *axis == Axis::Row {

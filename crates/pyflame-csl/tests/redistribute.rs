@@ -1,0 +1,150 @@
+//! Data movement across PEs (transposes, reshapes that change tile ownership, layout
+//! changes), reductions over any axis, and SUMMA on non-square grids: simulator versus CPU
+//! executor, with the validator run on every generated program.
+
+mod common;
+use common::{check, input, layouts};
+use pyflame_core::MeshLayout;
+use pyflame_csl::plan::{Local, Phase};
+use pyflame_ir::{build, BinaryOp, NodeRef, ReduceOp, UnaryOp};
+
+const TOL: f32 = 1e-4;
+
+fn relu(x: &NodeRef) -> NodeRef {
+    build::unary(UnaryOp::Relu, x).unwrap()
+}
+
+fn fabric_phases(g: &pyflame_csl::Generated) -> usize {
+    g.plan
+        .phases
+        .iter()
+        .filter(|p| !matches!(p, Phase::Local { .. }))
+        .count()
+}
+
+fn gathers(g: &pyflame_csl::Generated) -> usize {
+    g.plan
+        .phases
+        .iter()
+        .filter(|p| {
+            matches!(
+                p,
+                Phase::Local {
+                    op: Local::Gather(_),
+                    ..
+                }
+            )
+        })
+        .count()
+}
+
+#[test]
+fn transpose_across_pes() {
+    for l in layouts() {
+        // a computed (device) tensor, so the transpose must move data
+        let x = relu(&input(&[8, 16], 1, l));
+        let t = build::transpose(&x, 0, 1).unwrap();
+        let g = check(&t, TOL);
+        if l.num_pes() > 1 {
+            assert!(
+                fabric_phases(&g) > 0,
+                "{l}: a transpose across PEs uses the fabric"
+            );
+        }
+        // consumed by an elementwise op with an untransposed operand of the same shape
+        let y = input(&[16, 8], 2, l);
+        check(&build::binary(BinaryOp::Add, &t, &y).unwrap(), TOL);
+        // x^T @ x: a transposed operand of SUMMA
+        check(&build::matmul(&t, &x).unwrap(), TOL);
+    }
+}
+
+#[test]
+fn permute_3d_across_pes() {
+    for l in layouts() {
+        let x = relu(&input(&[4, 8, 4], 3, l));
+        for perm in [[0i64, 2, 1], [2, 0, 1], [1, 0, 2], [2, 1, 0]] {
+            let p = build::permute(&x, &perm).unwrap();
+            check(&build::unary(UnaryOp::Exp, &p).unwrap(), TOL);
+        }
+    }
+}
+
+#[test]
+fn reshape_that_moves_elements() {
+    for l in layouts() {
+        let x = relu(&input(&[8, 16], 4, l));
+        let r = build::reshape(&x, &[16, 8]).unwrap();
+        let y = input(&[16, 8], 5, l);
+        check(&build::binary(BinaryOp::Mul, &r, &y).unwrap(), TOL);
+        let r3 = build::reshape(&x, &[4, 4, 8]).unwrap();
+        check(
+            &build::reduce(ReduceOp::Sum, &r3, Some(&[1]), false).unwrap(),
+            TOL,
+        );
+    }
+}
+
+#[test]
+fn layout_change_between_producer_and_consumer() {
+    let cases = [
+        (MeshLayout::RowPartition(4), MeshLayout::ColPartition(4)),
+        (MeshLayout::ColPartition(4), MeshLayout::RowPartition(4)),
+        (MeshLayout::Grid(2, 2), MeshLayout::SinglePe),
+        (MeshLayout::SinglePe, MeshLayout::Grid(4, 4)),
+        (MeshLayout::Grid(4, 4), MeshLayout::RowPartition(4)),
+    ];
+    for (la, lb) in cases {
+        let a = relu(&input(&[8, 16], 6, la));
+        let b = relu(&input(&[8, 16], 7, lb));
+        // the output takes b's layout, so a's tiles move
+        let g = check(&build::binary(BinaryOp::Sub, &b, &a).unwrap(), TOL);
+        assert!(gathers(&g) > 0, "{la} -> {lb}");
+    }
+}
+
+#[test]
+fn reductions_over_any_axis_on_grids() {
+    for l in layouts() {
+        let x = relu(&input(&[4, 8, 16], 8, l));
+        for op in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max, ReduceOp::Min] {
+            for axes in [&[1i64][..], &[0, 2], &[0], &[1, 2], &[0, 1]] {
+                for keep in [false, true] {
+                    check(&build::reduce(op, &x, Some(axes), keep).unwrap(), TOL);
+                }
+            }
+        }
+        // host data reduced over a middle axis, then used by an elementwise op
+        let h = input(&[4, 8, 16], 9, l);
+        let s = build::reduce(ReduceOp::Sum, &h, Some(&[1]), false).unwrap();
+        check(&build::unary(UnaryOp::Tanh, &s).unwrap(), TOL);
+    }
+}
+
+#[test]
+fn summa_on_non_square_grids() {
+    for (r, c) in [(2, 4), (4, 2), (1, 4), (4, 1), (2, 8)] {
+        let l = MeshLayout::Grid(r, c);
+        for (m, k, n) in [(8, 16, 8), (16, 8, 16), (8, 24, 16)] {
+            if k % r != 0 || k % c != 0 {
+                continue;
+            }
+            let a = input(&[m, k], 10, l);
+            let b = input(&[k, n], 11, l);
+            check(&build::matmul(&a, &b).unwrap(), TOL);
+            // operands computed on the device
+            check(&build::matmul(&relu(&a), &relu(&b)).unwrap(), TOL);
+        }
+    }
+}
+
+#[test]
+fn uneven_shapes_are_a_clear_error() {
+    let l = MeshLayout::Grid(2, 4);
+    let a = input(&[8, 6], 12, l);
+    let b = input(&[6, 8], 13, l);
+    let out = build::matmul(&a, &b).unwrap();
+    let g = pyflame_ir::Graph::capture(std::slice::from_ref(&out), false);
+    let e = pyflame_csl::generate(&g, &Default::default()).expect_err("uneven");
+    assert!(e.to_string().contains("divide"), "{e}");
+}
