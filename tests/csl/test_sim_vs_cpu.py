@@ -62,6 +62,15 @@ RULES = {
     "softmax_dim0": lambda lay: pf.softmax(_x(lay), dim=0),
     "log_softmax": lambda lay: pf.log_softmax(_x(lay), dim=-1),
     "layernorm": lambda lay: _layernorm(_x(lay)),
+    "transpose": lambda lay: pf.transpose(_x(lay), 0, 1),
+    "transpose_add": lambda lay: pf.transpose(_x(lay), 0, 1) + _x(lay, (16, 8)),
+    "transpose_matmul": lambda lay: pf.transpose(_x(lay, (16, 8)), 0, 1) @ _x(lay, (16, 8)),
+    "permute_3d": lambda lay: pf.exp(pf.permute(_x(lay, (4, 8, 4)), [2, 0, 1])),
+    "reshape_moves": lambda lay: _x(lay).reshape([16, 8]) * _x(lay, (16, 8)),
+    "sum_middle": lambda lay: _x(lay, (4, 8, 16)).sum(dim=1),
+    "mean_middle_keep": lambda lay: _x(lay, (4, 8, 16)).mean(dim=1, keepdim=True),
+    "max_axes_0_2": lambda lay: _x(lay, (4, 8, 16)).amax(dim=(0, 2)),
+    "min_first_3d": lambda lay: _x(lay, (4, 8, 16)).amin(dim=0),
     "mlp": lambda lay: pf.softmax(
         pf.relu(_x(lay, (8, 16)) @ _x(lay, (16, 8)) + _x(lay, (8,))), dim=-1
     ),
