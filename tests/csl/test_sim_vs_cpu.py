@@ -26,6 +26,10 @@ def _layernorm(x):
     return d / pf.sqrt(var + 1e-5)
 
 
+def _ints(layout):
+    return pf.from_numpy((np.arange(128, dtype=np.int32) % 17 - 8).reshape(8, 16), layout=layout)
+
+
 def _eq_mask(a, b):
     return (a == pf.maximum(a, b)).float()
 
@@ -71,6 +75,14 @@ RULES = {
     "mean_middle_keep": lambda lay: _x(lay, (4, 8, 16)).mean(dim=1, keepdim=True),
     "max_axes_0_2": lambda lay: _x(lay, (4, 8, 16)).amax(dim=(0, 2)),
     "min_first_3d": lambda lay: _x(lay, (4, 8, 16)).amin(dim=0),
+    "sin": lambda lay: pf.sin(_x(lay) * 3.0),
+    "cos": lambda lay: pf.cos(_x(lay) * 3.0),
+    "floor": lambda lay: pf.floor(_x(lay) * 4.0),
+    "ceil": lambda lay: pf.ceil(_x(lay) * 4.0),
+    "sign": lambda lay: pf.sign(pf.relu(_x(lay))),
+    "erf": lambda lay: pf.erf(_x(lay)),
+    "cast_int_input": lambda lay: _ints(lay).float() * _x(lay),
+    "cast_to_bool_where": lambda lay: pf.where(pf.relu(_x(lay)).bool(), _x(lay), 1.0),
     "mlp": lambda lay: pf.softmax(
         pf.relu(_x(lay, (8, 16)) @ _x(lay, (16, 8)) + _x(lay, (8,))), dim=-1
     ),

@@ -130,6 +130,18 @@ pub enum UFn {
     Silu,
     /// 1 / x via @map
     Recip,
+    /// sine via @map (`math.sin_f32`)
+    Sin,
+    /// cosine via @map (`math.cos_f32`)
+    Cos,
+    /// round toward -inf via @map (integer conversion)
+    Floor,
+    /// round toward +inf via @map (`-floor(-x)`)
+    Ceil,
+    /// -1, 0 (keeping the sign of zero) or 1 via @map; NaN stays NaN
+    Sign,
+    /// error function via @map (Abramowitz & Stegun 7.1.26)
+    Erf,
 }
 
 /// Elementwise functions of two arguments.

@@ -36,6 +36,8 @@ pub fn cost(op: &Local) -> u64 {
         UFn::Exp | UFn::Log => 30,
         UFn::Tanh | UFn::Sigmoid | UFn::Silu => 40,
         UFn::Gelu | UFn::GeluTanh => 60,
+        UFn::Floor | UFn::Ceil | UFn::Sign => 6,
+        UFn::Sin | UFn::Cos | UFn::Erf => 40,
     };
     let u = |x: usize| x as u64;
     match *op {

@@ -8,7 +8,7 @@ mod reduce;
 
 use crate::plan::{Buf, BufId, BufKind, InputRef, Local, OutputRef, Phase, Placement, Plan, UFn};
 use crate::CslError;
-use pyflame_core::{numel, DType, MeshLayout};
+use pyflame_core::{numel, DType, Element, MeshLayout};
 use pyflame_ir::{Graph, Op, Value};
 use std::collections::HashMap;
 
@@ -42,12 +42,26 @@ pub fn std_placement(shape: &[usize], layout: MeshLayout) -> Placement {
     Placement { rows, cols, pr, pc }
 }
 
-/// Row-major f32 contents of a realized value (any strides).
+/// Row-major f32 contents of a realized float32 value (any strides).
 pub fn value_f32(v: &Value) -> Result<Vec<f32>, String> {
     if v.dtype() != DType::Float32 {
         return Err(format!("dtype {} (only float32 is lowered)", v.dtype()));
     }
-    let data = v.storage.as_slice::<f32>().map_err(|e| e.to_string())?;
+    value_as_f32(v)
+}
+
+/// Row-major contents of a realized value of any dtype, converted to f32 (bool as 0/1).
+/// Integers must be exactly representable (|v| <= 2^24), otherwise an error says so.
+pub fn value_as_f32(v: &Value) -> Result<Vec<f32>, String> {
+    pyflame_core::dispatch_dtype!(v.dtype(), T => strided_f32::<T>(v))
+}
+
+fn strided_f32<T: Element>(v: &Value) -> Result<Vec<f32>, String> {
+    let data = v.storage.as_slice::<T>().map_err(|e| e.to_string())?;
+    let exact_needed = matches!(
+        T::DTYPE,
+        DType::Int64 | DType::Int32 | DType::Int16 | DType::Int8 | DType::UInt8
+    );
     let n = v.numel();
     let mut out = Vec::with_capacity(n);
     let nd = v.shape.len();
@@ -62,7 +76,15 @@ pub fn value_f32(v: &Value) -> Result<Vec<f32>, String> {
         let Some(&x) = usize::try_from(off).ok().and_then(|o| data.get(o)) else {
             return Err("value view points outside its storage".into());
         };
-        out.push(x);
+        let f = x.to_f32();
+        if exact_needed && f64::from(f) != x.to_f64() {
+            return Err(format!(
+                "{} value {} is not exactly representable in float32 (the device computes in float32)",
+                T::DTYPE,
+                x.to_f64()
+            ));
+        }
+        out.push(f);
         for d in (0..nd).rev() {
             idx[d] += 1;
             if idx[d] < v.shape[d] {
@@ -194,8 +216,10 @@ impl<'g> Lowerer<'g> {
                 return;
             }
         }
+        // any dtype is read: non-float32 leaves may only feed a cast to float32, a `where`
+        // condition (bool as a 0/1 mask), or be checked by their consumer
         match node.value() {
-            Some(v) => match value_f32(&v) {
+            Some(v) => match value_as_f32(&v) {
                 Ok(data) => {
                     let uniform = data.len() == 1;
                     self.vals[i] = Some(if uniform {
@@ -228,13 +252,45 @@ impl<'g> Lowerer<'g> {
         }
         // bool tensors are 0/1 f32 masks on the device: comparisons produce them, `where`
         // and casts to float32 consume them
-        let mask_op = matches!(&node.op, Op::Binary(b) if elementwise::is_comparison(*b));
+        let mask_op = matches!(&node.op, Op::Binary(b) if elementwise::is_comparison(*b))
+            || matches!(node.op, Op::Cast);
         if node.dtype != DType::Float32 && !(node.dtype == DType::Bool && mask_op) {
             return self.fail(i, format!("dtype {} (only float32 is lowered)", node.dtype));
         }
+        // only float32 values (and 0/1 bool masks) are computed on: other dtypes are host data
+        // that a cast to float32 converts
+        let float_in = |k: usize| matches!(self.graph.nodes[ins[k]].dtype, DType::Float32);
+        let operands_ok = match &node.op {
+            Op::Cast => true,
+            Op::Where => {
+                matches!(self.graph.nodes[ins[0]].dtype, DType::Bool | DType::Float32)
+                    && float_in(1)
+                    && float_in(2)
+            }
+            _ => (0..ins.len()).all(float_in),
+        };
+        if !operands_ok {
+            let dts: Vec<String> = ins
+                .iter()
+                .map(|&j| self.graph.nodes[j].dtype.to_string())
+                .collect();
+            return self.fail(
+                i,
+                format!(
+                    "operands of dtype {} (only float32 is computed on; cast other inputs to float32 first)",
+                    dts.join(", ")
+                ),
+            );
+        }
         match &node.op {
+            Op::Cast if node.dtype == DType::Bool => elementwise::to_mask(self, i, ins[0]),
             Op::Where => elementwise::where_(self, i, ins[0], ins[1], ins[2]),
-            Op::Cast if matches!(self.graph.nodes[ins[0]].dtype, DType::Bool | DType::Float32) => {
+            // float32 and 0/1 masks are the same on the device; other inputs are host data
+            // (converted when read), so a cast to float32 is free
+            Op::Cast
+                if self.graph.is_leaf(ins[0])
+                    || matches!(self.graph.nodes[ins[0]].dtype, DType::Bool | DType::Float32) =>
+            {
                 self.vals[i] = self.vals[ins[0]].clone()
             }
             Op::Unary(u) => elementwise::unary(self, i, *u, ins[0]),
@@ -317,8 +373,18 @@ impl<'g> Lowerer<'g> {
                 self.fail(
                     o,
                     format!(
-                        "a {} output cannot be returned (bool tensors live as 0/1 float32 masks on the device); cast it to float32 or use it in where()",
-                        node.dtype
+                        "a {} output cannot be returned ({}); cast it to float32{}",
+                        node.dtype,
+                        if node.dtype == DType::Bool {
+                            "bool tensors live as 0/1 float32 masks on the device"
+                        } else {
+                            "the device computes in float32"
+                        },
+                        if node.dtype == DType::Bool {
+                            " or use it in where()"
+                        } else {
+                            ""
+                        }
                     ),
                 );
                 continue;
