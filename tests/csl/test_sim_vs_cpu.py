@@ -75,6 +75,8 @@ RULES = {
     "mean_middle_keep": lambda lay: _x(lay, (4, 8, 16)).mean(dim=1, keepdim=True),
     "max_axes_0_2": lambda lay: _x(lay, (4, 8, 16)).amax(dim=(0, 2)),
     "min_first_3d": lambda lay: _x(lay, (4, 8, 16)).amin(dim=0),
+    "softmax_middle": lambda lay: pf.softmax(_x(lay, (4, 8, 16)), dim=1),
+    "log_softmax_first_3d": lambda lay: pf.log_softmax(_x(lay, (4, 8, 16)), dim=0),
     "sin": lambda lay: pf.sin(_x(lay) * 3.0),
     "cos": lambda lay: pf.cos(_x(lay) * 3.0),
     "floor": lambda lay: pf.floor(_x(lay) * 4.0),

@@ -122,6 +122,17 @@ fn reductions_over_any_axis_on_grids() {
 }
 
 #[test]
+fn softmax_over_any_axis() {
+    for l in layouts() {
+        let x = relu(&input(&[4, 8, 16], 14, l));
+        for axis in [0i64, 1] {
+            check(&build::softmax(&x, axis, false).unwrap(), TOL);
+            check(&build::softmax(&x, axis, true).unwrap(), TOL);
+        }
+    }
+}
+
+#[test]
 fn summa_on_non_square_grids() {
     for (r, c) in [(2, 4), (4, 2), (1, 4), (4, 1), (2, 8)] {
         let l = MeshLayout::Grid(r, c);

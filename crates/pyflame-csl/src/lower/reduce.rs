@@ -218,17 +218,28 @@ pub(crate) fn softmax(l: &mut Lowerer, i: usize, axis: usize, log: bool, j: usiz
     } else {
         (0..=axis).collect()
     };
-    let kind = match kind_of(&shape, &axes, &pl) {
-        Some(k @ (ReduceKind::OverCols | ReduceKind::OverRows)) if axes.len() == 1 => k,
-        Some(ReduceKind::All) if shape.len() == 1 => ReduceKind::All,
-        _ => {
-            return l.fail(
-                i,
-                "softmax is lowered along the last axis, or along axis 0 of a 2-D tensor",
-            )
+    let direct = match kind_of(&shape, &axes, &pl) {
+        Some(k @ (ReduceKind::OverCols | ReduceKind::OverRows)) if axes.len() == 1 => Some(k),
+        Some(ReduceKind::All) if shape.len() == 1 => Some(ReduceKind::All),
+        _ => None,
+    };
+    // any other axis: moved last across PEs, softmax along rows, moved back
+    let (x, pl, kind, back) = match direct {
+        Some(k) => {
+            let Some(x) = l.dev(j, pl) else { return };
+            (x, pl, k, None)
+        }
+        None => {
+            let Some((x, pl2)) = reduced_last(l, j, &shape, &[axis], node.layout) else {
+                return;
+            };
+            let perm: Vec<usize> = (0..shape.len())
+                .filter(|&a| a != axis)
+                .chain([axis])
+                .collect();
+            (x, pl2, ReduceKind::OverCols, Some(perm))
         }
     };
-    let Some(x) = l.dev(j, pl) else { return };
     let vec = |b: BufId| match kind {
         ReduceKind::OverCols => Src::ColVec(b),
         ReduceKind::OverRows => Src::RowVec(b),
@@ -287,5 +298,23 @@ pub(crate) fn softmax(l: &mut Lowerer, i: usize, axis: usize, log: bool, j: usiz
         },
         pl,
     );
-    l.vals[i] = Some(Val::Dev { buf: out, pl });
+    match back {
+        None => l.vals[i] = Some(Val::Dev { buf: out, pl }),
+        Some(perm) => {
+            // destination axis a is axis d of the permuted tensor where perm[d] == a
+            let mut inv = vec![0; perm.len()];
+            for (d, &a) in perm.iter().enumerate() {
+                inv[a] = d;
+            }
+            let map = crate::gather::ElemMap {
+                dst_shape: shape.clone(),
+                src_shape: perm.iter().map(|&a| shape[a]).collect(),
+                perm: inv,
+            };
+            let std = std_placement(&shape, node.layout);
+            if let Some(b) = super::redist::redistribute(l, out, pl, std, map) {
+                l.vals[i] = Some(Val::Dev { buf: b, pl: std });
+            }
+        }
+    }
 }
