@@ -122,6 +122,23 @@ fn reductions_over_any_axis_on_grids() {
 }
 
 #[test]
+fn vectors_change_orientation() {
+    for l in layouts() {
+        let x = relu(&input(&[8, 16], 15, l));
+        // a row sum is a column vector on the device; added to a [8] row vector it moves
+        let s = build::reduce(ReduceOp::Sum, &x, Some(&[1]), false).unwrap();
+        let v = input(&[8], 16, l);
+        check(&build::binary(BinaryOp::Add, &s, &v).unwrap(), TOL);
+        // a computed vector as the x of a GEMV, and a column sum as a matmul row
+        let w = input(&[16, 8], 17, l);
+        let c = build::reduce(ReduceOp::Mean, &x, Some(&[0]), false).unwrap();
+        check(&build::matmul(&x, &relu(&c)).unwrap(), TOL);
+        let c2 = build::reduce(ReduceOp::Max, &x, Some(&[0]), true).unwrap();
+        check(&build::matmul(&c2, &w).unwrap(), TOL);
+    }
+}
+
+#[test]
 fn softmax_over_any_axis() {
     for l in layouts() {
         let x = relu(&input(&[4, 8, 16], 14, l));
