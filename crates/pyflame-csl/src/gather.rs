@@ -25,55 +25,117 @@ impl At {
 }
 
 /// Destination element (row-major index into a tensor of `dst_shape`) to source element
-/// (row-major index into a tensor of `src_shape`). With an empty `perm` the row-major order
-/// is kept (a reshape or a change of layout); otherwise destination axis `d` is source axis
-/// `perm[d]` (a transpose / permute).
+/// (row-major index into the source tensor): `base + sum(idx[d] * coef[d])` over the
+/// destination multi-index `idx`, or the identity of the row-major order (`flat`: a reshape
+/// or a change of layout). A permutation, a strided slice and a broadcast (`coef` 0) are all
+/// of this form.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ElemMap {
+    /// the identity on row-major indices (the other fields are unused)
+    pub flat: bool,
     /// destination shape
     pub dst_shape: Vec<usize>,
-    /// source shape
-    pub src_shape: Vec<usize>,
-    /// axis permutation, empty for identity of the flat order
-    pub perm: Vec<usize>,
+    /// source index step per destination axis
+    pub coef: Vec<usize>,
+    /// source index of destination element 0
+    pub base: usize,
+}
+
+fn strides(shape: &[usize]) -> Vec<usize> {
+    pyflame_core::contiguous_strides(shape)
+        .iter()
+        .map(|&s| s as usize)
+        .collect()
 }
 
 impl ElemMap {
     /// The same row-major data under another shape or distribution.
     pub fn flat() -> Self {
         ElemMap {
+            flat: true,
             dst_shape: Vec::new(),
-            src_shape: Vec::new(),
-            perm: Vec::new(),
+            coef: Vec::new(),
+            base: 0,
         }
     }
 
-    /// `(divisor, modulus, source stride)` per destination axis: the source index is
-    /// `sum((f / divisor) % modulus * stride)`; empty for the identity.
+    /// `permute(src, perm)`: destination axis `d` is source axis `perm[d]`.
+    pub fn permute(src_shape: &[usize], perm: &[usize]) -> Self {
+        let st = strides(src_shape);
+        ElemMap {
+            flat: false,
+            dst_shape: perm.iter().map(|&a| src_shape[a]).collect(),
+            coef: perm.iter().map(|&a| st[a]).collect(),
+            base: 0,
+        }
+    }
+
+    /// A strided slice: destination index `i` of axis `d` reads `starts[d] + i * steps[d]`.
+    pub fn slice(
+        src_shape: &[usize],
+        dst_shape: &[usize],
+        starts: &[usize],
+        steps: &[usize],
+    ) -> Self {
+        let st = strides(src_shape);
+        ElemMap {
+            flat: false,
+            dst_shape: dst_shape.to_vec(),
+            coef: st.iter().zip(steps).map(|(&s, &k)| s * k).collect(),
+            base: st.iter().zip(starts).map(|(&s, &k)| s * k).sum(),
+        }
+    }
+
+    /// A broadcast of `src_shape` to `dst_shape` (leading axes added, size-1 axes repeated).
+    pub fn expand(src_shape: &[usize], dst_shape: &[usize]) -> Self {
+        let st = strides(src_shape);
+        let lead = dst_shape.len() - src_shape.len();
+        let coef = (0..dst_shape.len())
+            .map(|d| {
+                if d < lead || src_shape[d - lead] == 1 {
+                    0
+                } else {
+                    st[d - lead]
+                }
+            })
+            .collect();
+        ElemMap {
+            flat: false,
+            dst_shape: dst_shape.to_vec(),
+            coef,
+            base: 0,
+        }
+    }
+
+    /// `(divisor, modulus, coefficient)` per destination axis that contributes: the source
+    /// index is `base + sum((f / divisor) % modulus * coefficient)`; empty for the identity.
     pub fn terms(&self) -> Vec<(usize, usize, usize)> {
-        if self.perm.is_empty() {
+        if self.flat {
             return Vec::new();
         }
-        let dst_strides = pyflame_core::contiguous_strides(&self.dst_shape);
-        let src_strides = pyflame_core::contiguous_strides(&self.src_shape);
+        let dst_strides = strides(&self.dst_shape);
         (0..self.dst_shape.len())
-            .filter(|&d| self.dst_shape[d] > 1)
-            .map(|d| {
-                (
-                    dst_strides[d] as usize,
-                    self.dst_shape[d],
-                    src_strides[self.perm[d]] as usize,
-                )
-            })
+            .filter(|&d| self.dst_shape[d] > 1 && self.coef[d] > 0)
+            .map(|d| (dst_strides[d], self.dst_shape[d], self.coef[d]))
             .collect()
     }
 
     /// Source row-major index of destination row-major index `f`.
     pub fn src_index(&self, terms: &[(usize, usize, usize)], f: usize) -> usize {
-        if self.perm.is_empty() {
+        if self.flat {
             return f;
         }
-        terms.iter().map(|&(dv, m, st)| (f / dv) % m * st).sum()
+        self.base
+            + terms
+                .iter()
+                .map(|&(dv, m, c)| (f / dv) % m * c)
+                .sum::<usize>()
+    }
+
+    /// Applies the map to host data: `out[f] = data[src_index(f)]` for `n` outputs.
+    pub fn apply(&self, data: &[f32], n: usize) -> Vec<f32> {
+        let t = self.terms();
+        (0..n).map(|f| data[self.src_index(&t, f)]).collect()
     }
 }
 
@@ -184,13 +246,21 @@ mod tests {
             pr: 2,
             pc: 2,
         };
-        let map = ElemMap {
-            dst_shape: vec![4, 4],
-            src_shape: vec![4, 4],
-            perm: vec![1, 0],
-        };
+        let map = ElemMap::permute(&[4, 4], &[1, 0]);
         let t = map.terms();
         assert_eq!(source_of(&pl, &pl, &map, &t, (1, 0), (0, 1)), (0, 1, 2));
+    }
+
+    #[test]
+    fn slice_and_expand_maps() {
+        // x[1::2, 2:4] of a 4x6 matrix
+        let m = ElemMap::slice(&[4, 6], &[2, 2], &[1, 2], &[2, 1]);
+        let data: Vec<f32> = (0..24).map(|v| v as f32).collect();
+        assert_eq!(m.apply(&data, 4), vec![8.0, 9.0, 20.0, 21.0]);
+        // [3, 1] -> [2, 3, 2]
+        let e = ElemMap::expand(&[3, 1], &[2, 3, 2]);
+        let d = [1.0, 2.0, 3.0];
+        assert_eq!(e.apply(&d, 12)[..6], [1.0, 1.0, 2.0, 2.0, 3.0, 3.0]);
     }
 
     #[test]

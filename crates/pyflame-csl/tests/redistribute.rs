@@ -139,6 +139,38 @@ fn vectors_change_orientation() {
 }
 
 #[test]
+fn slices_and_expands() {
+    for l in layouts() {
+        let x = relu(&input(&[8, 16], 18, l));
+        // leading rows, every other column, a strided 2-D window
+        for ranges in [
+            [(0usize, 4usize, 1usize), (0, 16, 1)],
+            [(0, 8, 1), (1, 8, 2)],
+            [(2, 4, 1), (4, 8, 1)],
+            [(1, 4, 2), (0, 4, 4)],
+        ] {
+            let s = build::slice(&x, &ranges).unwrap();
+            check(&build::unary(UnaryOp::Exp, &s).unwrap(), TOL);
+        }
+        // a sliced half added to the other half (both move)
+        let a = build::slice(&x, &[(0, 8, 1), (0, 8, 1)]).unwrap();
+        let b = build::slice(&x, &[(0, 8, 1), (8, 8, 1)]).unwrap();
+        check(&build::binary(BinaryOp::Sub, &a, &b).unwrap(), TOL);
+        // a computed column and row broadcast to full tiles, and new leading axes
+        let c = build::reduce(ReduceOp::Sum, &x, Some(&[1]), true).unwrap();
+        check(&relu(&build::expand(&c, &[8, 16]).unwrap()), TOL);
+        let r = build::reduce(ReduceOp::Max, &x, Some(&[0]), true).unwrap();
+        check(&relu(&build::expand(&r, &[4, 8, 16]).unwrap()), TOL);
+        // host data is sliced by the host
+        let h = input(&[8, 16], 19, l);
+        check(
+            &relu(&build::slice(&h, &[(0, 4, 2), (0, 16, 1)]).unwrap()),
+            TOL,
+        );
+    }
+}
+
+#[test]
 fn softmax_over_any_axis() {
     for l in layouts() {
         let x = relu(&input(&[4, 8, 16], 14, l));

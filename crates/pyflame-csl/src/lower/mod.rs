@@ -298,6 +298,16 @@ impl<'g> Lowerer<'g> {
             Op::Contiguous => self.vals[i] = self.vals[ins[0]].clone(),
             Op::Reshape => self.reshape(i, ins[0]),
             Op::Permute(p) => self.permute(i, ins[0], p.clone()),
+            Op::Slice { starts, steps } => {
+                let src = self.graph.nodes[ins[0]].shape.clone();
+                let map = crate::gather::ElemMap::slice(&src, &node.shape, starts, steps);
+                self.movement(i, ins[0], map)
+            }
+            Op::Expand => {
+                let src = self.graph.nodes[ins[0]].shape.clone();
+                let map = crate::gather::ElemMap::expand(&src, &node.shape);
+                self.movement(i, ins[0], map)
+            }
             Op::Reduce { op, axes, .. } => reduce::reduce(self, i, *op, axes, ins[0]),
             Op::Softmax { axis, log } => reduce::softmax(self, i, *axis, *log, ins[0]),
             Op::MatMul => matmul::matmul(self, i, ins[0], ins[1]),
@@ -326,34 +336,40 @@ impl<'g> Lowerer<'g> {
 
     fn permute(&mut self, i: usize, j: usize, p: Vec<usize>) {
         let node = self.graph.nodes[i].clone();
+        if let Some(Val::Dev { buf, pl }) = self.vals[j].clone() {
+            let out = std_placement(&node.shape, node.layout);
+            if p.len() == 2 && pl.pr == 1 && pl.pc == 1 && out.pr == 1 && out.pc == 1 {
+                let dst = self.temp(out, "transpose");
+                self.local(
+                    Local::Transpose {
+                        dst,
+                        src: buf,
+                        rows: pl.rows,
+                        cols: pl.cols,
+                    },
+                    out,
+                );
+                self.vals[i] = Some(Val::Dev { buf: dst, pl: out });
+                return;
+            }
+        }
+        let map = crate::gather::ElemMap::permute(&self.graph.nodes[j].shape, &p);
+        self.movement(i, j, map);
+    }
+
+    /// A data-movement op (permute, slice, expand) given by its element map: constants stay
+    /// constants, host data is rearranged by the host, device data is redistributed across
+    /// PEs (every destination element is fetched from the PE holding its source).
+    fn movement(&mut self, i: usize, j: usize, map: crate::gather::ElemMap) {
+        let node = self.graph.nodes[i].clone();
         match self.vals[j].clone() {
             Some(Val::Imm(v)) => self.vals[i] = Some(Val::Imm(v)),
             Some(Val::Host(data)) => {
-                let src = &self.graph.nodes[j].shape;
-                self.vals[i] = Some(Val::Host(std::sync::Arc::new(permute_data(&data, src, &p))));
+                let out = map.apply(&data, numel(&node.shape));
+                self.vals[i] = Some(Val::Host(std::sync::Arc::new(out)));
             }
             Some(Val::Dev { buf, pl }) => {
                 let out = std_placement(&node.shape, node.layout);
-                if p.len() == 2 && pl.pr == 1 && pl.pc == 1 && out.pr == 1 && out.pc == 1 {
-                    let dst = self.temp(out, "transpose");
-                    self.local(
-                        Local::Transpose {
-                            dst,
-                            src: buf,
-                            rows: pl.rows,
-                            cols: pl.cols,
-                        },
-                        out,
-                    );
-                    self.vals[i] = Some(Val::Dev { buf: dst, pl: out });
-                    return;
-                }
-                // across PEs: every destination element is fetched from the PE holding it
-                let map = crate::gather::ElemMap {
-                    dst_shape: node.shape.clone(),
-                    src_shape: self.graph.nodes[j].shape.clone(),
-                    perm: p,
-                };
                 if let Some(dst) = redist::redistribute(self, buf, pl, out, map) {
                     self.vals[i] = Some(Val::Dev { buf: dst, pl: out });
                 }
@@ -431,28 +447,6 @@ impl<'g> Lowerer<'g> {
             });
         }
     }
-}
-
-/// Row-major permutation of `data` (shape `src`) by `perm`.
-fn permute_data(data: &[f32], src: &[usize], perm: &[usize]) -> Vec<f32> {
-    let nd = src.len();
-    let strides = pyflame_core::contiguous_strides(src);
-    let out_shape: Vec<usize> = perm.iter().map(|&a| src[a]).collect();
-    let n = data.len();
-    let mut out = Vec::with_capacity(n);
-    let mut idx = vec![0usize; nd];
-    for _ in 0..n {
-        let off: isize = (0..nd).map(|d| idx[d] as isize * strides[perm[d]]).sum();
-        out.push(data[off as usize]);
-        for d in (0..nd).rev() {
-            idx[d] += 1;
-            if idx[d] < out_shape[d] {
-                break;
-            }
-            idx[d] = 0;
-        }
-    }
-    out
 }
 
 /// Lowers `graph` to a plan (without routes; see [`crate::route::assign`]).

@@ -168,7 +168,6 @@ fn reduced_last(
 ) -> Option<(BufId, Placement)> {
     let kept: Vec<usize> = (0..shape.len()).filter(|a| !axes.contains(a)).collect();
     let perm: Vec<usize> = kept.iter().chain(axes).copied().collect();
-    let dst_shape: Vec<usize> = perm.iter().map(|&a| shape[a]).collect();
     let (pr, pc) = layout.pe_grid();
     let pl = Placement {
         rows: kept.iter().map(|&a| shape[a]).product(),
@@ -194,11 +193,7 @@ fn reduced_last(
             (l.dev(j, std)?, std)
         }
     };
-    let map = crate::gather::ElemMap {
-        dst_shape,
-        src_shape: shape.to_vec(),
-        perm,
-    };
+    let map = crate::gather::ElemMap::permute(shape, &perm);
     let dst = super::redist::redistribute(l, src, have, pl, map)?;
     Some((dst, pl))
 }
@@ -306,11 +301,8 @@ pub(crate) fn softmax(l: &mut Lowerer, i: usize, axis: usize, log: bool, j: usiz
             for (d, &a) in perm.iter().enumerate() {
                 inv[a] = d;
             }
-            let map = crate::gather::ElemMap {
-                dst_shape: shape.clone(),
-                src_shape: perm.iter().map(|&a| shape[a]).collect(),
-                perm: inv,
-            };
+            let permuted: Vec<usize> = perm.iter().map(|&a| shape[a]).collect();
+            let map = crate::gather::ElemMap::permute(&permuted, &inv);
             let std = std_placement(&shape, node.layout);
             if let Some(b) = super::redist::redistribute(l, out, pl, std, map) {
                 l.vals[i] = Some(Val::Dev { buf: b, pl: std });

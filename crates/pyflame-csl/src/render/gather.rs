@@ -29,14 +29,15 @@ pub fn gather(plan: &Plan, g: &Gather) -> String {
         format!("@as(u32, px) * {tc} + j")
     };
     let terms = g.map.terms();
-    let s_expr = if g.map.perm.is_empty() {
+    let s_expr = if g.map.flat {
         "f".to_string()
-    } else if terms.is_empty() {
-        "0".to_string()
     } else {
-        terms
-            .iter()
-            .map(|&(dv, m, st)| format!("(f / {dv}) % {m} * {st}"))
+        std::iter::once(g.map.base.to_string())
+            .chain(
+                terms
+                    .iter()
+                    .map(|&(dv, m, c)| format!("(f / {dv}) % {m} * {c}")),
+            )
             .collect::<Vec<_>>()
             .join(" + ")
     };
