@@ -80,6 +80,8 @@ RULES = {
     "slice_rows": lambda lay: pf.exp(_x(lay)[0:4]),
     "slice_strided": lambda lay: _x(lay)[:, 1::2] + 1.0,
     "expand": lambda lay: pf.relu(_x(lay).sum(dim=1, keepdim=True).expand(8, 16)),
+    "cat_rows": lambda lay: pf.exp(pf.cat([_x(lay), _x(lay, (4, 16))], dim=0)),
+    "cat_cols": lambda lay: pf.relu(pf.cat([_x(lay), _x(lay)], dim=1)),
     "sin": lambda lay: pf.sin(_x(lay) * 3.0),
     "cos": lambda lay: pf.cos(_x(lay) * 3.0),
     "floor": lambda lay: pf.floor(_x(lay) * 4.0),

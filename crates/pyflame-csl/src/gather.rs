@@ -39,6 +39,9 @@ pub struct ElemMap {
     pub coef: Vec<usize>,
     /// source index of destination element 0
     pub base: usize,
+    /// `(axis, lo, hi)`: only destination elements with `lo <= idx[axis] < hi` come from
+    /// this source (one input of a concatenation); their source index uses `idx[axis] - lo`
+    pub window: Option<(usize, usize, usize)>,
 }
 
 fn strides(shape: &[usize]) -> Vec<usize> {
@@ -56,6 +59,7 @@ impl ElemMap {
             dst_shape: Vec::new(),
             coef: Vec::new(),
             base: 0,
+            window: None,
         }
     }
 
@@ -67,6 +71,7 @@ impl ElemMap {
             dst_shape: perm.iter().map(|&a| src_shape[a]).collect(),
             coef: perm.iter().map(|&a| st[a]).collect(),
             base: 0,
+            window: None,
         }
     }
 
@@ -83,6 +88,7 @@ impl ElemMap {
             dst_shape: dst_shape.to_vec(),
             coef: st.iter().zip(steps).map(|(&s, &k)| s * k).collect(),
             base: st.iter().zip(starts).map(|(&s, &k)| s * k).sum(),
+            window: None,
         }
     }
 
@@ -104,40 +110,91 @@ impl ElemMap {
             dst_shape: dst_shape.to_vec(),
             coef,
             base: 0,
+            window: None,
         }
     }
 
-    /// `(divisor, modulus, coefficient)` per destination axis that contributes: the source
-    /// index is `base + sum((f / divisor) % modulus * coefficient)`; empty for the identity.
-    pub fn terms(&self) -> Vec<(usize, usize, usize)> {
+    /// One input of a concatenation along `axis`: its elements occupy `lo..lo + len` of that
+    /// axis of the destination.
+    pub fn cat_part(src_shape: &[usize], dst_shape: &[usize], axis: usize, lo: usize) -> Self {
+        ElemMap {
+            flat: false,
+            dst_shape: dst_shape.to_vec(),
+            coef: strides(src_shape),
+            base: 0,
+            window: Some((axis, lo, lo + src_shape[axis])),
+        }
+    }
+
+    /// The window as `(divisor, modulus, lo, hi)` over destination row-major indices.
+    pub fn window_terms(&self) -> Option<(usize, usize, usize, usize)> {
+        let (a, lo, hi) = self.window?;
+        let dst_strides = strides(&self.dst_shape);
+        Some((dst_strides[a], self.dst_shape[a], lo, hi))
+    }
+
+    /// Whether destination element `f` comes from this source.
+    pub fn covers(&self, f: usize) -> bool {
+        match self.window_terms() {
+            None => true,
+            Some((dv, m, lo, hi)) => (lo..hi).contains(&((f / dv) % m)),
+        }
+    }
+
+    /// `(divisor, modulus, offset, coefficient)` per destination axis that contributes: the
+    /// source index is `base + sum(((f / divisor) % modulus - offset) * coefficient)` (the
+    /// offset is the window's `lo` on its axis, else 0); empty for the identity.
+    pub fn terms(&self) -> Vec<Term> {
         if self.flat {
             return Vec::new();
         }
         let dst_strides = strides(&self.dst_shape);
         (0..self.dst_shape.len())
             .filter(|&d| self.dst_shape[d] > 1 && self.coef[d] > 0)
-            .map(|d| (dst_strides[d], self.dst_shape[d], self.coef[d]))
+            .map(|d| {
+                let off = match self.window {
+                    Some((a, lo, _)) if a == d => lo,
+                    _ => 0,
+                };
+                (dst_strides[d], self.dst_shape[d], off, self.coef[d])
+            })
             .collect()
     }
 
-    /// Source row-major index of destination row-major index `f`.
-    pub fn src_index(&self, terms: &[(usize, usize, usize)], f: usize) -> usize {
+    /// Source row-major index of destination row-major index `f` (which [`Self::covers`]).
+    pub fn src_index(&self, terms: &[Term], f: usize) -> usize {
         if self.flat {
             return f;
         }
         self.base
             + terms
                 .iter()
-                .map(|&(dv, m, c)| (f / dv) % m * c)
+                .map(|&(dv, m, off, c)| ((f / dv) % m - off) * c)
                 .sum::<usize>()
     }
 
-    /// Applies the map to host data: `out[f] = data[src_index(f)]` for `n` outputs.
-    pub fn apply(&self, data: &[f32], n: usize) -> Vec<f32> {
+    /// Applies the map to host data: `out[f] = data[src_index(f)]` for the `out.len()`
+    /// destination elements it covers.
+    pub fn apply_into(&self, data: &[f32], out: &mut [f32]) {
         let t = self.terms();
-        (0..n).map(|f| data[self.src_index(&t, f)]).collect()
+        for (f, o) in out.iter_mut().enumerate() {
+            if self.covers(f) {
+                *o = data[self.src_index(&t, f)];
+            }
+        }
+    }
+
+    /// [`Self::apply_into`] a new vector of `n` elements.
+    pub fn apply(&self, data: &[f32], n: usize) -> Vec<f32> {
+        let mut out = vec![0.0; n];
+        self.apply_into(data, &mut out);
+        out
     }
 }
+
+/// One contributing destination axis of an [`ElemMap`]: `(divisor, modulus, offset,
+/// coefficient)`.
+pub type Term = (usize, usize, usize, usize);
 
 /// Where the element `(i, j)` of the tile of destination PE (`x`, `y`) comes from: the
 /// source PE column and row holding it and its index in that PE's tile.
@@ -145,10 +202,10 @@ pub fn source_of(
     dst: &Placement,
     src: &Placement,
     map: &ElemMap,
-    terms: &[(usize, usize, usize)],
+    terms: &[Term],
     (x, y): (usize, usize),
     (i, j): (usize, usize),
-) -> (usize, usize, usize) {
+) -> Option<(usize, usize, usize)> {
     let r = if dst.rows == 1 {
         0
     } else {
@@ -159,7 +216,11 @@ pub fn source_of(
     } else {
         x * dst.tile_cols() + j
     };
-    let s = map.src_index(terms, r * dst.cols + c);
+    let f = r * dst.cols + c;
+    if !map.covers(f) {
+        return None;
+    }
+    let s = map.src_index(terms, f);
     let (sr, sc) = (s / src.cols, s % src.cols);
     let (str_, stc) = (src.tile_rows(), src.tile_cols());
     // a replicated source axis: the own copy when this PE has one, else PE 0's
@@ -183,7 +244,7 @@ pub fn source_of(
     };
     let li = if src.rows == 1 { 0 } else { sr % str_ };
     let lj = if src.cols == 1 { 0 } else { sc % stc };
-    (ox, oy, li * stc + lj)
+    Some((ox, oy, li * stc + lj))
 }
 
 /// Copies into `dst` every element whose source lies in the tile of PE (`sx`, `sy`), read from
@@ -215,7 +276,7 @@ impl Gather {
         let mut out = std::mem::take(&mut mem[self.dst]);
         for i in 0..tr {
             for j in 0..tc {
-                let (ox, oy, k) = source_of(
+                let found = source_of(
                     &self.dst_pl,
                     &self.src_pl,
                     &self.map,
@@ -223,8 +284,10 @@ impl Gather {
                     (x, y),
                     (i, j),
                 );
-                if (ox, oy) == (sx, sy) {
-                    out[i * tc + j] = mem[self.src][k];
+                if let Some((ox, oy, k)) = found {
+                    if (ox, oy) == (sx, sy) {
+                        out[i * tc + j] = mem[self.src][k];
+                    }
                 }
             }
         }
@@ -248,7 +311,10 @@ mod tests {
         };
         let map = ElemMap::permute(&[4, 4], &[1, 0]);
         let t = map.terms();
-        assert_eq!(source_of(&pl, &pl, &map, &t, (1, 0), (0, 1)), (0, 1, 2));
+        assert_eq!(
+            source_of(&pl, &pl, &map, &t, (1, 0), (0, 1)),
+            Some((0, 1, 2))
+        );
     }
 
     #[test]
@@ -261,6 +327,15 @@ mod tests {
         let e = ElemMap::expand(&[3, 1], &[2, 3, 2]);
         let d = [1.0, 2.0, 3.0];
         assert_eq!(e.apply(&d, 12)[..6], [1.0, 1.0, 2.0, 2.0, 3.0, 3.0]);
+    }
+
+    #[test]
+    fn cat_parts_fill_their_window() {
+        // cat([2x2 of 0..4, 2x1 of 10, 11], axis 1) -> 2x3
+        let mut out = vec![0.0; 6];
+        ElemMap::cat_part(&[2, 2], &[2, 3], 1, 0).apply_into(&[0.0, 1.0, 2.0, 3.0], &mut out);
+        ElemMap::cat_part(&[2, 1], &[2, 3], 1, 2).apply_into(&[10.0, 11.0], &mut out);
+        assert_eq!(out, vec![0.0, 1.0, 10.0, 2.0, 3.0, 11.0]);
     }
 
     #[test]

@@ -171,6 +171,27 @@ fn slices_and_expands() {
 }
 
 #[test]
+fn concatenation() {
+    for l in layouts() {
+        let a = relu(&input(&[8, 16], 20, l));
+        let b = relu(&input(&[8, 16], 21, l));
+        for axis in [0, 1] {
+            let c = build::cat(&[a.clone(), b.clone()], axis).unwrap();
+            check(&build::unary(UnaryOp::Exp, &c).unwrap(), TOL);
+        }
+        // a computed part and a host part of another length, and three parts
+        let h = input(&[4, 16], 22, l);
+        check(&relu(&build::cat(&[a.clone(), h.clone()], 0).unwrap()), TOL);
+        let c3 = build::cat(&[b.clone(), h, a.clone()], 0).unwrap();
+        check(&build::unary(UnaryOp::Tanh, &c3).unwrap(), TOL);
+        // host parts only: joined by the host
+        let h1 = input(&[8, 4], 23, l);
+        let h2 = input(&[8, 12], 24, l);
+        check(&relu(&build::cat(&[h1, h2], 1).unwrap()), TOL);
+    }
+}
+
+#[test]
 fn softmax_over_any_axis() {
     for l in layouts() {
         let x = relu(&input(&[4, 8, 16], 14, l));

@@ -303,6 +303,7 @@ impl<'g> Lowerer<'g> {
                 let map = crate::gather::ElemMap::slice(&src, &node.shape, starts, steps);
                 self.movement(i, ins[0], map)
             }
+            Op::Cat { axis } => self.cat(i, &ins, *axis),
             Op::Expand => {
                 let src = self.graph.nodes[ins[0]].shape.clone();
                 let map = crate::gather::ElemMap::expand(&src, &node.shape);
@@ -355,6 +356,61 @@ impl<'g> Lowerer<'g> {
         }
         let map = crate::gather::ElemMap::permute(&self.graph.nodes[j].shape, &p);
         self.movement(i, j, map);
+    }
+
+    /// Concatenation along `axis`: host and constant inputs are joined by the host; otherwise
+    /// every input is redistributed into its window of one output buffer (a host input whose
+    /// shape does not divide over the layout is uploaded to PE (0, 0) and moved from there).
+    fn cat(&mut self, i: usize, ins: &[usize], axis: usize) {
+        let node = self.graph.nodes[i].clone();
+        let host = ins
+            .iter()
+            .all(|&j| matches!(self.vals[j], Some(Val::Host(_) | Val::Imm(_))));
+        if host {
+            let mut out = vec![0.0; numel(&node.shape)];
+            let mut lo = 0;
+            for &j in ins {
+                let sh = self.graph.nodes[j].shape.clone();
+                let data = match self.vals[j].clone() {
+                    Some(Val::Host(d)) => d.to_vec(),
+                    Some(Val::Imm(v)) => vec![v; numel(&sh)],
+                    _ => return,
+                };
+                crate::gather::ElemMap::cat_part(&sh, &node.shape, axis, lo)
+                    .apply_into(&data, &mut out);
+                lo += sh[axis];
+            }
+            self.vals[i] = Some(Val::Host(std::sync::Arc::new(out)));
+            return;
+        }
+        let out = std_placement(&node.shape, node.layout);
+        if !out.divides() {
+            return self.fail(i, elementwise::not_divisible(&out));
+        }
+        let dst = self.temp(out, "cat");
+        let mut lo = 0;
+        for &j in ins {
+            let sh = self.graph.nodes[j].shape.clone();
+            let (src, pl) = match self.vals[j].clone() {
+                Some(Val::Dev { buf, pl }) => (buf, pl),
+                _ => {
+                    let mut p = std_placement(&sh, node.layout);
+                    if !p.divides() {
+                        p = std_placement(&sh, MeshLayout::SinglePe);
+                    }
+                    let Some(b) = self.dev(j, p) else { return };
+                    (b, p)
+                }
+            };
+            if numel(&sh) > 0 {
+                let map = crate::gather::ElemMap::cat_part(&sh, &node.shape, axis, lo);
+                if redist::redistribute_into(self, src, pl, out, map, Some(dst)).is_none() {
+                    return;
+                }
+            }
+            lo += sh[axis];
+        }
+        self.vals[i] = Some(Val::Dev { buf: dst, pl: out });
     }
 
     /// A data-movement op (permute, slice, expand) given by its element map: constants stay

@@ -41,6 +41,19 @@ pub(crate) fn redistribute(
     dst_pl: Placement,
     map: ElemMap,
 ) -> Option<BufId> {
+    redistribute_into(l, src, src_pl, dst_pl, map, None)
+}
+
+/// [`redistribute`] into `into` (a buffer of `dst_pl`) when given: the elements `map` covers
+/// are written, the others kept (the inputs of a concatenation fill one buffer).
+pub(crate) fn redistribute_into(
+    l: &mut Lowerer,
+    src: BufId,
+    src_pl: Placement,
+    dst_pl: Placement,
+    map: ElemMap,
+    into: Option<BufId>,
+) -> Option<BufId> {
     for p in [&src_pl, &dst_pl] {
         if !p.divides() {
             l.fail(l.current, super::elementwise::not_divisible(p));
@@ -56,7 +69,11 @@ pub(crate) fn redistribute(
         for x in 0..dst_pl.pc {
             for i in 0..tr {
                 for j in 0..tc {
-                    let (ox, oy, _) = source_of(&dst_pl, &src_pl, &map, &terms, (x, y), (i, j));
+                    let Some((ox, oy, _)) =
+                        source_of(&dst_pl, &src_pl, &map, &terms, (x, y), (i, j))
+                    else {
+                        continue;
+                    };
                     local &= (ox, oy) == (x, y);
                     row_only &= oy == y;
                     col_only &= ox == x;
@@ -65,7 +82,13 @@ pub(crate) fn redistribute(
             }
         }
     }
-    let dst = l.temp(dst_pl, "redist");
+    let dst = match into {
+        Some(b) => b,
+        None => l.temp(dst_pl, "redist"),
+    };
+    if used.is_empty() {
+        return Some(dst); // an input that covers no element
+    }
     let gather = |src: BufId, sx: At, sy: At| {
         Local::Gather(Box::new(Gather {
             dst,

@@ -33,11 +33,13 @@ pub fn gather(plan: &Plan, g: &Gather) -> String {
         "f".to_string()
     } else {
         std::iter::once(g.map.base.to_string())
-            .chain(
-                terms
-                    .iter()
-                    .map(|&(dv, m, c)| format!("(f / {dv}) % {m} * {c}")),
-            )
+            .chain(terms.iter().map(|&(dv, m, off, c)| {
+                if off == 0 {
+                    format!("(f / {dv}) % {m} * {c}")
+                } else {
+                    format!("((f / {dv}) % {m} - {off}) * {c}")
+                }
+            }))
             .collect::<Vec<_>>()
             .join(" + ")
     };
@@ -74,17 +76,36 @@ pub fn gather(plan: &Plan, g: &Gather) -> String {
         "  var i: u32 = 0;\n  while (i < {tr}) : (i += 1) {{\n    var j: u32 = 0;\n    while (j < {tc}) : (j += 1) {{\n"
     );
     let _ = writeln!(s, "      const f: u32 = ({r}) * {} + {c};", d.cols);
-    let _ = writeln!(s, "      const s: u32 = {s_expr};");
+    // a concatenation input only fills its window of the destination
+    let mut body = String::new();
+    let _ = writeln!(body, "const s: u32 = {s_expr};");
     let _ = writeln!(
-        s,
-        "      const sr: u32 = s / {};\n      const sc: u32 = s % {};",
+        body,
+        "const sr: u32 = s / {};\nconst sc: u32 = s % {};",
         sp.cols, sp.cols
     );
     let _ = writeln!(
-        s,
-        "      if ({ox} == {} and {oy} == {}) {{\n        {dst}[i * {tc} + j] = {src}[({li}) * {stc} + {lj}];\n      }}\n    }}\n  }}",
+        body,
+        "if ({ox} == {} and {oy} == {}) {{\n  {dst}[i * {tc} + j] = {src}[({li}) * {stc} + {lj}];\n}}",
         coord(g.sx, "px"),
         coord(g.sy, "py")
     );
+    let indent = match g.map.window_terms() {
+        Some((dv, m, lo, hi)) => {
+            let _ = writeln!(
+                s,
+                "      const w: u32 = (f / {dv}) % {m};\n      if (w >= {lo} and w < {hi}) {{"
+            );
+            "        "
+        }
+        None => "      ",
+    };
+    for line in body.lines() {
+        let _ = writeln!(s, "{indent}{line}");
+    }
+    if g.map.window.is_some() {
+        s += "      }\n";
+    }
+    s += "    }\n  }\n";
     s
 }
