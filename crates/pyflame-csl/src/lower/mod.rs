@@ -180,7 +180,8 @@ impl<'g> Lowerer<'g> {
     }
 
     /// Node `j` as a device value with placement `pl` (host data is uploaded, constants are
-    /// filled). Returns `None` (after recording the reason) when `j` lives elsewhere.
+    /// filled, device data in another distribution is redistributed across PEs). Returns
+    /// `None` after recording the reason when that is not possible.
     pub(crate) fn dev(&mut self, j: usize, pl: Placement) -> Option<BufId> {
         match self.vals[j].clone()? {
             Val::Dev { buf, pl: have } if have == pl => Some(buf),
@@ -316,9 +317,10 @@ impl<'g> Lowerer<'g> {
         }
     }
 
-    /// A reshape never moves data: a placement is a matrix view of the row-major flattened
-    /// tensor, which a reshape preserves. On one PE the view is relabelled to the standard one;
-    /// on a grid the old view is kept and consumers check it.
+    /// A reshape moves no data by itself: a placement is a matrix view of the row-major
+    /// flattened tensor, which a reshape preserves. On one PE the view is relabelled to the
+    /// standard one; on a grid the old view is kept, and a consumer that needs another
+    /// distribution gets a redistribution from [`Lowerer::dev`].
     fn reshape(&mut self, i: usize, j: usize) {
         let node = self.graph.nodes[i].clone();
         match self.vals[j].clone() {
