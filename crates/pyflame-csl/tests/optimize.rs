@@ -70,3 +70,27 @@ fn reuse_never_changes_results() {
         assert!(a.plan.max_pe_bytes() < b.plan.max_pe_bytes(), "{l}");
     }
 }
+
+#[test]
+fn reuse_with_data_movement() {
+    let plain = CodeGenOptions {
+        optimize: false,
+        ..Default::default()
+    };
+    // transposes, a concatenation (partial writes into one buffer) and a middle-axis
+    // reduction, each moving data across PEs
+    let build_graph = |l: MeshLayout| {
+        let x = build::unary(UnaryOp::Relu, &input(&[8, 16], 5, l)).unwrap();
+        let t = build::transpose(&x, 0, 1).unwrap();
+        let c = build::cat(&[t.clone(), build::unary(UnaryOp::Exp, &t).unwrap()], 0).unwrap();
+        let r = build::reshape(&c, &[4, 8, 8]).unwrap();
+        let s = build::reduce(ReduceOp::Sum, &r, Some(&[1]), false).unwrap();
+        build::binary(BinaryOp::Mul, &s, &input(&[4, 8], 6, l)).unwrap()
+    };
+    for l in layouts() {
+        let a = check(&build_graph(l), 1e-4);
+        let b = check_with(&build_graph(l), 1e-4, &plain);
+        assert_eq!(a.sim.unwrap().outputs, b.sim.unwrap().outputs, "{l}");
+        assert!(a.plan.max_pe_bytes() <= b.plan.max_pe_bytes(), "{l}");
+    }
+}
