@@ -801,7 +801,7 @@ def _csl_generate(graph: Graph, options_: dict[builtins.str, Any]) -> dict[built
 def _csl_simulate(graph: Graph, options_: dict[builtins.str, Any]) -> dict[builtins.str, Any]:
     """Simulates without rendering or validating (for programs that may not fit in SRAM)."""
 
-def _csl_estimate_memory(graph: Graph) -> dict[builtins.str, Any]:
+def _csl_estimate_memory(graph: Graph, optimize: builtins.bool = True) -> dict[builtins.str, Any]:
     """Per-PE memory of the lowered graph: parameter, input, activation and peak bytes."""
 
 def _csl_validate_dir(

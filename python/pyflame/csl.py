@@ -45,8 +45,10 @@ class CodeGenOptions:
         output_dir: where files are written (``"./pyflame_csl_output"``).
         target: ``"wse2"`` or ``"wse3"`` (both command files are always written; this one is
             recorded in the manifest).
-        optimize: accepted for API compatibility; no optimization passes exist yet, so it has
-            no effect on the output.
+        optimize: run the optimization passes. Today that is liveness-based buffer reuse:
+            temporaries with the same PE rectangle and tile size whose live ranges do not
+            overlap share one array, so larger programs fit in the 48 KB per PE. Outputs are
+            the same either way (the simulator executes the optimized plan).
         generate_debug_info: annotate every buffer with its size and distribution.
         emit_comments: name the graph op of every phase in the PE program.
         fabric_width / fabric_height: ``--fabric-dims`` (0 = smallest fabric that fits memcpy,
@@ -90,6 +92,7 @@ class CodeGenOptions:
             "channels": int(self.channels),
             "simulate": bool(self.simulate),
             "generate_debug_info": bool(self.generate_debug_info),
+            "optimize": bool(self.optimize),
         }
 
     def __repr__(self) -> str:
@@ -254,12 +257,13 @@ def compile_to_csl(tensor: Any, options: Optional[CodeGenOptions] = None) -> Cod
     return CSLCodeGenerator().generate(_graph_of(tensor), options)
 
 
-def estimate_memory(graph: Any) -> Dict[str, Any]:
+def estimate_memory(graph: Any, optimize: bool = True) -> Dict[str, Any]:
     """Per-PE memory of the lowered graph on its busiest PE: ``parameter_bytes`` (leaves
-    that require grad), ``input_bytes``, ``activation_bytes``, ``peak_bytes`` (every buffer
-    is statically allocated, so the peak is their sum), ``fits_in_sram`` (peak plus a code
-    allowance within 48 KB), ``peak_pe`` and ``rectangle``. Raises NotImplementedError for
-    graphs with ops that cannot be lowered.
+    that require grad), ``input_bytes``, ``activation_bytes``, ``peak_bytes`` (buffers are
+    static arrays, so the peak is their sum), ``fits_in_sram`` (peak plus a code allowance
+    within 48 KB), ``peak_pe`` and ``rectangle``. With ``optimize`` (the default, as in
+    ``CodeGenOptions``) temporaries with disjoint live ranges share arrays first. Raises
+    NotImplementedError for graphs with ops that cannot be lowered.
 
     Example:
         >>> import pyflame as pf
@@ -267,7 +271,7 @@ def estimate_memory(graph: Any) -> Dict[str, Any]:
         >>> m["fits_in_sram"], m["input_bytes"]
         (True, 16384)
     """
-    return dict(_core._csl_estimate_memory(_graph_of(graph)))
+    return dict(_core._csl_estimate_memory(_graph_of(graph), bool(optimize)))
 
 
 def simulate(graph: Any, options: Optional[CodeGenOptions] = None) -> Dict[str, Any]:

@@ -26,6 +26,10 @@ def _layernorm(x):
     return d / pf.sqrt(var + 1e-5)
 
 
+def _ints(layout):
+    return pf.from_numpy((np.arange(128, dtype=np.int32) % 17 - 8).reshape(8, 16), layout=layout)
+
+
 def _eq_mask(a, b):
     return (a == pf.maximum(a, b)).float()
 
@@ -62,6 +66,30 @@ RULES = {
     "softmax_dim0": lambda lay: pf.softmax(_x(lay), dim=0),
     "log_softmax": lambda lay: pf.log_softmax(_x(lay), dim=-1),
     "layernorm": lambda lay: _layernorm(_x(lay)),
+    "transpose": lambda lay: pf.transpose(_x(lay), 0, 1),
+    "transpose_add": lambda lay: pf.transpose(_x(lay), 0, 1) + _x(lay, (16, 8)),
+    "transpose_matmul": lambda lay: pf.transpose(_x(lay, (16, 8)), 0, 1) @ _x(lay, (16, 8)),
+    "permute_3d": lambda lay: pf.exp(pf.permute(_x(lay, (4, 8, 4)), [2, 0, 1])),
+    "reshape_moves": lambda lay: _x(lay).reshape([16, 8]) * _x(lay, (16, 8)),
+    "sum_middle": lambda lay: _x(lay, (4, 8, 16)).sum(dim=1),
+    "mean_middle_keep": lambda lay: _x(lay, (4, 8, 16)).mean(dim=1, keepdim=True),
+    "max_axes_0_2": lambda lay: _x(lay, (4, 8, 16)).amax(dim=(0, 2)),
+    "min_first_3d": lambda lay: _x(lay, (4, 8, 16)).amin(dim=0),
+    "softmax_middle": lambda lay: pf.softmax(_x(lay, (4, 8, 16)), dim=1),
+    "log_softmax_first_3d": lambda lay: pf.log_softmax(_x(lay, (4, 8, 16)), dim=0),
+    "slice_rows": lambda lay: pf.exp(_x(lay)[0:4]),
+    "slice_strided": lambda lay: _x(lay)[:, 1::2] + 1.0,
+    "expand": lambda lay: pf.relu(_x(lay).sum(dim=1, keepdim=True).expand(8, 16)),
+    "cat_rows": lambda lay: pf.exp(pf.cat([_x(lay), _x(lay, (4, 16))], dim=0)),
+    "cat_cols": lambda lay: pf.relu(pf.cat([_x(lay), _x(lay)], dim=1)),
+    "sin": lambda lay: pf.sin(_x(lay) * 3.0),
+    "cos": lambda lay: pf.cos(_x(lay) * 3.0),
+    "floor": lambda lay: pf.floor(_x(lay) * 4.0),
+    "ceil": lambda lay: pf.ceil(_x(lay) * 4.0),
+    "sign": lambda lay: pf.sign(pf.relu(_x(lay))),
+    "erf": lambda lay: pf.erf(_x(lay)),
+    "cast_int_input": lambda lay: _ints(lay).float() * _x(lay),
+    "cast_to_bool_where": lambda lay: pf.where(pf.relu(_x(lay)).bool(), _x(lay), 1.0),
     "mlp": lambda lay: pf.softmax(
         pf.relu(_x(lay, (8, 16)) @ _x(lay, (16, 8)) + _x(lay, (8,))), dim=-1
     ),

@@ -84,4 +84,20 @@ fn main() {
         Ok(_) => println!("generated"),
         Err(err) => println!("generate refuses: {err}"),
     }
+
+    // a transpose across all PEs of a 16x16 grid (256 tile broadcasts, the largest allowed)
+    let x = input(&[256, 256], l);
+    let t = build::permute(&build::unary(UnaryOp::Relu, &x).expect("relu"), &[1, 0])
+        .expect("transpose");
+    let g = Graph::capture(&[t], false);
+    let start = Instant::now();
+    let gen = generate(&g, &CodeGenOptions::default()).expect("transpose");
+    let s = gen.sim.expect("sim");
+    println!(
+        "256x256 transpose on 16x16: codegen + validation + simulation {:.3} s; {} phases, {} cycles, {} wavelets",
+        start.elapsed().as_secs_f64(),
+        gen.plan.phases.len(),
+        s.cycles,
+        s.wavelets
+    );
 }

@@ -35,7 +35,7 @@ pub fn cache_key(graph: &pyflame_ir::Graph, plan: &Plan, opts: &CodeGenOptions) 
         }
     }
     let o = format!(
-        "{}|{}|{}|{}|{}|{}|{}|{}|{}",
+        "{}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
         opts.target.name(),
         opts.emit_comments,
         opts.fabric_width,
@@ -44,6 +44,7 @@ pub fn cache_key(graph: &pyflame_ir::Graph, plan: &Plan, opts: &CodeGenOptions) 
         opts.channels,
         opts.simulate,
         opts.debug_info,
+        opts.optimize,
         env!("CARGO_PKG_VERSION")
     );
     h = fnv1a(h, o.as_bytes());

@@ -16,6 +16,7 @@
 //! # }
 //! ```
 
+pub mod gather;
 pub mod hash;
 pub mod lower;
 pub mod npy;
@@ -23,6 +24,7 @@ pub mod parse;
 pub mod perf;
 pub mod plan;
 pub mod render;
+pub mod reuse;
 pub mod route;
 pub mod sim;
 pub mod validate;
@@ -115,6 +117,8 @@ pub struct CodeGenOptions {
     pub simulate: bool,
     /// include debug info (`-g`-style comments with buffer sizes)
     pub debug_info: bool,
+    /// optimization passes: liveness-based reuse of PE buffers ([`reuse`])
+    pub optimize: bool,
 }
 
 impl Default for CodeGenOptions {
@@ -128,6 +132,7 @@ impl Default for CodeGenOptions {
             channels: 1,
             simulate: true,
             debug_info: false,
+            optimize: true,
         }
     }
 }
@@ -164,8 +169,7 @@ pub fn generate_with(
             opts.channels
         )));
     }
-    let mut plan = lower::lower(graph)?;
-    route::assign(&mut plan)?;
+    let plan = build_plan(graph, opts)?;
     let cache_key = hash::cache_key(graph, &plan, opts);
     let sim = if opts.simulate {
         Some(sim::run(&plan)?)
@@ -200,11 +204,24 @@ pub fn simulate(
     graph: &pyflame_ir::Graph,
     opts: &CodeGenOptions,
 ) -> Result<(sim::SimResult, perf::Estimate), CslError> {
-    let mut plan = lower::lower(graph)?;
-    route::assign(&mut plan)?;
+    let plan = build_plan(graph, opts)?;
     let s = sim::run(&plan)?;
     let e = perf::estimate(&plan, &s, opts);
     Ok((s, e))
+}
+
+/// Lowers `graph`, applies the optimization passes when `opts.optimize` (buffer reuse) and
+/// assigns colors and routes: the plan that is rendered and simulated.
+pub fn build_plan(
+    graph: &pyflame_ir::Graph,
+    opts: &CodeGenOptions,
+) -> Result<plan::Plan, CslError> {
+    let mut plan = lower::lower(graph)?;
+    if opts.optimize {
+        reuse::reuse_buffers(&mut plan);
+    }
+    route::assign(&mut plan)?;
+    Ok(plan)
 }
 
 /// [`generate_with`] without reference outputs.

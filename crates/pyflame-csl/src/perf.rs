@@ -93,7 +93,7 @@ fn flop_count(plan: &Plan) -> u64 {
                 Local::Map2 { rows, cols, .. } | Local::Reduce { rows, cols, .. } => {
                     (rows * cols) as u64
                 }
-                Local::Transpose { .. } => 0,
+                Local::Transpose { .. } | Local::Gather(_) => 0,
             };
             f += per * pes;
         }

@@ -130,6 +130,18 @@ pub enum UFn {
     Silu,
     /// 1 / x via @map
     Recip,
+    /// sine via @map (`math.sin_f32`)
+    Sin,
+    /// cosine via @map (`math.cos_f32`)
+    Cos,
+    /// round toward -inf via @map (integer conversion)
+    Floor,
+    /// round toward +inf via @map (`-floor(-x)`)
+    Ceil,
+    /// -1, 0 (keeping the sign of zero) or 1 via @map; NaN stays NaN
+    Sign,
+    /// error function via @map (Abramowitz & Stegun 7.1.26)
+    Erf,
 }
 
 /// Elementwise functions of two arguments.
@@ -273,6 +285,9 @@ pub enum Local {
         /// elements
         n: usize,
     },
+    /// Copy of the destination elements whose source lies in one PE's tile (a step of a
+    /// redistribution across PEs, see [`crate::gather`]).
+    Gather(Box<crate::gather::Gather>),
     /// `dst[c x r] = transpose(src[r x c])`
     Transpose {
         /// destination
@@ -479,6 +494,16 @@ impl Plan {
             .filter(|&b| self.holds(b, x, y))
             .map(|b| 4 * self.bufs[b].placement.tile_len())
             .sum()
+    }
+    /// The PE rectangle (w, h) a fabric phase runs on: that of the buffer it fills.
+    pub fn phase_rect(&self, ph: &Phase) -> Option<(usize, usize)> {
+        let b = match ph {
+            Phase::Local { .. } => return None,
+            Phase::Chain { buf, .. } | Phase::BcastBack { buf, .. } => *buf,
+            Phase::ToEdge { dst, .. } => *dst,
+        };
+        let p = self.bufs[b].placement;
+        Some((p.pc, p.pr))
     }
     /// Largest per-PE buffer footprint in bytes.
     pub fn max_pe_bytes(&self) -> usize {

@@ -9,48 +9,52 @@ pub const MAX_USER_COLOR: u8 = 20;
 
 /// Fills `plan.colors`, `plan.routes` and `plan.fabric_rect`.
 pub fn assign(plan: &mut Plan) -> Result<(), CslError> {
+    // per role: its length along the axis and the number of lines (PE rows or columns) it
+    // runs on; collectives on different rectangles share a role's color when the lengths
+    // agree (the route of a position depends only on it and the length)
+    let mut roles: std::collections::BTreeMap<Role, (usize, usize)> = Default::default();
     let mut rect: Option<(usize, usize)> = None;
-    let mut roles = std::collections::BTreeSet::new();
     for ph in &plan.phases {
-        let (buf, r) = match ph {
+        let r = match ph {
             Phase::Local { .. } => continue,
-            Phase::Chain { buf, axis, .. } => {
-                (*buf, vec![Role::ChainA(*axis), Role::ChainB(*axis)])
-            }
-            Phase::BcastBack { buf, axis, .. } => (*buf, vec![Role::Back(*axis)]),
-            Phase::ToEdge { src, axis, .. } => (*src, vec![Role::Edge(*axis)]),
+            Phase::Chain { axis, .. } => vec![Role::ChainA(*axis), Role::ChainB(*axis)],
+            Phase::BcastBack { axis, .. } => vec![Role::Back(*axis)],
+            Phase::ToEdge { axis, .. } => vec![Role::Edge(*axis)],
         };
-        let p = plan.bufs[buf].placement;
-        let here = (p.pc, p.pr);
-        match rect {
-            None => rect = Some(here),
-            Some(have) if have != here => {
+        let Some((w, h)) = plan.phase_rect(ph) else {
+            continue;
+        };
+        rect = Some(rect.map_or((w, h), |(rw, rh)| (rw.max(w), rh.max(h))));
+        for role in r {
+            let (len, lines) = if role_axis(role) == Axis::Row {
+                (w, h)
+            } else {
+                (h, w)
+            };
+            let e = roles.entry(role).or_insert((len, lines));
+            if e.0 != len {
                 return Err(CslError::Unsupported(vec![format!(
-                    "fabric collectives on two PE rectangles ({}x{} and {}x{}); every reduction, softmax and matmul that crosses PEs must use the same layout",
-                    have.0, have.1, here.0, here.1
-                )]))
+                    "fabric collectives along {} of two lengths ({} and {len} PEs); collectives that cross PEs must agree on the PE count along each axis",
+                    if role_axis(role) == Axis::Row { "PE rows" } else { "PE columns" },
+                    e.0
+                )]));
             }
-            _ => {}
+            e.1 = e.1.max(lines);
         }
-        roles.extend(r);
     }
     plan.fabric_rect = rect;
-    let Some((w, h)) = rect else { return Ok(()) };
-    for (c, role) in roles.into_iter().enumerate() {
+    for (c, role) in roles.keys().enumerate() {
         let color = c as u8;
         if color > MAX_USER_COLOR {
             return Err(CslError::Unsupported(vec![
                 "more than 21 fabric colors needed".into(),
             ]));
         }
-        plan.colors.insert(role, color);
+        plan.colors.insert(*role, color);
     }
-    let colors: Vec<(Role, u8)> = plan.colors.iter().map(|(r, c)| (*r, *c)).collect();
-    for (role, color) in colors {
-        let axis = match role {
-            Role::ChainA(a) | Role::ChainB(a) | Role::Back(a) | Role::Edge(a) => a,
-        };
-        let (len, lines) = if axis == Axis::Row { (w, h) } else { (h, w) };
+    for (role, (len, lines)) in roles {
+        let color = plan.colors[&role];
+        let axis = role_axis(role);
         let (fwd, bwd) = if axis == Axis::Row {
             (dir::EAST, dir::WEST)
         } else {
@@ -58,8 +62,7 @@ pub fn assign(plan: &mut Plan) -> Result<(), CslError> {
         };
         for line in 0..lines {
             for i in 0..len {
-                let route = route_for(role, i, len, fwd, bwd);
-                if let Some(r) = route {
+                if let Some(r) = route_for(role, i, len, fwd, bwd) {
                     let (x, y) = if axis == Axis::Row {
                         (i, line)
                     } else {
@@ -71,6 +74,13 @@ pub fn assign(plan: &mut Plan) -> Result<(), CslError> {
         }
     }
     Ok(())
+}
+
+/// The PE axis a role runs along.
+pub fn role_axis(role: Role) -> Axis {
+    match role {
+        Role::ChainA(a) | Role::ChainB(a) | Role::Back(a) | Role::Edge(a) => a,
+    }
 }
 
 /// The route of `role` at position `i` of `len` along the axis (`fwd` = towards the last PE).

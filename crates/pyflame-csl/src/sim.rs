@@ -36,6 +36,8 @@ pub fn cost(op: &Local) -> u64 {
         UFn::Exp | UFn::Log => 30,
         UFn::Tanh | UFn::Sigmoid | UFn::Silu => 40,
         UFn::Gelu | UFn::GeluTanh => 60,
+        UFn::Floor | UFn::Ceil | UFn::Sign => 6,
+        UFn::Sin | UFn::Cos | UFn::Erf => 40,
     };
     let u = |x: usize| x as u64;
     match *op {
@@ -69,6 +71,11 @@ pub fn cost(op: &Local) -> u64 {
         Local::Gemm { m, k, n, .. } => u(m * k) * (CALL + u(n)),
         Local::Transpose { rows, cols, .. } => u(rows * cols) * 4,
         Local::Fill { n, .. } => CALL + u(n),
+        // index arithmetic (divisions) per destination element, one loop call per row
+        Local::Gather(ref g) => {
+            let (r, c) = (g.dst_pl.tile_rows(), g.dst_pl.tile_cols());
+            u(r) * CALL + u(r * c) * 16
+        }
     }
 }
 
@@ -82,8 +89,9 @@ fn fetch(mem: &[Vec<f32>], s: Src, r: usize, c: usize, cols: usize) -> f32 {
     }
 }
 
-fn exec_local(op: &Local, mem: &mut [Vec<f32>]) {
+fn exec_local(op: &Local, x: usize, y: usize, mem: &mut [Vec<f32>]) {
     match *op {
+        Local::Gather(ref g) => g.exec(x, y, mem),
         Local::Map1 { f, dst, src, n } => {
             let out: Vec<f32> = mem[src][..n].iter().map(|&x| apply_u(f, x)).collect();
             mem[dst][..n].copy_from_slice(&out);
@@ -364,7 +372,7 @@ pub fn run(plan: &Plan) -> Result<SimResult, CslError> {
                             for (k, pe_mem) in part.iter_mut().enumerate() {
                                 let p = ci * chunk + k;
                                 if p % w < *rw && p / w < *rh {
-                                    exec_local(op, pe_mem);
+                                    exec_local(op, p % w, p / w, pe_mem);
                                 }
                             }
                         });
@@ -410,7 +418,7 @@ fn fabric_phase(
     clock: &mut [u64],
     fab: &mut Fabric,
 ) -> Result<(), CslError> {
-    let (fw, fh) = plan.fabric_rect.unwrap_or((plan.width, plan.height));
+    let (fw, fh) = plan.phase_rect(ph).unwrap_or((plan.width, plan.height));
     let w = plan.width;
     let axis = match ph {
         Phase::Chain { axis, .. } | Phase::BcastBack { axis, .. } | Phase::ToEdge { axis, .. } => {

@@ -37,6 +37,7 @@ fn options(d: &Bound<'_, PyDict>) -> PyResult<CodeGenOptions> {
         channels: opt_usize(d, "channels", 1)?,
         simulate: opt_bool(d, "simulate", true)?,
         debug_info: opt_bool(d, "generate_debug_info", false)?,
+        optimize: opt_bool(d, "optimize", true)?,
     })
 }
 
@@ -169,15 +170,21 @@ fn _csl_simulate<'py>(
 }
 
 /// Per-PE memory of the lowered graph: parameter (leaves that require grad), input,
-/// activation and peak bytes (all buffers are static, so peak = their sum).
+/// activation and peak bytes (buffers are static arrays, so peak = their sum; with
+/// `optimize`, temporaries with disjoint live ranges share arrays first).
 #[pyfunction]
+#[pyo3(signature = (graph, optimize = true))]
 fn _csl_estimate_memory<'py>(
     py: Python<'py>,
     graph: PyRef<'_, PyGraph>,
+    optimize: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     let g = &graph.graph;
     realize_leaves(py, g)?;
-    let plan = pyflame_csl::lower::lower(g).map_err(csl_err)?;
+    let mut plan = pyflame_csl::lower::lower(g).map_err(csl_err)?;
+    if optimize {
+        pyflame_csl::reuse::reuse_buffers(&mut plan);
+    }
     let (mut best, mut at) = ((0usize, 0usize, 0usize), (0usize, 0usize));
     for y in 0..plan.height {
         for x in 0..plan.width {

@@ -21,6 +21,12 @@ pub(crate) fn ufn(u: UnaryOp) -> Option<UFn> {
         UnaryOp::GeluTanh => UFn::GeluTanh,
         UnaryOp::Silu => UFn::Silu,
         UnaryOp::Reciprocal => UFn::Recip,
+        UnaryOp::Sin => UFn::Sin,
+        UnaryOp::Cos => UFn::Cos,
+        UnaryOp::Floor => UFn::Floor,
+        UnaryOp::Ceil => UFn::Ceil,
+        UnaryOp::Sign => UFn::Sign,
+        UnaryOp::Erf => UFn::Erf,
         _ => return None,
     })
 }
@@ -45,6 +51,35 @@ pub fn apply_u(f: UFn, x: f32) -> f32 {
         }
         UFn::Silu => x / (1.0 + (-x).exp()),
         UFn::Recip => 1.0 / x,
+        UFn::Sin => x.sin(),
+        UFn::Cos => x.cos(),
+        UFn::Floor => floor_f32(x),
+        UFn::Ceil => -floor_f32(-x),
+        UFn::Sign => {
+            if x > 0.0 {
+                1.0
+            } else if x < 0.0 {
+                -1.0
+            } else {
+                x
+            }
+        }
+        UFn::Erf => erf_f32(x),
+    }
+}
+
+/// floor as the generated CSL computes it: values with |x| >= 2^23 (and inf, NaN) are
+/// already integral; others go through a truncating conversion to i32, minus one when the
+/// truncation rounded up.
+pub fn floor_f32(x: f32) -> f32 {
+    if !(x > -8_388_608.0 && x < 8_388_608.0) {
+        return x;
+    }
+    let t = (x as i32) as f32;
+    if t > x {
+        t - 1.0
+    } else {
+        t
     }
 }
 
@@ -143,6 +178,36 @@ pub(crate) fn not_divisible(pl: &Placement) -> String {
         "a {}x{} matrix does not divide evenly over a {}x{} PE rectangle",
         pl.rows, pl.cols, pl.pr, pl.pc
     )
+}
+
+/// A cast of a float32 tensor to bool: the 0/1 mask `x != 0` (NaN is true, as on the CPU).
+pub(crate) fn to_mask(l: &mut Lowerer, i: usize, j: usize) {
+    let node = l.graph.nodes[i].clone();
+    let pl = match l.vals[j].clone() {
+        Some(Val::Imm(v)) => {
+            l.vals[i] = Some(Val::Imm(apply_b(BFn::Ne, v, 0.0)));
+            return;
+        }
+        Some(Val::Dev { pl, .. }) => pl,
+        _ => std_placement(&node.shape, node.layout),
+    };
+    if !pl.divides() {
+        return l.fail(i, not_divisible(&pl));
+    }
+    let Some(src) = l.dev(j, pl) else { return };
+    let dst = l.temp(pl, "mask");
+    l.local(
+        Local::Map2 {
+            f: BFn::Ne,
+            dst,
+            a: Src::Tile(src),
+            b: Src::Imm(0.0),
+            rows: pl.tile_rows(),
+            cols: pl.tile_cols(),
+        },
+        pl,
+    );
+    l.vals[i] = Some(Val::Dev { buf: dst, pl });
 }
 
 /// How an operand broadcasts against the output.

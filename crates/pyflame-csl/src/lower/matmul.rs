@@ -1,4 +1,4 @@
-//! Matmul: SUMMA on a square PE grid (A tiles broadcast along PE rows, B tiles down PE
+//! Matmul: SUMMA on a PE grid (square or not) (A tiles broadcast along PE rows, B tiles down PE
 //! columns, local `@fmacs` GEMM per step), its 1-D specialisations for row and column
 //! partitions, and a single local GEMM on one PE. A matrix-vector product is the same
 //! schedule with a one-column B, unless B is a row vector split along PE columns: then it is
@@ -30,12 +30,6 @@ pub(crate) fn matmul(l: &mut Lowerer, i: usize, ja: usize, jb: usize) {
         if !p.divides() {
             return l.fail(i, not_divisible(p));
         }
-    }
-    if k > 1 && pr > 1 && pc > 1 && pr != pc {
-        return l.fail(
-            i,
-            format!("SUMMA needs a square PE grid or a 1-D partition, got {pr}x{pc}"),
-        );
     }
     let Some(a) = l.dev(ja, pa) else { return };
     if sb[1] == 1 && k > 1 {
@@ -105,14 +99,33 @@ pub(crate) fn matmul(l: &mut Lowerer, i: usize, ja: usize, jb: usize) {
             l.local(gemm(abuf, b, kb, kb, 0, s * kb, s == 0), pcl);
         }
     } else {
-        let p = pr;
-        let kb = k / p;
+        // SUMMA on a pr x pc grid: A's K is split in pc blocks (PE columns), B's K in pr blocks
+        // (PE rows). The steps are the intervals between the union of both block boundaries;
+        // a step broadcasts A's tile column / B's tile row only when it changes and reads the
+        // panel at an offset (square grids: one step per block, offsets 0).
+        let (ka, kb) = (k / pc, k / pr);
         let abuf = l.temp(pa, "apanel");
         let bbuf = l.temp(pb, "bpanel");
-        for s in 0..p {
-            bcast(l, a, abuf, pa, Axis::Row, s);
-            bcast(l, b, bbuf, pb, Axis::Col, s);
-            l.local(gemm(abuf, bbuf, kb, kb, 0, 0, s == 0), pcl);
+        let mut cuts: Vec<usize> = (0..pc)
+            .map(|s| s * ka)
+            .chain((0..pr).map(|s| s * kb))
+            .collect();
+        cuts.push(k);
+        cuts.sort_unstable();
+        cuts.dedup();
+        let (mut have_a, mut have_b) = (usize::MAX, usize::MAX);
+        for (s, w) in cuts.windows(2).enumerate() {
+            let (k0, k1) = (w[0], w[1]);
+            let (ra, rb) = (k0 / ka, k0 / kb);
+            if ra != have_a {
+                bcast(l, a, abuf, pa, Axis::Row, ra);
+                have_a = ra;
+            }
+            if rb != have_b {
+                bcast(l, b, bbuf, pb, Axis::Col, rb);
+                have_b = rb;
+            }
+            l.local(gemm(abuf, bbuf, k1 - k0, ka, k0 % ka, k0 % kb, s == 0), pcl);
         }
     }
     l.vals[i] = Some(Val::Dev { buf: c, pl: pcl });

@@ -3,11 +3,12 @@
 
 pub mod elementwise;
 mod matmul;
+mod redist;
 mod reduce;
 
 use crate::plan::{Buf, BufId, BufKind, InputRef, Local, OutputRef, Phase, Placement, Plan, UFn};
 use crate::CslError;
-use pyflame_core::{numel, DType, MeshLayout};
+use pyflame_core::{numel, DType, Element, MeshLayout};
 use pyflame_ir::{Graph, Op, Value};
 use std::collections::HashMap;
 
@@ -41,12 +42,26 @@ pub fn std_placement(shape: &[usize], layout: MeshLayout) -> Placement {
     Placement { rows, cols, pr, pc }
 }
 
-/// Row-major f32 contents of a realized value (any strides).
+/// Row-major f32 contents of a realized float32 value (any strides).
 pub fn value_f32(v: &Value) -> Result<Vec<f32>, String> {
     if v.dtype() != DType::Float32 {
         return Err(format!("dtype {} (only float32 is lowered)", v.dtype()));
     }
-    let data = v.storage.as_slice::<f32>().map_err(|e| e.to_string())?;
+    value_as_f32(v)
+}
+
+/// Row-major contents of a realized value of any dtype, converted to f32 (bool as 0/1).
+/// Integers must be exactly representable (|v| <= 2^24), otherwise an error says so.
+pub fn value_as_f32(v: &Value) -> Result<Vec<f32>, String> {
+    pyflame_core::dispatch_dtype!(v.dtype(), T => strided_f32::<T>(v))
+}
+
+fn strided_f32<T: Element>(v: &Value) -> Result<Vec<f32>, String> {
+    let data = v.storage.as_slice::<T>().map_err(|e| e.to_string())?;
+    let exact_needed = matches!(
+        T::DTYPE,
+        DType::Int64 | DType::Int32 | DType::Int16 | DType::Int8 | DType::UInt8
+    );
     let n = v.numel();
     let mut out = Vec::with_capacity(n);
     let nd = v.shape.len();
@@ -61,7 +76,15 @@ pub fn value_f32(v: &Value) -> Result<Vec<f32>, String> {
         let Some(&x) = usize::try_from(off).ok().and_then(|o| data.get(o)) else {
             return Err("value view points outside its storage".into());
         };
-        out.push(x);
+        let f = x.to_f32();
+        if exact_needed && f64::from(f) != x.to_f64() {
+            return Err(format!(
+                "{} value {} is not exactly representable in float32 (the device computes in float32)",
+                T::DTYPE,
+                x.to_f64()
+            ));
+        }
+        out.push(f);
         for d in (0..nd).rev() {
             idx[d] += 1;
             if idx[d] < v.shape[d] {
@@ -157,19 +180,24 @@ impl<'g> Lowerer<'g> {
     }
 
     /// Node `j` as a device value with placement `pl` (host data is uploaded, constants are
-    /// filled). Returns `None` (after recording the reason) when `j` lives elsewhere.
+    /// filled, device data in another distribution is redistributed across PEs). Returns
+    /// `None` after recording the reason when that is not possible.
     pub(crate) fn dev(&mut self, j: usize, pl: Placement) -> Option<BufId> {
         match self.vals[j].clone()? {
             Val::Dev { buf, pl: have } if have == pl => Some(buf),
-            Val::Dev { pl: have, .. } => {
-                self.fail(
-                    self.current,
-                    format!(
-                        "operand %{j} is distributed as {}x{} over {}x{} PEs but {}x{} over {}x{} is needed (redistribution across PEs is not lowered)",
-                        have.rows, have.cols, have.pr, have.pc, pl.rows, pl.cols, pl.pr, pl.pc
-                    ),
-                );
-                None
+            Val::Dev { buf, pl: have } => {
+                if have.rows * have.cols != pl.rows * pl.cols {
+                    self.fail(
+                        self.current,
+                        format!(
+                            "operand %{j} is a {}x{} matrix but a {}x{} one is needed",
+                            have.rows, have.cols, pl.rows, pl.cols
+                        ),
+                    );
+                    return None;
+                }
+                // same row-major data, another distribution: move it across PEs
+                redist::redistribute(self, buf, have, pl, crate::gather::ElemMap::flat())
             }
             Val::Host(data) => Some(self.host_buf(j, &data, pl)),
             Val::Imm(v) => {
@@ -189,8 +217,10 @@ impl<'g> Lowerer<'g> {
                 return;
             }
         }
+        // any dtype is read: non-float32 leaves may only feed a cast to float32, a `where`
+        // condition (bool as a 0/1 mask), or be checked by their consumer
         match node.value() {
-            Some(v) => match value_f32(&v) {
+            Some(v) => match value_as_f32(&v) {
                 Ok(data) => {
                     let uniform = data.len() == 1;
                     self.vals[i] = Some(if uniform {
@@ -223,13 +253,45 @@ impl<'g> Lowerer<'g> {
         }
         // bool tensors are 0/1 f32 masks on the device: comparisons produce them, `where`
         // and casts to float32 consume them
-        let mask_op = matches!(&node.op, Op::Binary(b) if elementwise::is_comparison(*b));
+        let mask_op = matches!(&node.op, Op::Binary(b) if elementwise::is_comparison(*b))
+            || matches!(node.op, Op::Cast);
         if node.dtype != DType::Float32 && !(node.dtype == DType::Bool && mask_op) {
             return self.fail(i, format!("dtype {} (only float32 is lowered)", node.dtype));
         }
+        // only float32 values (and 0/1 bool masks) are computed on: other dtypes are host data
+        // that a cast to float32 converts
+        let float_in = |k: usize| matches!(self.graph.nodes[ins[k]].dtype, DType::Float32);
+        let operands_ok = match &node.op {
+            Op::Cast => true,
+            Op::Where => {
+                matches!(self.graph.nodes[ins[0]].dtype, DType::Bool | DType::Float32)
+                    && float_in(1)
+                    && float_in(2)
+            }
+            _ => (0..ins.len()).all(float_in),
+        };
+        if !operands_ok {
+            let dts: Vec<String> = ins
+                .iter()
+                .map(|&j| self.graph.nodes[j].dtype.to_string())
+                .collect();
+            return self.fail(
+                i,
+                format!(
+                    "operands of dtype {} (only float32 is computed on; cast other inputs to float32 first)",
+                    dts.join(", ")
+                ),
+            );
+        }
         match &node.op {
+            Op::Cast if node.dtype == DType::Bool => elementwise::to_mask(self, i, ins[0]),
             Op::Where => elementwise::where_(self, i, ins[0], ins[1], ins[2]),
-            Op::Cast if matches!(self.graph.nodes[ins[0]].dtype, DType::Bool | DType::Float32) => {
+            // float32 and 0/1 masks are the same on the device; other inputs are host data
+            // (converted when read), so a cast to float32 is free
+            Op::Cast
+                if self.graph.is_leaf(ins[0])
+                    || matches!(self.graph.nodes[ins[0]].dtype, DType::Bool | DType::Float32) =>
+            {
                 self.vals[i] = self.vals[ins[0]].clone()
             }
             Op::Unary(u) => elementwise::unary(self, i, *u, ins[0]),
@@ -237,6 +299,17 @@ impl<'g> Lowerer<'g> {
             Op::Contiguous => self.vals[i] = self.vals[ins[0]].clone(),
             Op::Reshape => self.reshape(i, ins[0]),
             Op::Permute(p) => self.permute(i, ins[0], p.clone()),
+            Op::Slice { starts, steps } => {
+                let src = self.graph.nodes[ins[0]].shape.clone();
+                let map = crate::gather::ElemMap::slice(&src, &node.shape, starts, steps);
+                self.movement(i, ins[0], map)
+            }
+            Op::Cat { axis } => self.cat(i, &ins, *axis),
+            Op::Expand => {
+                let src = self.graph.nodes[ins[0]].shape.clone();
+                let map = crate::gather::ElemMap::expand(&src, &node.shape);
+                self.movement(i, ins[0], map)
+            }
             Op::Reduce { op, axes, .. } => reduce::reduce(self, i, *op, axes, ins[0]),
             Op::Softmax { axis, log } => reduce::softmax(self, i, *axis, *log, ins[0]),
             Op::MatMul => matmul::matmul(self, i, ins[0], ins[1]),
@@ -244,9 +317,10 @@ impl<'g> Lowerer<'g> {
         }
     }
 
-    /// A reshape never moves data: a placement is a matrix view of the row-major flattened
-    /// tensor, which a reshape preserves. On one PE the view is relabelled to the standard one;
-    /// on a grid the old view is kept and consumers check it.
+    /// A reshape moves no data by itself: a placement is a matrix view of the row-major
+    /// flattened tensor, which a reshape preserves. On one PE the view is relabelled to the
+    /// standard one; on a grid the old view is kept, and a consumer that needs another
+    /// distribution gets a redistribution from [`Lowerer::dev`].
     fn reshape(&mut self, i: usize, j: usize) {
         let node = self.graph.nodes[i].clone();
         match self.vals[j].clone() {
@@ -265,20 +339,9 @@ impl<'g> Lowerer<'g> {
 
     fn permute(&mut self, i: usize, j: usize, p: Vec<usize>) {
         let node = self.graph.nodes[i].clone();
-        match self.vals[j].clone() {
-            Some(Val::Imm(v)) => self.vals[i] = Some(Val::Imm(v)),
-            Some(Val::Host(data)) => {
-                let src = &self.graph.nodes[j].shape;
-                self.vals[i] = Some(Val::Host(std::sync::Arc::new(permute_data(&data, src, &p))));
-            }
-            Some(Val::Dev { buf, pl }) => {
-                if p.len() != 2 || pl.pr != 1 || pl.pc != 1 {
-                    return self.fail(
-                        i,
-                        "transpose across PEs is not lowered (only 2-D transpose on a single PE)",
-                    );
-                }
-                let out = std_placement(&node.shape, node.layout);
+        if let Some(Val::Dev { buf, pl }) = self.vals[j].clone() {
+            let out = std_placement(&node.shape, node.layout);
+            if p.len() == 2 && pl.pr == 1 && pl.pc == 1 && out.pr == 1 && out.pc == 1 {
                 let dst = self.temp(out, "transpose");
                 self.local(
                     Local::Transpose {
@@ -290,6 +353,84 @@ impl<'g> Lowerer<'g> {
                     out,
                 );
                 self.vals[i] = Some(Val::Dev { buf: dst, pl: out });
+                return;
+            }
+        }
+        let map = crate::gather::ElemMap::permute(&self.graph.nodes[j].shape, &p);
+        self.movement(i, j, map);
+    }
+
+    /// Concatenation along `axis`: host and constant inputs are joined by the host; otherwise
+    /// every input is redistributed into its window of one output buffer (a host input whose
+    /// shape does not divide over the layout is uploaded to PE (0, 0) and moved from there).
+    fn cat(&mut self, i: usize, ins: &[usize], axis: usize) {
+        let node = self.graph.nodes[i].clone();
+        let host = ins
+            .iter()
+            .all(|&j| matches!(self.vals[j], Some(Val::Host(_) | Val::Imm(_))));
+        if host {
+            let mut out = vec![0.0; numel(&node.shape)];
+            let mut lo = 0;
+            for &j in ins {
+                let sh = self.graph.nodes[j].shape.clone();
+                let data = match self.vals[j].clone() {
+                    Some(Val::Host(d)) => d.to_vec(),
+                    Some(Val::Imm(v)) => vec![v; numel(&sh)],
+                    _ => return,
+                };
+                crate::gather::ElemMap::cat_part(&sh, &node.shape, axis, lo)
+                    .apply_into(&data, &mut out);
+                lo += sh[axis];
+            }
+            self.vals[i] = Some(Val::Host(std::sync::Arc::new(out)));
+            return;
+        }
+        let out = std_placement(&node.shape, node.layout);
+        if !out.divides() {
+            return self.fail(i, elementwise::not_divisible(&out));
+        }
+        let dst = self.temp(out, "cat");
+        let mut lo = 0;
+        for &j in ins {
+            let sh = self.graph.nodes[j].shape.clone();
+            let (src, pl) = match self.vals[j].clone() {
+                Some(Val::Dev { buf, pl }) => (buf, pl),
+                _ => {
+                    let mut p = std_placement(&sh, node.layout);
+                    if !p.divides() {
+                        p = std_placement(&sh, MeshLayout::SinglePe);
+                    }
+                    let Some(b) = self.dev(j, p) else { return };
+                    (b, p)
+                }
+            };
+            if numel(&sh) > 0 {
+                let map = crate::gather::ElemMap::cat_part(&sh, &node.shape, axis, lo);
+                if redist::redistribute_into(self, src, pl, out, map, Some(dst)).is_none() {
+                    return;
+                }
+            }
+            lo += sh[axis];
+        }
+        self.vals[i] = Some(Val::Dev { buf: dst, pl: out });
+    }
+
+    /// A data-movement op (permute, slice, expand) given by its element map: constants stay
+    /// constants, host data is rearranged by the host, device data is redistributed across
+    /// PEs (every destination element is fetched from the PE holding its source).
+    fn movement(&mut self, i: usize, j: usize, map: crate::gather::ElemMap) {
+        let node = self.graph.nodes[i].clone();
+        match self.vals[j].clone() {
+            Some(Val::Imm(v)) => self.vals[i] = Some(Val::Imm(v)),
+            Some(Val::Host(data)) => {
+                let out = map.apply(&data, numel(&node.shape));
+                self.vals[i] = Some(Val::Host(std::sync::Arc::new(out)));
+            }
+            Some(Val::Dev { buf, pl }) => {
+                let out = std_placement(&node.shape, node.layout);
+                if let Some(dst) = redist::redistribute(self, buf, pl, out, map) {
+                    self.vals[i] = Some(Val::Dev { buf: dst, pl: out });
+                }
             }
             None => {}
         }
@@ -306,8 +447,18 @@ impl<'g> Lowerer<'g> {
                 self.fail(
                     o,
                     format!(
-                        "a {} output cannot be returned (bool tensors live as 0/1 float32 masks on the device); cast it to float32 or use it in where()",
-                        node.dtype
+                        "a {} output cannot be returned ({}); cast it to float32{}",
+                        node.dtype,
+                        if node.dtype == DType::Bool {
+                            "bool tensors live as 0/1 float32 masks on the device"
+                        } else {
+                            "the device computes in float32"
+                        },
+                        if node.dtype == DType::Bool {
+                            " or use it in where()"
+                        } else {
+                            ""
+                        }
                     ),
                 );
                 continue;
@@ -354,28 +505,6 @@ impl<'g> Lowerer<'g> {
             });
         }
     }
-}
-
-/// Row-major permutation of `data` (shape `src`) by `perm`.
-fn permute_data(data: &[f32], src: &[usize], perm: &[usize]) -> Vec<f32> {
-    let nd = src.len();
-    let strides = pyflame_core::contiguous_strides(src);
-    let out_shape: Vec<usize> = perm.iter().map(|&a| src[a]).collect();
-    let n = data.len();
-    let mut out = Vec::with_capacity(n);
-    let mut idx = vec![0usize; nd];
-    for _ in 0..n {
-        let off: isize = (0..nd).map(|d| idx[d] as isize * strides[perm[d]]).sum();
-        out.push(data[off as usize]);
-        for d in (0..nd).rev() {
-            idx[d] += 1;
-            if idx[d] < out_shape[d] {
-                break;
-            }
-            idx[d] = 0;
-        }
-    }
-    out
 }
 
 /// Lowers `graph` to a plan (without routes; see [`crate::route::assign`]).

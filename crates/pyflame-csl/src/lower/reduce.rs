@@ -99,13 +99,18 @@ pub(crate) fn reduce(l: &mut Lowerer, i: usize, op: ReduceOp, axes: &[usize], j:
     if numel(&in_shape) == 0 {
         return l.fail(i, "reduction of an empty tensor");
     }
-    let Some(kind) = kind_of(&in_shape, axes, &pl) else {
-        return l.fail(
-            i,
-            format!("reduction over axes {axes:?} of {in_shape:?} does not match the PE tiling (only the last axes, the leading axes, or all)"),
-        );
+    let (mut src, pl, kind) = match kind_of(&in_shape, axes, &pl) {
+        Some(kind) => {
+            let Some(src) = l.dev(j, pl) else { return };
+            (src, pl, kind)
+        }
+        // other axes (a middle axis, or axes that do not match the tiling): move the reduced
+        // axes last across PEs, then reduce each row
+        None => match reduced_last(l, j, &in_shape, axes, node.layout) {
+            Some((src, pl)) => (src, pl, ReduceKind::OverCols),
+            None => return,
+        },
     };
-    let Some(mut src) = l.dev(j, pl) else { return };
     if op == ReduceOp::Min {
         let neg = l.temp(pl, "negmin");
         l.local(
@@ -152,6 +157,47 @@ pub(crate) fn reduce(l: &mut Lowerer, i: usize, op: ReduceOp, axes: &[usize], j:
     l.vals[i] = Some(Val::Dev { buf: dst, pl: out });
 }
 
+/// Node `j` (shape `shape`) permuted so that `axes` come last, as a `kept x reduced` matrix
+/// on the layout's PE rectangle (a redistribution across PEs).
+fn reduced_last(
+    l: &mut Lowerer,
+    j: usize,
+    shape: &[usize],
+    axes: &[usize],
+    layout: pyflame_core::MeshLayout,
+) -> Option<(BufId, Placement)> {
+    let kept: Vec<usize> = (0..shape.len()).filter(|a| !axes.contains(a)).collect();
+    let perm: Vec<usize> = kept.iter().chain(axes).copied().collect();
+    let (pr, pc) = layout.pe_grid();
+    let pl = Placement {
+        rows: kept.iter().map(|&a| shape[a]).product(),
+        cols: axes.iter().map(|&a| shape[a]).product(),
+        pr,
+        pc,
+    };
+    if !pl.divides() {
+        l.fail(
+            l.current,
+            format!(
+                "reduction over axes {axes:?} of {shape:?}: {}",
+                not_divisible(&pl)
+            ),
+        );
+        return None;
+    }
+    let (src, have) = match l.vals[j].clone()? {
+        Val::Dev { buf, pl } => (buf, pl),
+        _ => {
+            // host data: uploaded in the standard distribution, then moved like device data
+            let std = std_placement(shape, layout);
+            (l.dev(j, std)?, std)
+        }
+    };
+    let map = crate::gather::ElemMap::permute(shape, &perm);
+    let dst = super::redist::redistribute(l, src, have, pl, map)?;
+    Some((dst, pl))
+}
+
 pub(crate) fn softmax(l: &mut Lowerer, i: usize, axis: usize, log: bool, j: usize) {
     let node = l.graph.nodes[i].clone();
     let shape = node.shape.clone();
@@ -167,17 +213,28 @@ pub(crate) fn softmax(l: &mut Lowerer, i: usize, axis: usize, log: bool, j: usiz
     } else {
         (0..=axis).collect()
     };
-    let kind = match kind_of(&shape, &axes, &pl) {
-        Some(k @ (ReduceKind::OverCols | ReduceKind::OverRows)) if axes.len() == 1 => k,
-        Some(ReduceKind::All) if shape.len() == 1 => ReduceKind::All,
-        _ => {
-            return l.fail(
-                i,
-                "softmax is lowered along the last axis, or along axis 0 of a 2-D tensor",
-            )
+    let direct = match kind_of(&shape, &axes, &pl) {
+        Some(k @ (ReduceKind::OverCols | ReduceKind::OverRows)) if axes.len() == 1 => Some(k),
+        Some(ReduceKind::All) if shape.len() == 1 => Some(ReduceKind::All),
+        _ => None,
+    };
+    // any other axis: moved last across PEs, softmax along rows, moved back
+    let (x, pl, kind, back) = match direct {
+        Some(k) => {
+            let Some(x) = l.dev(j, pl) else { return };
+            (x, pl, k, None)
+        }
+        None => {
+            let Some((x, pl2)) = reduced_last(l, j, &shape, &[axis], node.layout) else {
+                return;
+            };
+            let perm: Vec<usize> = (0..shape.len())
+                .filter(|&a| a != axis)
+                .chain([axis])
+                .collect();
+            (x, pl2, ReduceKind::OverCols, Some(perm))
         }
     };
-    let Some(x) = l.dev(j, pl) else { return };
     let vec = |b: BufId| match kind {
         ReduceKind::OverCols => Src::ColVec(b),
         ReduceKind::OverRows => Src::RowVec(b),
@@ -236,5 +293,20 @@ pub(crate) fn softmax(l: &mut Lowerer, i: usize, axis: usize, log: bool, j: usiz
         },
         pl,
     );
-    l.vals[i] = Some(Val::Dev { buf: out, pl });
+    match back {
+        None => l.vals[i] = Some(Val::Dev { buf: out, pl }),
+        Some(perm) => {
+            // destination axis a is axis d of the permuted tensor where perm[d] == a
+            let mut inv = vec![0; perm.len()];
+            for (d, &a) in perm.iter().enumerate() {
+                inv[a] = d;
+            }
+            let permuted: Vec<usize> = perm.iter().map(|&a| shape[a]).collect();
+            let map = crate::gather::ElemMap::permute(&permuted, &inv);
+            let std = std_placement(&shape, node.layout);
+            if let Some(b) = super::redist::redistribute(l, out, pl, std, map) {
+                l.vals[i] = Some(Val::Dev { buf: b, pl: std });
+            }
+        }
+    }
 }

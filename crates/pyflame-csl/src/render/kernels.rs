@@ -25,6 +25,12 @@ pub fn ucallback(f: UFn) -> Option<&'static str> {
         UFn::GeluTanh => "pf_gelu_tanh",
         UFn::Silu => "pf_silu",
         UFn::Recip => "pf_recip",
+        UFn::Sin => "pf_sin",
+        UFn::Cos => "pf_cos",
+        UFn::Floor => "pf_floor",
+        UFn::Ceil => "pf_ceil",
+        UFn::Sign => "pf_sign",
+        UFn::Erf => "pf_erf",
         UFn::Relu | UFn::Neg | UFn::Abs | UFn::Copy => return None,
     })
 }
@@ -55,7 +61,13 @@ pub fn callback_def(name: &str) -> &'static str {
         "pf_sigmoid" => "fn pf_sigmoid(x: f32) f32 { return 1.0 / (1.0 + math.exp_f32(-x)); }",
         "pf_silu" => "fn pf_silu(x: f32) f32 { return x / (1.0 + math.exp_f32(-x)); }",
         "pf_recip" => "fn pf_recip(x: f32) f32 { return 1.0 / x; }",
-        "pf_gelu" => "// erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7)\nfn pf_erf(x: f32) f32 {\n  const a = if (x < 0.0) -x else x;\n  const t = 1.0 / (1.0 + 0.3275911 * a);\n  const p = t * (0.2548296 + t * (-0.28449674 + t * (1.4214137 + t * (-1.4531521 + t * 1.0614054))));\n  const y = 1.0 - p * math.exp_f32(-a * a);\n  return if (x < 0.0) -y else y;\n}\nfn pf_gelu(x: f32) f32 { return 0.5 * x * (1.0 + pf_erf(x * 0.70710678)); }",
+        "pf_erf" => "// erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7)\nfn pf_erf(x: f32) f32 {\n  const a = if (x < 0.0) -x else x;\n  const t = 1.0 / (1.0 + 0.3275911 * a);\n  const p = t * (0.2548296 + t * (-0.28449674 + t * (1.4214137 + t * (-1.4531521 + t * 1.0614054))));\n  const y = 1.0 - p * math.exp_f32(-a * a);\n  return if (x < 0.0) -y else y;\n}",
+        "pf_gelu" => "fn pf_gelu(x: f32) f32 { return 0.5 * x * (1.0 + pf_erf(x * 0.70710678)); }",
+        "pf_sin" => "fn pf_sin(x: f32) f32 { return math.sin_f32(x); }",
+        "pf_cos" => "fn pf_cos(x: f32) f32 { return math.cos_f32(x); }",
+        "pf_floor" => "// |x| >= 2^23 (and inf, NaN) is already integral; otherwise truncate through i32\nfn pf_floor(x: f32) f32 {\n  if (!(x > -8388608.0 and x < 8388608.0)) {\n    return x;\n  }\n  const t = @as(f32, @as(i32, x));\n  return if (t > x) t - 1.0 else t;\n}",
+        "pf_ceil" => "fn pf_ceil(x: f32) f32 { return -pf_floor(-x); }",
+        "pf_sign" => "fn pf_sign(x: f32) f32 { return if (x > 0.0) 1.0 else (if (x < 0.0) -1.0 else x); }",
         "pf_gelu_tanh" => "fn pf_gelu_tanh(x: f32) f32 {\n  const e = math.exp_f32(2.0 * (0.7978846 * (x + 0.044715 * x * x * x)));\n  return 0.5 * x * (2.0 - 2.0 / (e + 1.0));\n}",
         "pf_div" => "fn pf_div(a: f32, b: f32) f32 { return a / b; }",
         "pf_min" => "fn pf_min(a: f32, b: f32) f32 { return if (a < b) a else b; }",
@@ -106,6 +118,7 @@ fn row_loop(rows: usize, cols: usize, body: &str) -> String {
 pub fn local(plan: &Plan, op: &Local) -> String {
     let name = |b: usize| plan.bufs[b].name.as_str();
     match *op {
+        Local::Gather(ref g) => super::gather::gather(plan, g),
         Local::Map1 { f, dst, src, n } => {
             let (d, s) = (dsd(name(dst), n), dsd(name(src), n));
             match f {
@@ -281,7 +294,7 @@ pub fn role_color(role: Role, sending: bool) -> String {
 /// CSL statements of a fabric phase (ending in an async op or `@activate`).
 pub fn fabric(plan: &Plan, ph: &Phase) -> String {
     let name = |b: usize| plan.bufs[b].name.clone();
-    let (fw, fh) = plan.fabric_rect.unwrap_or((1, 1));
+    let (fw, fh) = plan.phase_rect(ph).unwrap_or((1, 1));
     let (axis, pos, last) = match ph {
         Phase::Chain { axis, .. } | Phase::BcastBack { axis, .. } | Phase::ToEdge { axis, .. } => {
             if *axis == Axis::Row {

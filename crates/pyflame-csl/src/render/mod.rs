@@ -2,6 +2,7 @@
 //! (when some PEs of the rectangle do nothing), `run.py`, `commands_wse2.sh`,
 //! `commands_wse3.sh`, `manifest.json`, `README.md` and the `.npy` data files.
 
+mod gather;
 mod host;
 mod kernels;
 mod layout;

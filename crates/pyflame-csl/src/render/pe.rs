@@ -118,6 +118,13 @@ pub fn pe_program(plan: &Plan, opts: &CodeGenOptions) -> String {
             }
         }
     }
+    // callbacks built on other callbacks
+    if cbs.contains("pf_gelu") {
+        cbs.insert("pf_erf");
+    }
+    if cbs.contains("pf_ceil") {
+        cbs.insert("pf_floor");
+    }
     if !cbs.is_empty() {
         s += "\n// @map callbacks (no DSD instruction exists for these)\n";
         for c in &cbs {

@@ -36,11 +36,15 @@ pub fn input_shift(shape: &[usize], seed: u64, layout: MeshLayout, shift: f32) -
 /// Generates code for `out` (simulating it) and checks the simulator against the CPU
 /// executor; returns the generation result.
 pub fn check(out: &NodeRef, tol: f32) -> Generated {
+    check_with(out, tol, &CodeGenOptions::default())
+}
+
+/// [`check`] with explicit options.
+pub fn check_with(out: &NodeRef, tol: f32, opts: &CodeGenOptions) -> Generated {
     let g = Graph::capture(std::slice::from_ref(out), false);
     pyflame_cpu::exec::evaluate(std::slice::from_ref(out)).expect("cpu");
     let want = pyflame_csl::lower::value_f32(&out.value().expect("value")).expect("f32");
-    let opts = CodeGenOptions::default();
-    let gen = match generate_with(&g, &opts, Some(std::slice::from_ref(&want))) {
+    let gen = match generate_with(&g, opts, Some(std::slice::from_ref(&want))) {
         Ok(g) => g,
         Err(e) => panic!(
             "generation failed for {}:\n{e}\n{}",
