@@ -4,6 +4,7 @@
 
 use crate::conv_batched::{add_row, fill_row};
 use crate::fused::materialize;
+use crate::kernels::narrow;
 use gemm::Parallelism;
 use pyflame_core::{numel, DType, Element, Result, Storage};
 use pyflame_ir::Value;
@@ -73,9 +74,16 @@ pub trait ConvFloat: Element + std::ops::AddAssign + std::ops::Mul<Output = Self
     fn as_f32(_s: &[Self]) -> Option<&[f32]> {
         None
     }
+    /// The mutable slice as `f32` when `Self` is `f32`.
+    fn as_f32_mut(_s: &mut [Self]) -> Option<&mut [f32]> {
+        None
+    }
 }
 impl ConvFloat for f32 {
     fn as_f32(s: &[f32]) -> Option<&[f32]> {
+        Some(s)
+    }
+    fn as_f32_mut(s: &mut [f32]) -> Option<&mut [f32]> {
         Some(s)
     }
 }
@@ -135,6 +143,18 @@ pub(crate) fn gemm_into<T: ConvFloat>(
             dst[..m * n].fill(T::default());
         }
         return;
+    }
+    if n <= narrow::MAX_COLUMNS && lhs_strides.0 == 1 && narrow::available() {
+        if let (Some(d), Some(l), Some(r)) = (T::as_f32_mut(dst), T::as_f32(lhs), T::as_f32(rhs)) {
+            // A few output columns (batch-1 deep layers): stream the weight rows once
+            // instead of packing them.
+            let (cs, rs) = rhs_strides;
+            let rhs_t: Vec<f32> = (0..n)
+                .flat_map(|j| (0..k).map(move |l| r[l * rs as usize + j * cs as usize]))
+                .collect();
+            narrow::narrow_gemm_f32(m, n, k, d, accumulate, l, lhs_strides.1 as usize, &rhs_t);
+            return;
+        }
     }
     // SAFETY: every operand slice covers the index range implied by its shape and strides
     // (checked by the callers' slicing), and dst does not alias lhs or rhs.

@@ -6,5 +6,6 @@
 
 pub mod math;
 pub mod matmul;
+pub mod narrow;
 pub mod reduce;
 pub mod simd;

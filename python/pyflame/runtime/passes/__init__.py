@@ -24,6 +24,7 @@ from .basic import (
     eliminate_dead_code,
     fold_constants,
 )
+from .conv_taps import ConvTapPruningPass
 from .fusion import FusionConfig, OperatorFusionPass, fuse_operators
 from .layout import Layout, LayoutConfig, LayoutOptimizationPass, optimize_layout
 from .pattern import Match, Pattern, PatternEdge, PatternMatcher, PatternNode
@@ -50,6 +51,7 @@ __all__ = [
     "CSEPass",
     "ConstantFoldingConfig",
     "ConstantFoldingPass",
+    "ConvTapPruningPass",
     "DCEConfig",
     "DeadCodeEliminationPass",
     "FusionConfig",

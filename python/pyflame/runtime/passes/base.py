@@ -31,6 +31,7 @@ class PassStats:
     constants_folded: int = 0
     initializers_removed: int = 0
     layout_changes: int = 0
+    nodes_rewritten: int = 0
 
     def merge(self, other: PassStats) -> None:
         """Adds `other`'s counters to this one."""
@@ -120,6 +121,7 @@ class PassManager:
         """The standard pipeline for `level` (BASIC: folding + DCE; EXTENDED: + CSE, fusion;
         ALL: + layout optimization)."""
         from .basic import ConstantFoldingPass, CSEPass, DeadCodeEliminationPass
+        from .conv_taps import ConvTapPruningPass
         from .fusion import OperatorFusionPass
         from .layout import LayoutOptimizationPass
 
@@ -131,6 +133,7 @@ class PassManager:
             DeadCodeEliminationPass(),
             CSEPass(),
             OperatorFusionPass(),
+            ConvTapPruningPass(),
             LayoutOptimizationPass(),
         ):
             if p.should_run(cfg.opt_level):
