@@ -357,6 +357,37 @@ pub fn vjp(node: &NodeRef, inputs: &[NodeRef], g: &NodeRef) -> Result<Vec<Option
             };
             vec![Some(build::pool2d_grad(*kind, *attrs, ins, &x.shape))]
         }
+        Op::NormApply {
+            mode,
+            eps,
+            weight,
+            bias,
+        } => {
+            // The statistics are x's own (see `build::norm_apply`): the input gradient
+            // accounts for them, and they get none themselves.
+            let (x, stats) = (&inputs[0], &inputs[1]);
+            let w = weight.then(|| &inputs[2]);
+            let gx = x
+                .requires_grad()
+                .then(|| build::norm_grad_input(g, x, stats, w, *mode, *eps));
+            let mut grads = vec![gx, None];
+            if inputs[2..].iter().any(|p| p.requires_grad()) {
+                let both = build::norm_grad_affine(g, x, stats, *mode, *eps);
+                let c = x.shape[1];
+                let row = |r: usize| -> Result<NodeRef> {
+                    build::reshape(&build::slice(&both, &[(r, 1, 1), (0, c, 1)])?, &[c as i64])
+                };
+                if *weight {
+                    grads.push(Some(row(0)?));
+                }
+                if *bias {
+                    grads.push(Some(row(1)?));
+                }
+            } else {
+                grads.extend(inputs[2..].iter().map(|_| None));
+            }
+            grads
+        }
         // Sources and index-valued ops carry no gradient.
         _ => vec![None; inputs.len()],
     })
