@@ -388,6 +388,23 @@ pub fn vjp(node: &NodeRef, inputs: &[NodeRef], g: &NodeRef) -> Result<Vec<Option
             }
             grads
         }
+        Op::Attention(a) => {
+            // One backward kernel computes the three gradients into one buffer; each is a
+            // contiguous piece of it. The mask gets no gradient.
+            let mut ins = vec![g.clone()];
+            ins.extend(inputs.iter().cloned());
+            let packed = build::attention_grad(ins, *a);
+            let mut start = 0;
+            let mut grads = Vec::with_capacity(inputs.len());
+            for x in &inputs[..3] {
+                let n = x.numel();
+                let piece = build::slice(&packed, &[(start, n, 1)])?;
+                grads.push(Some(build::reshape(&piece, &shape_i64(&x.shape))?));
+                start += n;
+            }
+            grads.extend(inputs[3..].iter().map(|_| None));
+            grads
+        }
         // Sources and index-valued ops carry no gradient.
         _ => vec![None; inputs.len()],
     })
