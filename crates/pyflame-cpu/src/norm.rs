@@ -346,45 +346,57 @@ where
     }
 }
 
+/// Runs `f(i, row)` on every row of `[N, C]` data (one element per channel), in parallel
+/// when the data is large.
+fn rows_s1<T: Real>(d: &Dims, y: &mut [T], f: impl Fn(usize, &mut [T]) + Sync) {
+    let work = |(i, ys): (usize, &mut [T])| f(i, ys);
+    if d.numel() >= PAR_MIN {
+        y.par_chunks_mut(d.c.max(1)).enumerate().for_each(work);
+    } else {
+        y.chunks_mut(d.c.max(1)).enumerate().for_each(work);
+    }
+}
+
+/// `y[j] = a[j] * x[j] + b[j]` along one row (vectorizable).
+#[inline(always)]
+fn axpb<T: Real>(y: &mut [T], a: &[T], x: &[T], b: &[T]) {
+    let n = y.len().min(a.len()).min(x.len()).min(b.len());
+    let (y, a, x, b) = (&mut y[..n], &a[..n], &x[..n], &b[..n]);
+    for j in 0..n {
+        y[j] = a[j] * x[j] + b[j];
+    }
+}
+
 fn apply<T: Real>(d: &Dims, coef: &Coefs<'_, T>, x: &[T], y: &mut [T]) {
     if d.s == 1 {
-        // One element per channel (layer norm): a vectorizable loop over each row.
-        let rows = |(i, ys): (usize, &mut [T])| {
-            let xs = &x[i * d.c..(i + 1) * d.c];
-            for (g, (yg, xg)) in ys.chunks_mut(d.cg()).zip(xs.chunks(d.cg())).enumerate() {
-                let ch0 = g * d.cg();
-                let r = d.stat(i, ch0);
-                let (m, rs) = (coef.mean[r], coef.rstd[r]);
-                match (coef.weight, coef.bias) {
-                    (Some(w), Some(b)) => {
-                        let (w, b) = (&w[ch0..ch0 + yg.len()], &b[ch0..ch0 + yg.len()]);
-                        for j in 0..yg.len() {
+        // One element per channel: vectorizable loops along each row.
+        match d.mode {
+            NormMode::Channels => {
+                let (a, b): (Vec<T>, Vec<T>) = (0..d.c).map(|ch| coef.affine(d, 0, ch)).unzip();
+                rows_s1(d, y, |i, ys| axpb(ys, &a, &x[i * d.c..(i + 1) * d.c], &b));
+            }
+            NormMode::Groups(_) => {
+                let cg = d.cg();
+                let ones = vec![T::ONE; if coef.weight.is_none() { d.c } else { 0 }];
+                let zeros = vec![T::ZERO; if coef.bias.is_none() { d.c } else { 0 }];
+                let w = coef.weight.unwrap_or(&ones);
+                let bias = coef.bias.unwrap_or(&zeros);
+                rows_s1(d, y, |i, ys| {
+                    let xs = &x[i * d.c..(i + 1) * d.c];
+                    for (g, (yg, xg)) in ys.chunks_mut(cg).zip(xs.chunks(cg)).enumerate() {
+                        let ch0 = g * cg;
+                        let r = d.stat(i, ch0);
+                        let (m, rs) = (coef.mean[r], coef.rstd[r]);
+                        let n = yg.len();
+                        let (w, b) = (&w[ch0..ch0 + n], &bias[ch0..ch0 + n]);
+                        for j in 0..n {
                             yg[j] = (xg[j] - m) * rs * w[j] + b[j];
                         }
                     }
-                    (Some(w), None) => {
-                        let w = &w[ch0..ch0 + yg.len()];
-                        for j in 0..yg.len() {
-                            yg[j] = (xg[j] - m) * rs * w[j];
-                        }
-                    }
-                    _ => {
-                        for j in 0..yg.len() {
-                            let (a, b) = coef.affine(d, i, ch0 + j);
-                            yg[j] = xg[j] * a + b;
-                        }
-                    }
-                }
+                });
             }
-        };
-        if let NormMode::Groups(_) = d.mode {
-            if d.numel() >= PAR_MIN {
-                y.par_chunks_mut(d.c.max(1)).enumerate().for_each(rows);
-            } else {
-                y.chunks_mut(d.c.max(1)).enumerate().for_each(rows);
-            }
-            return;
         }
+        return;
     }
     segment_map(d, x, y, |i, ch, xs, ys| {
         let (a, b) = coef.affine(d, i, ch);
@@ -462,6 +474,24 @@ fn grad_input_coefs<'a, 'b, T: Real>(
                 sums.chunks_mut(2).enumerate().for_each(per_group);
             }
         }
+        NormMode::Channels if s == 1 => {
+            // [N, C]: accumulate Σ dy and Σ dy * (x - mean) along rows (two arrays of C),
+            // then weight them and interleave per statistic.
+            let c = d.c;
+            let raw = row_sums(d, 2, |i, acc| {
+                let (dys, xs) = (&dy[i * c..(i + 1) * c], &x[i * c..(i + 1) * c]);
+                let (s1, s2) = acc.split_at_mut(c);
+                for j in 0..c.min(dys.len()).min(xs.len()) {
+                    s1[j] += dys[j].to_f64();
+                    s2[j] += (dys[j] * (xs[j] - mean[j])).to_f64();
+                }
+            });
+            for ch in 0..c {
+                let w = weight.map_or(1.0, |w| w[ch].to_f64());
+                sums[2 * ch] = w * raw[ch];
+                sums[2 * ch + 1] = w * raw[c + ch];
+            }
+        }
         NormMode::Channels => sums = channel_sums(d, 2, seg_sums),
     }
     let count = d.count().max(1) as f64;
@@ -483,6 +513,41 @@ fn grad_input_coefs<'a, 'b, T: Real>(
 
 fn grad_input<T: Real>(d: &Dims, k: &GradCoefs<'_, T>, dy: &[T], x: &[T], dx: &mut [T]) {
     let s = d.s;
+    if s == 1 {
+        let ones = vec![T::ONE; if k.weight.is_none() { d.c } else { 0 }];
+        let w = k.weight.unwrap_or(&ones);
+        match d.mode {
+            NormMode::Channels => {
+                // dx = a * dy + (b * x + c) with per-channel a, b, c.
+                let a: Vec<T> = (0..d.c).map(|ch| k.rstd[ch] * w[ch]).collect();
+                rows_s1(d, dx, |i, out| {
+                    let lo = i * d.c;
+                    let (dys, xs) = (&dy[lo..lo + d.c], &x[lo..lo + d.c]);
+                    let n = out.len().min(a.len()).min(k.b.len()).min(k.c.len());
+                    let (a, b, c) = (&a[..n], &k.b[..n], &k.c[..n]);
+                    for j in 0..n {
+                        out[j] = a[j] * dys[j] + b[j] * xs[j] + c[j];
+                    }
+                });
+            }
+            NormMode::Groups(_) => {
+                let cg = d.cg();
+                rows_s1(d, dx, |i, out| {
+                    for (g, og) in out.chunks_mut(cg).enumerate() {
+                        let (ch0, n) = (g * cg, og.len());
+                        let r = d.stat(i, ch0);
+                        let (rs, b, c) = (k.rstd[r], k.b[r], k.c[r]);
+                        let lo = i * d.c + ch0;
+                        let (dys, xs, w) = (&dy[lo..lo + n], &x[lo..lo + n], &w[ch0..ch0 + n]);
+                        for j in 0..n {
+                            og[j] = rs * w[j] * dys[j] + b * xs[j] + c;
+                        }
+                    }
+                });
+            }
+        }
+        return;
+    }
     segment_map(d, x, dx, |i, ch, xs, out| {
         let r = d.stat(i, ch);
         let a = k.rstd[r] * k.weight.map_or(T::ONE, |w| w[ch]);
@@ -506,15 +571,38 @@ fn grad_affine<T: Real>(d: &Dims, dy: &[T], x: &[T], st: &[T], eps: f64, out: &m
     let s = d.s;
     let sums = if s == 1 {
         // One element per channel: accumulate whole rows with channel-parallel loops.
-        row_sums(d, 2, |i, acc| {
-            let lo = i * d.c;
-            let (dys, xs) = (&dy[lo..lo + d.c], &x[lo..lo + d.c]);
-            for (ch, ((a, &g), &v)) in acc.chunks_exact_mut(2).zip(dys).zip(xs).enumerate() {
-                let k = d.stat(i, ch);
-                a[0] += rstd[k] * (g * (v - mean[k])).to_f64();
-                a[1] += g.to_f64();
+        let c = d.c;
+        let raw = row_sums(d, 2, |i, acc| {
+            let lo = i * c;
+            let (dys, xs) = (&dy[lo..lo + c], &x[lo..lo + c]);
+            let (sw, sb) = acc.split_at_mut(c);
+            match d.mode {
+                NormMode::Groups(_) => {
+                    // One statistic per (row, group): scalars along each group.
+                    for (g, ((swg, sbg), (dg, xg))) in sw
+                        .chunks_mut(d.cg())
+                        .zip(sb.chunks_mut(d.cg()))
+                        .zip(dys.chunks(d.cg()).zip(xs.chunks(d.cg())))
+                        .enumerate()
+                    {
+                        let k = d.stat(i, g * d.cg());
+                        let (m, rs) = (mean[k], rstd[k]);
+                        for j in 0..swg.len().min(dg.len()).min(xg.len()) {
+                            swg[j] += rs * (dg[j] * (xg[j] - m)).to_f64();
+                            sbg[j] += dg[j].to_f64();
+                        }
+                    }
+                }
+                NormMode::Channels => {
+                    for j in 0..c {
+                        sw[j] += rstd[j] * (dys[j] * (xs[j] - mean[j])).to_f64();
+                        sb[j] += dys[j].to_f64();
+                    }
+                }
             }
-        })
+        });
+        // Interleave as (weight, bias) per channel like channel_sums.
+        (0..c).flat_map(|ch| [raw[ch], raw[c + ch]]).collect()
     } else {
         channel_sums(d, 2, |i, ch, a| {
             let k = d.stat(i, ch);
