@@ -15,6 +15,12 @@ use std::sync::Arc;
 
 /// Work (elements) from which the kernels use the rayon pool.
 const PAR_MIN: usize = 1 << 14;
+/// Items (rows, segments) per rayon task for items of `len` elements: about `PAR_MIN / 4`
+/// elements per task, so short rows do not each pay the scheduling cost.
+fn min_items(len: usize) -> usize {
+    (PAR_MIN / 4 / len.max(1)).max(1)
+}
+
 /// Segment length from which the elementwise passes split work by (sample, channel) segment
 /// instead of by sample.
 const SEG_MIN: usize = 64;
@@ -139,8 +145,13 @@ fn run_typed<T: Real>(op: &Op, ins: &[&Value], shape: &[usize]) -> Result<Value>
             };
             let w = w.as_ref().map(|v| v.storage.as_slice::<T>()).transpose()?;
             let (dy, x) = (dy.storage.as_slice::<T>()?, x.storage.as_slice::<T>()?);
-            let coef = grad_input_coefs(&d, dy, x, st.storage.as_slice::<T>()?, *eps, w);
-            grad_input(&d, &coef, dy, x, o);
+            let st = st.storage.as_slice::<T>()?;
+            if d.s == 1 && matches!(d.mode, NormMode::Groups(_)) {
+                grad_input_rows(&d, dy, x, st, *eps, w, o);
+            } else {
+                let coef = grad_input_coefs(&d, dy, x, st, *eps, w);
+                grad_input(&d, &coef, dy, x, o);
+            }
         }
         Op::NormGradAffine { mode, eps } => {
             let d = Dims::of(&x_shape, *mode)?;
@@ -228,6 +239,7 @@ fn stats<T: Real>(d: &Dims, x: &[T], out: &mut [T]) {
                 means
                     .par_iter_mut()
                     .zip(vars.par_iter_mut())
+                    .with_min_len(min_items(len))
                     .enumerate()
                     .for_each(row);
             } else {
@@ -322,7 +334,10 @@ where
             coef(idx / c, idx % c, xs, ys)
         };
         if par {
-            y.par_chunks_mut(s.max(1)).enumerate().for_each(seg);
+            y.par_chunks_mut(s.max(1))
+                .with_min_len(min_items(s))
+                .enumerate()
+                .for_each(seg);
         } else {
             y.chunks_mut(s.max(1)).enumerate().for_each(seg);
         }
@@ -339,7 +354,10 @@ where
             }
         };
         if par {
-            y.par_chunks_mut((c * s).max(1)).enumerate().for_each(row);
+            y.par_chunks_mut((c * s).max(1))
+                .with_min_len(min_items(c * s))
+                .enumerate()
+                .for_each(row);
         } else {
             y.chunks_mut((c * s).max(1)).enumerate().for_each(row);
         }
@@ -351,7 +369,10 @@ where
 fn rows_s1<T: Real>(d: &Dims, y: &mut [T], f: impl Fn(usize, &mut [T]) + Sync) {
     let work = |(i, ys): (usize, &mut [T])| f(i, ys);
     if d.numel() >= PAR_MIN {
-        y.par_chunks_mut(d.c.max(1)).enumerate().for_each(work);
+        y.par_chunks_mut(d.c.max(1))
+            .with_min_len(min_items(d.c))
+            .enumerate()
+            .for_each(work);
     } else {
         y.chunks_mut(d.c.max(1)).enumerate().for_each(work);
     }
@@ -389,8 +410,8 @@ fn apply<T: Real>(d: &Dims, coef: &Coefs<'_, T>, x: &[T], y: &mut [T]) {
                         let (m, rs) = (coef.mean[r], coef.rstd[r]);
                         let n = yg.len();
                         let (w, b) = (&w[ch0..ch0 + n], &bias[ch0..ch0 + n]);
-                        for j in 0..n {
-                            yg[j] = (xg[j] - m) * rs * w[j] + b[j];
+                        for (((o, &v), &wj), &bj) in yg.iter_mut().zip(xg).zip(w).zip(b) {
+                            *o = (v - m) * rs * wj + bj;
                         }
                     }
                 });
@@ -469,7 +490,10 @@ fn grad_input_coefs<'a, 'b, T: Real>(
                 }
             };
             if d.numel() >= PAR_MIN {
-                sums.par_chunks_mut(2).enumerate().for_each(per_group);
+                sums.par_chunks_mut(2)
+                    .with_min_len(min_items(d.count()))
+                    .enumerate()
+                    .for_each(per_group);
             } else {
                 sums.chunks_mut(2).enumerate().for_each(per_group);
             }
@@ -539,8 +563,8 @@ fn grad_input<T: Real>(d: &Dims, k: &GradCoefs<'_, T>, dy: &[T], x: &[T], dx: &m
                         let (rs, b, c) = (k.rstd[r], k.b[r], k.c[r]);
                         let lo = i * d.c + ch0;
                         let (dys, xs, w) = (&dy[lo..lo + n], &x[lo..lo + n], &w[ch0..ch0 + n]);
-                        for j in 0..n {
-                            og[j] = rs * w[j] * dys[j] + b * xs[j] + c;
+                        for (((o, &g), &v), &wj) in og.iter_mut().zip(dys).zip(xs).zip(w) {
+                            *o = rs * wj * g + b * v + c;
                         }
                     }
                 });
@@ -556,6 +580,57 @@ fn grad_input<T: Real>(d: &Dims, k: &GradCoefs<'_, T>, dy: &[T], x: &[T], dx: &m
         let dys = &dy[lo..lo + s];
         for ((o, &xv), &g) in out.iter_mut().zip(xs).zip(dys) {
             *o = a * g + b * xv + c;
+        }
+    });
+}
+
+/// Input gradient of a row-wise (layer) norm in one pass per row: each group's two sums and
+/// its gradient are computed while the row is in cache.
+fn grad_input_rows<T: Real>(
+    d: &Dims,
+    dy: &[T],
+    x: &[T],
+    st: &[T],
+    eps: f64,
+    weight: Option<&[T]>,
+    dx: &mut [T],
+) {
+    let (r, cg) = (d.r(), d.cg());
+    let (mean, var) = (&st[..r], &st[r..2 * r]);
+    let count = cg.max(1) as f64;
+    rows_s1(d, dx, |i, out| {
+        for (g, og) in out.chunks_mut(cg).enumerate() {
+            let (ch0, n) = (g * cg, og.len());
+            let k = d.stat(i, ch0);
+            let (m, rs) = (mean[k], 1.0 / (var[k].to_f64() + eps).sqrt());
+            let lo = i * d.c + ch0;
+            let (dys, xs) = (&dy[lo..lo + n], &x[lo..lo + n]);
+            let (g1, g2) = match weight {
+                Some(w) => {
+                    let w = &w[ch0..ch0 + n];
+                    (real::dot(w, dys), real::wdot_dev(w, dys, xs, m))
+                }
+                None => (real::sum(dys), real::dot_dev(dys, xs, m)),
+            };
+            let bk = -rs * rs * rs * g2 / count;
+            let (b, c) = (
+                T::from_f64(bk),
+                T::from_f64(-rs * g1 / count - m.to_f64() * bk),
+            );
+            let rs = T::from_f64(rs);
+            match weight {
+                Some(w) => {
+                    let w = &w[ch0..ch0 + n];
+                    for (((o, &gv), &v), &wj) in og.iter_mut().zip(dys).zip(xs).zip(w) {
+                        *o = rs * wj * gv + b * v + c;
+                    }
+                }
+                None => {
+                    for ((o, &gv), &v) in og.iter_mut().zip(dys).zip(xs) {
+                        *o = rs * gv + b * v + c;
+                    }
+                }
+            }
         }
     });
 }

@@ -57,26 +57,28 @@ const LANES: usize = 8;
 /// Elements summed in `T` before the partial sum moves into f64.
 const BLOCK: usize = 1024;
 
-/// Sum of `f(i)` for `i` in `0..n`, accumulated over `LANES` independent lanes in `T` per
-/// block of `BLOCK` elements and across blocks in f64.
+/// Σ f(a_i, b_i, c_i) over equally long slices, accumulated over `LANES` independent lanes
+/// in `T` per block of `BLOCK` elements (fixed-size chunks, so the loop vectorizes) and
+/// across blocks in f64.
 #[inline(always)]
-fn lane_sum<T: Real>(n: usize, f: impl Fn(usize) -> T) -> f64 {
+fn lane_sum3<T: Real>(a: &[T], b: &[T], c: &[T], f: impl Fn(T, T, T) -> T) -> f64 {
+    let n = a.len().min(b.len()).min(c.len());
     let mut total = 0.0f64;
     let mut start = 0;
     while start < n {
         let end = (start + BLOCK).min(n);
+        let (ac, ar) = a[start..end].as_chunks::<LANES>();
+        let (bc, br) = b[start..end].as_chunks::<LANES>();
+        let (cc, cr) = c[start..end].as_chunks::<LANES>();
         let mut acc = [T::ZERO; LANES];
-        let full = start + (end - start) / LANES * LANES;
-        let mut i = start;
-        while i < full {
-            for (l, a) in acc.iter_mut().enumerate() {
-                *a = *a + f(i + l);
+        for ((x, y), z) in ac.iter().zip(bc).zip(cc) {
+            for l in 0..LANES {
+                acc[l] = acc[l] + f(x[l], y[l], z[l]);
             }
-            i += LANES;
         }
-        let mut block: f64 = acc.iter().map(|a| a.to_f64()).sum();
-        for j in full..end {
-            block += f(j).to_f64();
+        let mut block: f64 = acc.iter().map(|v| v.to_f64()).sum();
+        for ((&x, &y), &z) in ar.iter().zip(br).zip(cr) {
+            block += f(x, y, z).to_f64();
         }
         total += block;
         start = end;
@@ -87,14 +89,14 @@ fn lane_sum<T: Real>(n: usize, f: impl Fn(usize) -> T) -> f64 {
 /// Σ x
 #[inline]
 pub fn sum<T: Real>(x: &[T]) -> f64 {
-    lane_sum(x.len(), |i| x[i])
+    lane_sum3(x, x, x, |v, _, _| v)
 }
 
 /// Σ (x - m)²
 #[inline]
 pub fn sum_sq_dev<T: Real>(x: &[T], m: T) -> f64 {
-    lane_sum(x.len(), |i| {
-        let d = x[i] - m;
+    lane_sum3(x, x, x, |v, _, _| {
+        let d = v - m;
         d * d
     })
 }
@@ -102,23 +104,17 @@ pub fn sum_sq_dev<T: Real>(x: &[T], m: T) -> f64 {
 /// Σ a·b
 #[inline]
 pub fn dot<T: Real>(a: &[T], b: &[T]) -> f64 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    lane_sum(n, |i| a[i] * b[i])
+    lane_sum3(a, b, b, |x, y, _| x * y)
 }
 
 /// Σ dy·(x - m)
 #[inline]
 pub fn dot_dev<T: Real>(dy: &[T], x: &[T], m: T) -> f64 {
-    let n = dy.len().min(x.len());
-    let (dy, x) = (&dy[..n], &x[..n]);
-    lane_sum(n, |i| dy[i] * (x[i] - m))
+    lane_sum3(dy, x, x, |g, v, _| g * (v - m))
 }
 
 /// Σ w·dy·(x - m)
 #[inline]
 pub fn wdot_dev<T: Real>(w: &[T], dy: &[T], x: &[T], m: T) -> f64 {
-    let n = dy.len().min(x.len()).min(w.len());
-    let (w, dy, x) = (&w[..n], &dy[..n], &x[..n]);
-    lane_sum(n, |i| w[i] * dy[i] * (x[i] - m))
+    lane_sum3(w, dy, x, |wv, g, v| wv * g * (v - m))
 }
