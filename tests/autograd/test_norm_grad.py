@@ -133,3 +133,18 @@ def test_bad_inputs_raise_clear_errors():
         F.layer_norm(x, [3], eps=float("nan"))
     with pytest.raises(TypeError, match="floating point"):
         F.layer_norm(pf.tensor(np.ones((2, 3), dtype=np.int64)), [3])
+
+
+def test_batchnorm_module_keeps_the_batch_lazy():
+    bn = pf.nn.BatchNorm2d(3)
+    x = pf.randn([4, 3, 5, 5]) * 2.0 + 1.0
+    y = bn(x)
+    assert pf._core.is_lazy(x) and pf._core.is_lazy(y) and pf._core.is_lazy(bn.running_mean)
+    xv = x.numpy()
+    np.testing.assert_allclose(bn.running_mean.numpy(), 0.1 * xv.mean(axis=(0, 2, 3)), rtol=1e-5)
+    var = xv.var(axis=(0, 2, 3), ddof=1)
+    np.testing.assert_allclose(bn.running_var.numpy(), 0.9 + 0.1 * var, rtol=1e-5)
+    for _ in range(20):  # pending updates never pile up: each call settles the previous one
+        bn(x)
+        assert len(pf.get_graph(bn.running_var).nodes) < 20
+    assert bn.num_batches_tracked.item() == 21
