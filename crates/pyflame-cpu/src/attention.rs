@@ -263,20 +263,32 @@ impl<T: Real> Ctx<'_, T> {
     }
 }
 
-/// In-place softmax of one row; a row without any finite score becomes zeros.
+/// Maximum of a row ignoring NaN (lane-parallel, so it vectorizes).
+#[inline]
+fn row_max<T: Real>(row: &[T]) -> T {
+    let (chunks, rest) = row.as_chunks::<8>();
+    let mut acc = [T::NEG_INF; 8];
+    for c in chunks {
+        for l in 0..8 {
+            acc[l] = if c[l] > acc[l] { c[l] } else { acc[l] };
+        }
+    }
+    let mut m = T::NEG_INF;
+    for &v in acc.iter().chain(rest) {
+        if v > m {
+            m = v;
+        }
+    }
+    m
+}
+
+/// In-place softmax of one row; a row without any finite score becomes zeros. NaN scores
+/// propagate to the whole row (through the sum).
 fn softmax_row<T: Real>(row: &mut [T]) {
-    let max = row.iter().fold(
-        T::NEG_INF,
-        |m, &x| {
-            if x > m || x.to_f64().is_nan() {
-                x
-            } else {
-                m
-            }
-        },
-    );
+    let max = row_max(row);
     if max == T::NEG_INF {
-        row.fill(T::ZERO);
+        let nan = row.iter().any(|x| x.to_f64().is_nan());
+        row.fill(if nan { T::from_f64(f64::NAN) } else { T::ZERO });
         return;
     }
     row.iter_mut().for_each(|x| *x = *x - max);

@@ -176,8 +176,13 @@ def _pad_last(mask: Optional[Tensor]) -> Optional[Tensor]:
 
 
 def _linear(x: Tensor, w: Tensor, b: Optional[Tensor]) -> Tensor:
-    out = x @ w.transpose(0, 1)
-    return out if b is None else out + b
+    """``x @ w^T + b`` as one 2-D product over all leading dimensions of `x` (a batched
+    product with a broadcast weight would repack the weight for every batch entry)."""
+    lead = list(x.shape[:-1])
+    out = x.reshape(-1, x.shape[-1]) @ w.transpose(0, 1)
+    if b is not None:
+        out = out + b
+    return out.reshape(lead + [w.shape[0]])
 
 
 def multi_head_attention_forward(
