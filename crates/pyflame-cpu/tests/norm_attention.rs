@@ -177,6 +177,13 @@ fn norm_builders_reject_bad_arguments() {
     let w = input(&[5], data(5, 1));
     assert!(build::normalize(&x, NormMode::Channels, 1e-5, Some(&w), None).is_err());
     assert!(build::normalize(&x, NormMode::Channels, f64::NAN, None, None).is_err());
+    // Statistics of another tensor, or of another grouping, are refused.
+    let other = input(&[2, 6, 3], data(36, 9));
+    let st = build::norm_stats(&other, NormMode::Channels).unwrap();
+    assert!(build::norm_apply(&x, &st, None, None, NormMode::Channels, 1e-5).is_err());
+    let st = build::norm_stats(&x, NormMode::Groups(3)).unwrap();
+    assert!(build::norm_apply(&x, &st, None, None, NormMode::Channels, 1e-5).is_err());
+    assert!(build::norm_apply(&x, &st, None, None, NormMode::Groups(3), 1e-5).is_ok());
     let ints = input(&[2, 3, 1], vec![1i64; 6]);
     assert!(build::normalize(&ints, NormMode::Channels, 1e-5, None, None).is_err());
 }

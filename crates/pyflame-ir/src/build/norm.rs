@@ -39,6 +39,17 @@ fn check_input(x: &NodeRef, mode: NormMode) -> Result<()> {
 }
 
 fn check_stats(x: &NodeRef, stats: &NodeRef, mode: NormMode) -> Result<()> {
+    // The gradient of NormApply assumes the statistics are x's own: accept only a
+    // NormStats node of the same grouping whose input (while still linked) is x.
+    let own = stats.op == Op::NormStats(mode)
+        && stats
+            .input_at(0)
+            .is_none_or(|src| std::sync::Arc::ptr_eq(&src, x));
+    if !own {
+        return Err(Error::Invalid(
+            "normalization: the statistics must be norm_stats of the normalized input".into(),
+        ));
+    }
     let r = mode.num_stats(x.shape[0], x.shape[1]);
     if stats.shape != [2, r] {
         return Err(Error::Shape(format!(
