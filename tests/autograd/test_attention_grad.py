@@ -103,3 +103,17 @@ def test_bad_inputs_raise_clear_errors():
         F.scaled_dot_product_attention(pf.randn([4]), q, q)
     with pytest.raises(ValueError, match="do not broadcast"):
         F.scaled_dot_product_attention(q, pf.randn([3, 3, 4]), pf.randn([3, 3, 4]))
+
+
+def test_empty_inputs():
+    q = pf.randn([0, 3, 4]).requires_grad_()
+    F.scaled_dot_product_attention(q, q, q).sum().backward()
+    assert q.grad.shape == [0, 3, 4]
+    k = pf.randn([2, 0, 4]).requires_grad_()
+    q = pf.randn([2, 3, 4]).requires_grad_()
+    out = F.scaled_dot_product_attention(q, k, k)
+    out.sum().backward()
+    assert out.tolist() == [[[0.0] * 4] * 3] * 2 and k.grad.shape == [2, 0, 4]
+    q, v = pf.randn([2, 3, 0]), pf.randn([2, 3, 2]).requires_grad_()
+    F.scaled_dot_product_attention(q, q, v).sum().backward()  # D = 0: uniform weights
+    np.testing.assert_allclose(v.grad.numpy(), np.ones((2, 3, 2)), rtol=1e-6)

@@ -148,3 +148,12 @@ def test_batchnorm_module_keeps_the_batch_lazy():
         bn(x)
         assert len(pf.get_graph(bn.running_var).nodes) < 20
     assert bn.num_batches_tracked.item() == 21
+
+
+def test_empty_inputs():
+    x = pf.randn([0, 5]).requires_grad_()
+    w = pf.ones([5]).requires_grad_()
+    F.layer_norm(x, [5], w).sum().backward()
+    assert x.grad.shape == [0, 5] and w.grad.tolist() == [0.0] * 5
+    assert F.group_norm(pf.randn([0, 4, 3]), 2).shape == [0, 4, 3]
+    assert F.batch_norm(pf.randn([0, 4, 3]), None, None).shape == [0, 4, 3]

@@ -110,7 +110,7 @@ def scaled_dot_product_attention(
     if not 0.0 <= dropout_p <= 1.0:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {dropout_p}")
     if scale is None:
-        scale = 1.0 / math.sqrt(query.shape[-1]) if query.ndim else 1.0
+        scale = 1.0 / math.sqrt(max(query.shape[-1], 1)) if query.ndim else 1.0
     if enable_gqa and query.ndim >= 3 and key.shape[-3] != query.shape[-3]:
         if query.shape[-3] % key.shape[-3] != 0:
             raise ValueError(

@@ -34,6 +34,11 @@ def _check_affine(name: str, t: Optional[Tensor], c: int, fn: str) -> None:
         raise ValueError(f"{fn}: {name} should contain {c} elements not {numel(t)}")
 
 
+def _positions(x: Tensor) -> int:
+    """Number of positions per (sample, channel): the product of the dimensions after 1."""
+    return int(np.prod(x.shape[2:], dtype=np.int64))
+
+
 def _running_update(
     running: Tensor, stat: Tensor, momentum: float, correction: float = 1.0
 ) -> None:
@@ -92,7 +97,7 @@ def batch_norm(
                 "Expected more than 1 value per channel when training, "
                 f"got input size {list(input.shape)}"
             )
-        x3 = input.reshape(input.shape[0], c, -1)
+        x3 = input.reshape(input.shape[0], c, _positions(input))
         y, stats = _core.normalization(x3, None, float(eps), weight, bias)
         if training:
             if running_mean is not None:
@@ -173,7 +178,8 @@ def group_norm(
         )
     _check_affine("weight", weight, c, "group_norm")
     _check_affine("bias", bias, c, "group_norm")
-    y, _ = _core.normalization(input.reshape(n, c, -1), int(num_groups), float(eps), weight, bias)
+    x3 = input.reshape(n, c, _positions(input))
+    y, _ = _core.normalization(x3, int(num_groups), float(eps), weight, bias)
     return y.reshape(list(input.shape))
 
 
