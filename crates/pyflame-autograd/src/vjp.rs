@@ -2,7 +2,7 @@
 //! its inputs, built as graph nodes.
 
 use pyflame_core::Result;
-use pyflame_ir::{build, BinaryOp, NodeRef, Op, PoolKind, ReduceOp, UnaryOp};
+use pyflame_ir::{build, BinaryOp, NodeRef, NormMode, Op, PoolKind, ReduceOp, UnaryOp};
 
 fn scalar(v: f64, like: &NodeRef) -> NodeRef {
     build::full(vec![], v, like.dtype, like.layout)
@@ -367,12 +367,16 @@ pub fn vjp(node: &NodeRef, inputs: &[NodeRef], g: &NodeRef) -> Result<Vec<Option
             // accounts for them, and they get none themselves.
             let (x, stats) = (&inputs[0], &inputs[1]);
             let w = weight.then(|| &inputs[2]);
+            let affine = inputs[2..].iter().any(|p| p.requires_grad());
+            // Per-channel statistics: the input gradient reuses the affine gradient's sums.
+            let both = (affine || (x.requires_grad() && *mode == NormMode::Channels))
+                .then(|| build::norm_grad_affine(g, x, stats, *mode, *eps));
+            let sums = both.as_ref().filter(|_| *mode == NormMode::Channels);
             let gx = x
                 .requires_grad()
-                .then(|| build::norm_grad_input(g, x, stats, w, *mode, *eps));
+                .then(|| build::norm_grad_input(g, x, stats, w, sums, *mode, *eps));
             let mut grads = vec![gx, None];
-            if inputs[2..].iter().any(|p| p.requires_grad()) {
-                let both = build::norm_grad_affine(g, x, stats, *mode, *eps);
+            if let Some(both) = both.filter(|_| affine) {
                 let c = x.shape[1];
                 let row = |r: usize| -> Result<NodeRef> {
                     build::reshape(&build::slice(&both, &[(r, 1, 1), (0, c, 1)])?, &[c as i64])

@@ -133,7 +133,12 @@ fn run_typed<T: Real>(op: &Op, ins: &[&Value], shape: &[usize]) -> Result<Value>
             let coef = Coefs::new(&d, st.storage.as_slice::<T>()?, *eps, w, b);
             apply(&d, &coef, x.storage.as_slice::<T>()?, o);
         }
-        Op::NormGradInput { mode, eps, weight } => {
+        Op::NormGradInput {
+            mode,
+            eps,
+            weight,
+            sums,
+        } => {
             let d = Dims::of(&x_shape, *mode)?;
             let dy = dense::<T>(input(ins, 0)?)?;
             let x = dense::<T>(input(ins, 1)?)?;
@@ -143,13 +148,22 @@ fn run_typed<T: Real>(op: &Op, ins: &[&Value], shape: &[usize]) -> Result<Value>
             } else {
                 None
             };
+            let pre = if *sums {
+                Some(dense::<T>(input(ins, 3 + *weight as usize)?)?)
+            } else {
+                None
+            };
             let w = w.as_ref().map(|v| v.storage.as_slice::<T>()).transpose()?;
+            let pre = pre
+                .as_ref()
+                .map(|v| v.storage.as_slice::<T>())
+                .transpose()?;
             let (dy, x) = (dy.storage.as_slice::<T>()?, x.storage.as_slice::<T>()?);
             let st = st.storage.as_slice::<T>()?;
             if d.s == 1 && matches!(d.mode, NormMode::Groups(_)) {
                 grad_input_rows(&d, dy, x, st, *eps, w, o);
             } else {
-                let coef = grad_input_coefs(&d, dy, x, st, *eps, w);
+                let coef = grad_input_coefs(&d, dy, x, st, *eps, w, pre);
                 grad_input(&d, &coef, dy, x, o);
             }
         }
@@ -436,6 +450,8 @@ struct GradCoefs<'a, T> {
     weight: Option<&'a [T]>,
 }
 
+/// `pre`: the `[2, C]` affine gradients (`Σ dy * xhat`, `Σ dy` per channel) when already
+/// computed; in per-channel mode they give both sums without another pass over the data.
 fn grad_input_coefs<'a, 'b, T: Real>(
     d: &Dims,
     dy: &'b [T],
@@ -443,6 +459,7 @@ fn grad_input_coefs<'a, 'b, T: Real>(
     st: &[T],
     eps: f64,
     weight: Option<&'a [T]>,
+    pre: Option<&[T]>,
 ) -> GradCoefs<'a, T> {
     let r = d.r();
     let mean = &st[..r];
@@ -496,6 +513,14 @@ fn grad_input_coefs<'a, 'b, T: Real>(
                     .for_each(per_group);
             } else {
                 sums.chunks_mut(2).enumerate().for_each(per_group);
+            }
+        }
+        NormMode::Channels if pre.is_some_and(|p| p.len() == 2 * d.c) => {
+            let p = pre.unwrap_or_default();
+            for ch in 0..d.c {
+                let w = weight.map_or(1.0, |w| w[ch].to_f64());
+                sums[2 * ch] = w * p[d.c + ch].to_f64();
+                sums[2 * ch + 1] = w * p[ch].to_f64() / rstd[ch];
             }
         }
         NormMode::Channels if s == 1 => {

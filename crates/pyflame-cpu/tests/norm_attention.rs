@@ -128,15 +128,24 @@ fn check_norm(mode: NormMode, shape: [usize; 3]) {
         let what = format!("{mode:?} {shape:?} {dtype}");
         close(&values(&y), &want[0], tol, &format!("y {what}"));
         let wflat = build::cast(&wn, dtype);
-        let dx = build::norm_grad_input(&dyn_, &xn, &stats, Some(&wflat), mode, eps);
+        let dx = build::norm_grad_input(&dyn_, &xn, &stats, Some(&wflat), None, mode, eps);
         close(&values(&dx), &want[1], tol, &format!("dx {what}"));
-        let aff = values(&build::norm_grad_affine(&dyn_, &xn, &stats, mode, eps));
+        let affn = build::norm_grad_affine(&dyn_, &xn, &stats, mode, eps);
+        let aff = values(&affn);
+        // The input gradient reusing the affine gradient's sums agrees.
+        let dx2 = build::norm_grad_input(&dyn_, &xn, &stats, Some(&wflat), Some(&affn), mode, eps);
+        close(
+            &values(&dx2),
+            &want[1],
+            tol,
+            &format!("dx from sums {what}"),
+        );
         close(&aff[..c], &want[2], tol * 10.0, &format!("dw {what}"));
         close(&aff[c..], &want[3], tol * 10.0, &format!("db {what}"));
         // Without a weight the input gradient uses w = 1.
         let ones = vec![1.0; c];
         let plain = norm_reference(mode, shape, &x, &ones, &vec![0.0; c], &dy, eps);
-        let dx1 = build::norm_grad_input(&dyn_, &xn, &stats, None, mode, eps);
+        let dx1 = build::norm_grad_input(&dyn_, &xn, &stats, None, None, mode, eps);
         close(
             &values(&dx1),
             &plain[1],

@@ -465,7 +465,8 @@ pub enum Op {
         bias: bool,
     },
     /// Gradient of [`Op::NormApply`] with respect to x: inputs (grad_out, x, stats, weight
-    /// when `weight`).
+    /// when `weight`, then the [`Op::NormGradAffine`] output of the same arguments when
+    /// `sums`, whose per-channel sums the kernel reuses instead of recomputing them).
     NormGradInput {
         /// grouping of the statistics
         mode: NormMode,
@@ -473,6 +474,8 @@ pub enum Op {
         eps: f64,
         /// a weight input is present
         weight: bool,
+        /// an affine-gradient input is present
+        sums: bool,
     },
     /// Gradients of [`Op::NormApply`] with respect to weight and bias: inputs (grad_out, x,
     /// stats); output `[2, C]` (row 0 the weight gradient, row 1 the bias gradient).
@@ -676,9 +679,18 @@ impl Op {
                 *weight as u64,
                 *bias as u64,
             ]),
-            Op::NormGradInput { mode, eps, weight } => {
-                key.extend([33, mode.encode(), eps.to_bits(), *weight as u64])
-            }
+            Op::NormGradInput {
+                mode,
+                eps,
+                weight,
+                sums,
+            } => key.extend([
+                33,
+                mode.encode(),
+                eps.to_bits(),
+                *weight as u64,
+                *sums as u64,
+            ]),
             Op::NormGradAffine { mode, eps } => key.extend([34, mode.encode(), eps.to_bits()]),
             Op::Attention(a) | Op::AttentionGrad(a) => key.extend([
                 if matches!(self, Op::Attention(_)) {

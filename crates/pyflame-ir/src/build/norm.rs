@@ -156,21 +156,26 @@ pub fn normalize(
 }
 
 /// Gradient of [`norm_apply`] with respect to `x`; `weight` is the op's (flattened) weight.
+/// `sums`, the [`norm_grad_affine`] of the same arguments, lets per-channel (batch norm)
+/// gradients reuse its reductions.
 pub fn norm_grad_input(
     g: &NodeRef,
     x: &NodeRef,
     stats: &NodeRef,
     weight: Option<&NodeRef>,
+    sums: Option<&NodeRef>,
     mode: NormMode,
     eps: f64,
 ) -> NodeRef {
     let mut inputs = vec![g.clone(), x.clone(), stats.clone()];
     inputs.extend(weight.cloned());
+    inputs.extend(sums.cloned());
     Node::new(
         Op::NormGradInput {
             mode,
             eps,
             weight: weight.is_some(),
+            sums: sums.is_some(),
         },
         inputs,
         x.shape.clone(),
