@@ -15,10 +15,10 @@ use std::sync::Arc;
 
 /// Work (elements) from which the kernels use the rayon pool.
 const PAR_MIN: usize = 1 << 14;
-/// Items (rows, segments) per rayon task for items of `len` elements: about `PAR_MIN / 4`
+/// Items (rows, segments) per rayon task for items of `len` elements: about `2 * PAR_MIN`
 /// elements per task, so short rows do not each pay the scheduling cost.
 fn min_items(len: usize) -> usize {
-    (PAR_MIN / 4 / len.max(1)).max(1)
+    (PAR_MIN * 2 / len.max(1)).max(1)
 }
 
 /// Segment length from which the elementwise passes split work by (sample, channel) segment
@@ -162,6 +162,8 @@ fn run_typed<T: Real>(op: &Op, ins: &[&Value], shape: &[usize]) -> Result<Value>
             let st = st.storage.as_slice::<T>()?;
             if d.s == 1 && matches!(d.mode, NormMode::Groups(_)) {
                 grad_input_rows(&d, dy, x, st, *eps, w, o);
+            } else if matches!(d.mode, NormMode::Groups(_)) {
+                grad_input_groups(&d, dy, x, st, *eps, w, o);
             } else {
                 let coef = grad_input_coefs(&d, dy, x, st, *eps, w, pre);
                 grad_input(&d, &coef, dy, x, o);
@@ -482,37 +484,14 @@ fn grad_input_coefs<'a, 'b, T: Real>(
     };
     match d.mode {
         NormMode::Groups(_) => {
-            let cg = d.cg();
-            let per_group = |(idx, out): (usize, &mut [f64])| {
-                let (i, g) = (idx / (d.c / cg), idx % (d.c / cg));
-                if s == 1 {
-                    let lo = i * d.c + g * cg;
-                    let (dys, xs) = (&dy[lo..lo + cg], &x[lo..lo + cg]);
-                    let m = mean[idx];
-                    match weight {
-                        Some(w) => {
-                            let w = &w[g * cg..(g + 1) * cg];
-                            out[0] += real::dot(w, dys);
-                            out[1] += real::wdot_dev(w, dys, xs, m);
-                        }
-                        None => {
-                            out[0] += real::sum(dys);
-                            out[1] += real::dot_dev(dys, xs, m);
-                        }
-                    }
-                } else {
-                    for ch in g * cg..(g + 1) * cg {
-                        seg_sums(i, ch, out);
-                    }
+            // The group kernels (grad_input_rows / grad_input_groups) fuse these sums with
+            // the gradient; this sequential form keeps the function complete for any mode.
+            let groups = d.c / d.cg();
+            for (k, out) in sums.chunks_mut(2).enumerate() {
+                let (i, g) = (k / groups, k % groups);
+                for ch in g * d.cg()..(g + 1) * d.cg() {
+                    seg_sums(i, ch, out);
                 }
-            };
-            if d.numel() >= PAR_MIN {
-                sums.par_chunks_mut(2)
-                    .with_min_len(min_items(d.count()))
-                    .enumerate()
-                    .for_each(per_group);
-            } else {
-                sums.chunks_mut(2).enumerate().for_each(per_group);
             }
         }
         NormMode::Channels if pre.is_some_and(|p| p.len() == 2 * d.c) => {
@@ -658,6 +637,61 @@ fn grad_input_rows<T: Real>(
             }
         }
     });
+}
+
+/// Input gradient of a group norm with positions (`S > 1`) in one pass per group: each
+/// (sample, group) block of `C / groups` channel segments is contiguous, so its two sums and
+/// its gradient are computed while the block is in cache.
+fn grad_input_groups<T: Real>(
+    d: &Dims,
+    dy: &[T],
+    x: &[T],
+    st: &[T],
+    eps: f64,
+    weight: Option<&[T]>,
+    dx: &mut [T],
+) {
+    let (r, cg, s) = (d.r(), d.cg(), d.s);
+    let (mean, var) = (&st[..r], &st[r..2 * r]);
+    let len = cg * s;
+    let count = len.max(1) as f64;
+    let group = |(k, out): (usize, &mut [T])| {
+        let (m, rs) = (mean[k], 1.0 / (var[k].to_f64() + eps).sqrt());
+        let ch0 = (k % (d.c / cg)) * cg;
+        let (dys, xs) = (&dy[k * len..(k + 1) * len], &x[k * len..(k + 1) * len]);
+        let w = |j: usize| weight.map_or(T::ONE, |w| w[ch0 + j]);
+        let (mut g1, mut g2) = (0.0, 0.0);
+        for (j, (dseg, xseg)) in dys.chunks(s).zip(xs.chunks(s)).enumerate() {
+            let wj = w(j).to_f64();
+            g1 += wj * real::sum(dseg);
+            g2 += wj * real::dot_dev(dseg, xseg, m);
+        }
+        let bk = -rs * rs * rs * g2 / count;
+        let (b, c) = (
+            T::from_f64(bk),
+            T::from_f64(-rs * g1 / count - m.to_f64() * bk),
+        );
+        let rs = T::from_f64(rs);
+        for (j, ((oseg, dseg), xseg)) in out
+            .chunks_mut(s)
+            .zip(dys.chunks(s))
+            .zip(xs.chunks(s))
+            .enumerate()
+        {
+            let a = rs * w(j);
+            for ((o, &gv), &v) in oseg.iter_mut().zip(dseg).zip(xseg) {
+                *o = a * gv + b * v + c;
+            }
+        }
+    };
+    if d.numel() >= PAR_MIN {
+        dx.par_chunks_mut(len.max(1))
+            .with_min_len(min_items(len))
+            .enumerate()
+            .for_each(group);
+    } else {
+        dx.chunks_mut(len.max(1)).enumerate().for_each(group);
+    }
 }
 
 /// Weight and bias gradients: `Σ dy * xhat` and `Σ dy` per channel, written as `[2, C]`.

@@ -2,6 +2,7 @@
 //! and lane-parallel sums over slices that the compiler vectorizes.
 
 use crate::kernels::math;
+use crate::kernels::simd::multiversion;
 use pyflame_core::{DType, Element, Result};
 use pyflame_ir::Value;
 use std::ops::{Add, Mul, Sub};
@@ -86,35 +87,53 @@ fn lane_sum3<T: Real>(a: &[T], b: &[T], c: &[T], f: impl Fn(T, T, T) -> T) -> f6
     total
 }
 
-/// Σ x
-#[inline]
-pub fn sum<T: Real>(x: &[T]) -> f64 {
+#[inline(always)]
+fn sum_body<const FMA: bool, T: Real>(x: &[T]) -> f64 {
     lane_sum3(x, x, x, |v, _, _| v)
 }
 
-/// Σ (x - m)²
-#[inline]
-pub fn sum_sq_dev<T: Real>(x: &[T], m: T) -> f64 {
+#[inline(always)]
+fn sum_sq_dev_body<const FMA: bool, T: Real>(x: &[T], m: T) -> f64 {
     lane_sum3(x, x, x, |v, _, _| {
         let d = v - m;
         d * d
     })
 }
 
-/// Σ a·b
-#[inline]
-pub fn dot<T: Real>(a: &[T], b: &[T]) -> f64 {
+#[inline(always)]
+fn dot_body<const FMA: bool, T: Real>(a: &[T], b: &[T]) -> f64 {
     lane_sum3(a, b, b, |x, y, _| x * y)
 }
 
-/// Σ dy·(x - m)
-#[inline]
-pub fn dot_dev<T: Real>(dy: &[T], x: &[T], m: T) -> f64 {
+#[inline(always)]
+fn dot_dev_body<const FMA: bool, T: Real>(dy: &[T], x: &[T], m: T) -> f64 {
     lane_sum3(dy, x, x, |g, v, _| g * (v - m))
 }
 
-/// Σ w·dy·(x - m)
-#[inline]
-pub fn wdot_dev<T: Real>(w: &[T], dy: &[T], x: &[T], m: T) -> f64 {
+#[inline(always)]
+fn wdot_dev_body<const FMA: bool, T: Real>(w: &[T], dy: &[T], x: &[T], m: T) -> f64 {
     lane_sum3(w, dy, x, |wv, g, v| wv * g * (v - m))
+}
+
+// Each sum is compiled for AVX-512 and AVX2 as well and picks the best at run time (the
+// baseline build only has SSE2).
+multiversion! {
+    /// Σ x
+    pub fn sum<T: Real>(x: &[T]) -> f64 = sum_body;
+}
+multiversion! {
+    /// Σ (x - m)²
+    pub fn sum_sq_dev<T: Real>(x: &[T], m: T) -> f64 = sum_sq_dev_body;
+}
+multiversion! {
+    /// Σ a·b
+    pub fn dot<T: Real>(a: &[T], b: &[T]) -> f64 = dot_body;
+}
+multiversion! {
+    /// Σ dy·(x - m)
+    pub fn dot_dev<T: Real>(dy: &[T], x: &[T], m: T) -> f64 = dot_dev_body;
+}
+multiversion! {
+    /// Σ w·dy·(x - m)
+    pub fn wdot_dev<T: Real>(w: &[T], dy: &[T], x: &[T], m: T) -> f64 = wdot_dev_body;
 }
