@@ -16,6 +16,7 @@ use gemm::Parallelism;
 use pyflame_core::{DType, Error, Result, Storage};
 use pyflame_ir::{AttnAttrs, AttnMask, Op, Value};
 use rayon::prelude::*;
+use std::ops::Range;
 use std::sync::Arc;
 
 /// Query rows per block.
@@ -350,14 +351,18 @@ fn backward<T: Real>(ctx: &Ctx<'_, T>, go: &[T], out: &mut [T]) -> Result<()> {
     dk.fill(T::ZERO);
     dvv.fill(T::ZERO);
     let scale = T::from_f64(ctx.attrs.scale);
-    let entry = |b: usize, dq_b: &mut [T], dk_b: &mut [T], dv_b: &mut [T]| {
+    // Query rows `rows` of entry `b`: writes their dq rows (`dq_b` holds exactly those) and
+    // accumulates into dk_b and dv_b.
+    let entry = |b: usize, rows: Range<usize>, dq_b: &mut [T], dk_b: &mut [T], dv_b: &mut [T]| {
         let (mut p, mut dp) = (Vec::new(), Vec::new());
-        for r0 in (0..lq).step_by(BLOCK) {
-            let r1 = (r0 + BLOCK).min(lq);
+        let base = rows.start;
+        for r0 in rows.clone().step_by(BLOCK) {
+            let r1 = (r0 + BLOCK).min(rows.end);
             let br = r1 - r0;
             let kl = ctx.kv_len(r1);
+            let dq_blk = (r0 - base) * d..(r1 - base) * d;
             if kl == 0 {
-                dq_b[r0 * d..r1 * d].fill(T::ZERO);
+                dq_b[dq_blk].fill(T::ZERO);
                 continue;
             }
             p.resize(br * kl, T::ZERO);
@@ -403,7 +408,7 @@ fn backward<T: Real>(ctx: &Ctx<'_, T>, go: &[T], out: &mut [T]) -> Result<()> {
                 br,
                 d,
                 kl,
-                &mut dq_b[r0 * d..r1 * d],
+                &mut dq_b[dq_blk],
                 d,
                 false,
                 (&dp, kl as isize, 1),
@@ -428,11 +433,40 @@ fn backward<T: Real>(ctx: &Ctx<'_, T>, go: &[T], out: &mut [T]) -> Result<()> {
         per_entry(dk, batch, lk * d),
         per_entry(dvv, batch, lk * dv),
     );
-    dq_b.into_par_iter()
-        .zip(dk_b)
-        .zip(dv_b)
-        .enumerate()
-        .for_each(|(b, ((dq_b, dk_b), dv_b))| entry(b, dq_b, dk_b, dv_b));
+    // Fewer entries than threads: split each entry's query blocks over tasks with private
+    // dk / dv accumulators, summed afterwards.
+    let threads = rayon::current_num_threads();
+    let blocks = lq.div_ceil(BLOCK);
+    let split = if batch == 0 || batch >= threads || d == 0 {
+        1
+    } else {
+        (threads / batch).min(blocks).max(1)
+    };
+    if split == 1 {
+        dq_b.into_par_iter()
+            .zip(dk_b)
+            .zip(dv_b)
+            .enumerate()
+            .for_each(|(b, ((dq_b, dk_b), dv_b))| entry(b, 0..lq, dq_b, dk_b, dv_b));
+        return Ok(());
+    }
+    let per = blocks.div_ceil(split) * BLOCK;
+    for (b, ((dq_b, dk_b), dv_b)) in dq_b.into_iter().zip(dk_b).zip(dv_b).enumerate() {
+        let partial: Vec<(Vec<T>, Vec<T>)> = dq_b
+            .par_chunks_mut(per * d)
+            .enumerate()
+            .map(|(t, dq_part)| {
+                let (mut dk_t, mut dv_t) = (vec![T::ZERO; lk * d], vec![T::ZERO; lk * dv]);
+                let rows = t * per..((t + 1) * per).min(lq);
+                entry(b, rows, dq_part, &mut dk_t, &mut dv_t);
+                (dk_t, dv_t)
+            })
+            .collect();
+        for (dk_t, dv_t) in partial {
+            dk_b.iter_mut().zip(dk_t).for_each(|(a, v)| *a = *a + v);
+            dv_b.iter_mut().zip(dv_t).for_each(|(a, v)| *a = *a + v);
+        }
+    }
     Ok(())
 }
 

@@ -318,6 +318,9 @@ fn attention_matches_reference() {
     check_attention([2, 3, 5, 4, 3], true, false);
     check_attention([1, 70, 75, 3, 2], false, true); // two query blocks, causal key skipping
     check_attention([2, 66, 40, 2, 5], true, true);
+    // one entry, several query blocks: the backward splits blocks over tasks
+    check_attention([1, 200, 150, 4, 3], false, true);
+    check_attention([1, 130, 20, 2, 2], true, false);
 }
 
 #[test]
