@@ -756,6 +756,27 @@ def eval() -> tuple[()]:
 def eval(tensor: Tensor, /) -> Tensor: ...
 @overload
 def eval(t0: Tensor, t1: Tensor, /, *tensors: Tensor) -> tuple[Tensor, ...]: ...
+def normalization(
+    x: _Operand,
+    groups: builtins.int | None,
+    eps: builtins.float,
+    weight: _Operand | None = None,
+    bias: _Operand | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Normalizes `x` viewed as [N, C, S] by its own statistics (per sample and channel group
+    when `groups` is given, per channel otherwise); returns the output and the [2, R]
+    statistics (mean, biased variance)."""
+
+def scaled_dot_product_attention(
+    q: _Operand,
+    k: _Operand,
+    v: _Operand,
+    mask: _Operand | None = None,
+    is_causal: builtins.bool = False,
+    scale: builtins.float | None = None,
+) -> Tensor:
+    """Fused softmax(q @ k^T * scale + mask) @ v; a bool mask marks the keys that take part."""
+
 def is_lazy(x: Tensor) -> builtins.bool:
     """True when `x` has not been evaluated yet."""
 

@@ -4,6 +4,7 @@ layout (the check runs inside code generation: ``sim_max_abs_error``)."""
 import numpy as np
 import pyflame as pf
 import pytest
+from pyflame.nn import functional as F
 
 LAYOUTS = [
     pf.MeshLayout.single_pe(),
@@ -90,6 +91,9 @@ RULES = {
     "erf": lambda lay: pf.erf(_x(lay)),
     "cast_int_input": lambda lay: _ints(lay).float() * _x(lay),
     "cast_to_bool_where": lambda lay: pf.where(pf.relu(_x(lay)).bool(), _x(lay), 1.0),
+    # the fused normalization kernels, lowered as the primitives they stand for
+    "nn_layer_norm": lambda lay: F.layer_norm(_x(lay), [16], _x(lay, (16,)), _x(lay, (16,))),
+    "nn_batch_norm": lambda lay: F.batch_norm(_x(lay), None, None, training=True),
     "mlp": lambda lay: pf.softmax(
         pf.relu(_x(lay, (8, 16)) @ _x(lay, (16, 8)) + _x(lay, (8,))), dim=-1
     ),
@@ -116,3 +120,13 @@ def test_bool_output_is_an_explicit_error(opts):
     r = pf.compile_to_csl(a < pf.randn([4, 4]), opts)
     assert not r.success
     assert "bool" in r.error_message
+
+
+def test_fused_attention_lowers_as_primitives(opts):
+    pf.manual_seed(0)
+    q, k, v = pf.randn([8, 16]), pf.randn([6, 16]), pf.randn([6, 4])
+    y = F.scaled_dot_product_attention(q, k, v, attn_mask=pf.randn([8, 6]))
+    opts.use_cache = False
+    r = pf.compile_to_csl(y, opts)
+    assert r.success, r.error_message
+    assert r.sim_max_abs_error <= 1e-4 * (float(np.max(np.abs(y.numpy()))) + 1.0)

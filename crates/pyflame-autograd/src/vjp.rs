@@ -2,7 +2,7 @@
 //! its inputs, built as graph nodes.
 
 use pyflame_core::Result;
-use pyflame_ir::{build, BinaryOp, NodeRef, Op, PoolKind, ReduceOp, UnaryOp};
+use pyflame_ir::{build, BinaryOp, NodeRef, NormMode, Op, PoolKind, ReduceOp, UnaryOp};
 
 fn scalar(v: f64, like: &NodeRef) -> NodeRef {
     build::full(vec![], v, like.dtype, like.layout)
@@ -356,6 +356,58 @@ pub fn vjp(node: &NodeRef, inputs: &[NodeRef], g: &NodeRef) -> Result<Vec<Option
                 vec![g.clone()]
             };
             vec![Some(build::pool2d_grad(*kind, *attrs, ins, &x.shape))]
+        }
+        Op::NormApply {
+            mode,
+            eps,
+            weight,
+            bias,
+        } => {
+            // The statistics are x's own (see `build::norm_apply`): the input gradient
+            // accounts for them, and they get none themselves.
+            let (x, stats) = (&inputs[0], &inputs[1]);
+            let w = weight.then(|| &inputs[2]);
+            let affine = inputs[2..].iter().any(|p| p.requires_grad());
+            // Per-channel statistics: the input gradient reuses the affine gradient's sums.
+            let both = (affine || (x.requires_grad() && *mode == NormMode::Channels))
+                .then(|| build::norm_grad_affine(g, x, stats, *mode, *eps));
+            let sums = both.as_ref().filter(|_| *mode == NormMode::Channels);
+            let gx = x
+                .requires_grad()
+                .then(|| build::norm_grad_input(g, x, stats, w, sums, *mode, *eps));
+            let mut grads = vec![gx, None];
+            if let Some(both) = both.filter(|_| affine) {
+                let c = x.shape[1];
+                let row = |r: usize| -> Result<NodeRef> {
+                    build::reshape(&build::slice(&both, &[(r, 1, 1), (0, c, 1)])?, &[c as i64])
+                };
+                if *weight {
+                    grads.push(Some(row(0)?));
+                }
+                if *bias {
+                    grads.push(Some(row(1)?));
+                }
+            } else {
+                grads.extend(inputs[2..].iter().map(|_| None));
+            }
+            grads
+        }
+        Op::Attention(a) => {
+            // One backward kernel computes the three gradients into one buffer; each is a
+            // contiguous piece of it. The mask gets no gradient.
+            let mut ins = vec![g.clone()];
+            ins.extend(inputs.iter().cloned());
+            let packed = build::attention_grad(ins, *a);
+            let mut start = 0;
+            let mut grads = Vec::with_capacity(inputs.len());
+            for x in &inputs[..3] {
+                let n = x.numel();
+                let piece = build::slice(&packed, &[(start, n, 1)])?;
+                grads.push(Some(build::reshape(&piece, &shape_i64(&x.shape))?));
+                start += n;
+            }
+            grads.extend(inputs[3..].iter().map(|_| None));
+            grads
         }
         // Sources and index-valued ops carry no gradient.
         _ => vec![None; inputs.len()],

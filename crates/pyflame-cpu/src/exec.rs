@@ -4,7 +4,7 @@
 use crate::fused::{materialize, Input};
 use crate::kernels::{matmul, reduce};
 use crate::schedule::{schedule_for, StepKind};
-use crate::{conv, movement, pool, softmax, sources};
+use crate::{attention, conv, movement, norm, pool, softmax, sources};
 use pyflame_core::{dispatch_dtype, numel, DType, Element, Error, Result, Storage};
 use pyflame_ir::{ConvAttrs, Graph, NodeRef, Op, PoolAttrs, PoolKind, ReduceOp, Value};
 use std::sync::{Arc, Mutex};
@@ -238,6 +238,23 @@ fn run_step(g: &Graph, i: usize, kind: &StepKind, slots: &[Option<Value>]) -> Re
                 *axis,
                 &node.shape,
             ),
+            Op::NormStats(_)
+            | Op::NormApply { .. }
+            | Op::NormGradInput { .. }
+            | Op::NormGradAffine { .. } => {
+                let vals = ins
+                    .iter()
+                    .map(|&j| slot(slots, j))
+                    .collect::<Result<Vec<_>>>()?;
+                norm::run(&node.op, &vals, &node.shape, node.dtype)
+            }
+            Op::Attention(_) | Op::AttentionGrad(_) => {
+                let vals = ins
+                    .iter()
+                    .map(|&j| slot(slots, j))
+                    .collect::<Result<Vec<_>>>()?;
+                attention::run(&node.op, &vals, &node.shape, node.dtype)
+            }
             other => Err(Error::NotImplemented(format!(
                 "the CPU backend has no kernel for {}",
                 other.name()

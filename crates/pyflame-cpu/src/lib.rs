@@ -1,6 +1,7 @@
 //! PyFlame CPU backend: the scheduler and executor for captured graphs, fused elementwise
 //! programs, and the kernels (matmul, reductions, math) they call.
 
+pub mod attention;
 pub mod conv;
 mod conv_batched;
 mod conv_direct;
@@ -10,7 +11,9 @@ pub mod exec;
 pub mod fused;
 pub mod kernels;
 pub mod movement;
+pub mod norm;
 pub mod pool;
+pub mod real;
 pub mod schedule;
 pub mod softmax;
 pub mod sources;

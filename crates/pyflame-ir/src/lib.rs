@@ -11,5 +11,8 @@ pub mod value;
 
 pub use graph::Graph;
 pub use node::{Node, NodeRef};
-pub use op::{BinaryOp, ConvAttrs, Op, PoolAttrs, PoolKind, RandDist, ReduceOp, UnaryOp};
+pub use op::{
+    AttnAttrs, AttnMask, BinaryOp, ConvAttrs, NormMode, Op, PoolAttrs, PoolKind, RandDist,
+    ReduceOp, UnaryOp,
+};
 pub use value::Value;

@@ -269,6 +269,56 @@ pub struct PoolAttrs {
     pub count_include_pad: bool,
 }
 
+/// How a normalization op groups the elements of its `[N, C, S]` input into statistics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NormMode {
+    /// One statistic per (sample `n`, group of `C / groups` consecutive channels), over the
+    /// group's channels and all `S` positions: group norm, and layer norm with `groups = 1`
+    /// (input viewed as `[rows, features, 1]`).
+    Groups(usize),
+    /// One statistic per channel, over the `N` samples and `S` positions: batch norm.
+    Channels,
+}
+
+impl NormMode {
+    /// Number of statistics for an input of shape `[n, c, s]`.
+    pub fn num_stats(self, n: usize, c: usize) -> usize {
+        match self {
+            NormMode::Groups(g) => n * g,
+            NormMode::Channels => c,
+        }
+    }
+
+    fn encode(self) -> u64 {
+        match self {
+            NormMode::Groups(g) => g as u64,
+            NormMode::Channels => u64::MAX,
+        }
+    }
+}
+
+/// The mask argument of [`Op::Attention`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AttnMask {
+    /// No mask input.
+    None,
+    /// A float mask input added to the scaled scores.
+    Additive,
+    /// A bool mask input: `true` marks the keys that take part.
+    Keep,
+}
+
+/// Attributes of the fused scaled-dot-product attention ops.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttnAttrs {
+    /// Factor applied to `q @ k^T`.
+    pub scale: f64,
+    /// Query `i` only sees keys `j <= i` (top-left aligned, like PyTorch's `is_causal`).
+    pub causal: bool,
+    /// Kind of the optional mask input.
+    pub mask: AttnMask,
+}
+
 /// One IR operation. The output shape and dtype live on the [`crate::Node`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
@@ -397,6 +447,51 @@ pub enum Op {
         /// axis of the data
         axis: usize,
     },
+    /// Statistics of a normalization of input 0 (`[N, C, S]`): output `[2, R]` holding the
+    /// mean (row 0) and the biased variance (row 1) of each of the `R` groups of `mode`.
+    NormStats(NormMode),
+    /// Normalization with saved statistics: inputs (x `[N, C, S]`, stats `[2, R]` from
+    /// [`Op::NormStats`] of x, weight `[C]` when `weight`, bias `[C]` when `bias`); output
+    /// `(x - mean) / sqrt(var + eps) * weight + bias`. Its gradient treats the statistics as
+    /// those of x (the builder guarantees it).
+    NormApply {
+        /// grouping of the statistics
+        mode: NormMode,
+        /// added to the variance
+        eps: f64,
+        /// a weight input is present
+        weight: bool,
+        /// a bias input is present
+        bias: bool,
+    },
+    /// Gradient of [`Op::NormApply`] with respect to x: inputs (grad_out, x, stats, weight
+    /// when `weight`, then the [`Op::NormGradAffine`] output of the same arguments when
+    /// `sums`, whose per-channel sums the kernel reuses instead of recomputing them).
+    NormGradInput {
+        /// grouping of the statistics
+        mode: NormMode,
+        /// added to the variance
+        eps: f64,
+        /// a weight input is present
+        weight: bool,
+        /// an affine-gradient input is present
+        sums: bool,
+    },
+    /// Gradients of [`Op::NormApply`] with respect to weight and bias: inputs (grad_out, x,
+    /// stats); output `[2, C]` (row 0 the weight gradient, row 1 the bias gradient).
+    NormGradAffine {
+        /// grouping of the statistics
+        mode: NormMode,
+        /// added to the variance
+        eps: f64,
+    },
+    /// Scaled-dot-product attention `softmax(q @ k^T * scale + mask) @ v` over the last two
+    /// axes: inputs (q `[..., Lq, D]`, k `[..., Lk, D]`, v `[..., Lk, Dv]`, mask broadcastable
+    /// to `[..., Lq, Lk]` unless `mask` is [`AttnMask::None`]). Fully masked rows give zeros.
+    Attention(AttnAttrs),
+    /// Gradient of [`Op::Attention`]: inputs (grad_out, q, k, v, mask?); output 1-D, the
+    /// gradients of q, k and v (each contiguous) one after the other.
+    AttentionGrad(AttnAttrs),
 }
 
 impl Op {
@@ -455,6 +550,12 @@ impl Op {
                 PoolKind::Avg => "avg_pool2d_grad",
                 PoolKind::AdaptiveAvg => "adaptive_avg_pool2d_grad",
             },
+            Op::NormStats(_) => "norm_stats",
+            Op::NormApply { .. } => "norm_apply",
+            Op::NormGradInput { .. } => "norm_grad_input",
+            Op::NormGradAffine { .. } => "norm_grad_affine",
+            Op::Attention(_) => "attention",
+            Op::AttentionGrad(_) => "attention_grad",
         }
     }
 
@@ -565,6 +666,42 @@ impl Op {
                 );
                 key.extend([attrs.ceil_mode as u64, attrs.count_include_pad as u64]);
             }
+            Op::NormStats(mode) => key.extend([31, mode.encode()]),
+            Op::NormApply {
+                mode,
+                eps,
+                weight,
+                bias,
+            } => key.extend([
+                32,
+                mode.encode(),
+                eps.to_bits(),
+                *weight as u64,
+                *bias as u64,
+            ]),
+            Op::NormGradInput {
+                mode,
+                eps,
+                weight,
+                sums,
+            } => key.extend([
+                33,
+                mode.encode(),
+                eps.to_bits(),
+                *weight as u64,
+                *sums as u64,
+            ]),
+            Op::NormGradAffine { mode, eps } => key.extend([34, mode.encode(), eps.to_bits()]),
+            Op::Attention(a) | Op::AttentionGrad(a) => key.extend([
+                if matches!(self, Op::Attention(_)) {
+                    35
+                } else {
+                    36
+                },
+                a.scale.to_bits(),
+                a.causal as u64,
+                a.mask as u64,
+            ]),
         }
     }
 }

@@ -8,6 +8,7 @@ mod errors;
 mod functions;
 mod graph;
 mod indexing;
+mod nn_ops;
 mod ops;
 mod tensor;
 mod threads;
@@ -94,6 +95,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         wrap_pyfunction!(avg_pool2d, m)?,
         wrap_pyfunction!(adaptive_avg_pool2d, m)?,
         wrap_pyfunction!(is_grad_enabled, m)?,
+        wrap_pyfunction!(nn_ops::normalization, m)?,
+        wrap_pyfunction!(nn_ops::scaled_dot_product_attention, m)?,
     ] {
         m.add_function(f)?;
     }

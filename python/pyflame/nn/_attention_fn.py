@@ -17,6 +17,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 import pyflame as pf
+from pyflame import _core
 
 from ._helpers import is_floating
 
@@ -51,6 +52,29 @@ def _repeat_heads(x: Tensor, times: int) -> Tensor:
     return y.reshape(shape[:-3] + [shape[-3] * times] + shape[-2:])
 
 
+def _broadcast_batch(query: Tensor, key: Tensor, value: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """Expands the leading (batch) dimensions of q, k and v to their common shape."""
+    if query.ndim < 2 or key.ndim < 2 or value.ndim < 2:
+        raise ValueError(
+            "scaled_dot_product_attention: query, key and value need at least 2 dimensions, "
+            f"got {list(query.shape)}, {list(key.shape)} and {list(value.shape)}"
+        )
+    try:
+        batch = list(np.broadcast_shapes(query.shape[:-2], key.shape[:-2], value.shape[:-2]))
+    except ValueError:
+        raise ValueError(
+            "scaled_dot_product_attention: the batch dimensions of query "
+            f"{list(query.shape)}, key {list(key.shape)} and value {list(value.shape)} "
+            "do not broadcast"
+        ) from None
+
+    def expand(t: Tensor) -> Tensor:
+        shape = batch + list(t.shape[-2:])
+        return t if list(t.shape) == shape else t.expand(*shape)
+
+    return expand(query), expand(key), expand(value)
+
+
 def scaled_dot_product_attention(
     query: Tensor,
     key: Tensor,
@@ -67,6 +91,10 @@ def scaled_dot_product_attention(
     mask is added to the scores. ``is_causal`` applies a lower-triangular mask. Fully masked
     rows give zeros. Dropout (when ``dropout_p > 0``) is always applied, like PyTorch.
 
+    Runs on the fused attention kernel (forward and backward, the probabilities are never
+    stored whole). Dropout, and a float mask that requires gradients, take the composed
+    path (``softmax`` and two matmuls), which supports them.
+
     Example:
         >>> import pyflame as pf
         >>> from pyflame.nn import functional as F
@@ -75,9 +103,14 @@ def scaled_dot_product_attention(
         >>> out.shape
         [1, 3, 2]
     """
-    lq, lk = query.shape[-2], key.shape[-2]
+    if is_causal and attn_mask is not None:
+        raise ValueError(
+            "scaled_dot_product_attention: pass either attn_mask or is_causal, not both"
+        )
+    if not 0.0 <= dropout_p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {dropout_p}")
     if scale is None:
-        scale = 1.0 / math.sqrt(query.shape[-1])
+        scale = 1.0 / math.sqrt(max(query.shape[-1], 1)) if query.ndim else 1.0
     if enable_gqa and query.ndim >= 3 and key.shape[-3] != query.shape[-3]:
         if query.shape[-3] % key.shape[-3] != 0:
             raise ValueError(
@@ -85,12 +118,30 @@ def scaled_dot_product_attention(
             )
         key = _repeat_heads(key, query.shape[-3] // key.shape[-3])
         value = _repeat_heads(value, query.shape[-3] // value.shape[-3])
+    mask_needs_grad = (
+        attn_mask is not None and attn_mask.dtype != pf.bool_ and attn_mask.requires_grad
+    )
+    if dropout_p > 0.0 or mask_needs_grad:
+        return _composed_attention(query, key, value, attn_mask, dropout_p, is_causal, scale)
+    query, key, value = _broadcast_batch(query, key, value)
+    return _core.scaled_dot_product_attention(
+        query, key, value, attn_mask, bool(is_causal), float(scale)
+    )
+
+
+def _composed_attention(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attn_mask: Optional[Tensor],
+    dropout_p: float,
+    is_causal: bool,
+    scale: float,
+) -> Tensor:
+    """Attention from primitive ops (softmax, matmuls, dropout); differentiable in the mask."""
+    lq, lk = query.shape[-2], key.shape[-2]
     scores = (query @ key.transpose(-2, -1)) * scale
     if is_causal:
-        if attn_mask is not None:
-            raise ValueError(
-                "scaled_dot_product_attention: pass either attn_mask or is_causal, not both"
-            )
         attn_mask = _causal(lq, lk)
     if attn_mask is not None:
         if attn_mask.dtype == pf.bool_:
@@ -125,8 +176,13 @@ def _pad_last(mask: Optional[Tensor]) -> Optional[Tensor]:
 
 
 def _linear(x: Tensor, w: Tensor, b: Optional[Tensor]) -> Tensor:
-    out = x @ w.transpose(0, 1)
-    return out if b is None else out + b
+    """``x @ w^T + b`` as one 2-D product over all leading dimensions of `x` (a batched
+    product with a broadcast weight would repack the weight for every batch entry)."""
+    lead = list(x.shape[:-1])
+    out = x.reshape(-1, x.shape[-1]) @ w.transpose(0, 1)
+    if b is not None:
+        out = out + b
+    return out.reshape(lead + [w.shape[0]])
 
 
 def multi_head_attention_forward(
@@ -266,21 +322,28 @@ def multi_head_attention_forward(
     if not training:
         dropout_p = 0.0
 
-    scores = (q * (1.0 / math.sqrt(head_dim))) @ k.transpose(-2, -1)
-    if mask is not None:
-        scores = scores + mask
-    weights = (
-        safe_softmax(scores) if mask is not None and not need_weights else pf.softmax(scores, -1)
-    )
-    if dropout_p > 0.0:
-        from .functional import dropout
+    weights = None
+    if not need_weights and dropout_p == 0.0 and (mask is None or not mask.requires_grad):
+        # The fused kernel: the [N * H, L, S] probabilities are never materialized.
+        out = _core.scaled_dot_product_attention(q, k, v, mask, False, 1.0 / math.sqrt(head_dim))
+    else:
+        scores = (q * (1.0 / math.sqrt(head_dim))) @ k.transpose(-2, -1)
+        if mask is not None:
+            scores = scores + mask
+        weights = (
+            safe_softmax(scores)
+            if mask is not None and not need_weights
+            else pf.softmax(scores, -1)
+        )
+        if dropout_p > 0.0:
+            from .functional import dropout
 
-        weights = dropout(weights, dropout_p, training=True)
-    out = weights @ v  # [N * H, L, head_dim]
+            weights = dropout(weights, dropout_p, training=True)
+        out = weights @ v  # [N * H, L, head_dim]
     out = out.transpose(0, 1).reshape(tgt_len * bsz, embed_dim)
     out = _linear(out, out_proj_weight, out_proj_bias).reshape(tgt_len, bsz, embed_dim)
     attn = None
-    if need_weights:
+    if need_weights and weights is not None:
         attn = weights.reshape(bsz, num_heads, tgt_len, s)
         if average_attn_weights:
             attn = attn.mean(1)

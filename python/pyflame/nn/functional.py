@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Optional, Sequence, Union
-
-import numpy as np
+from typing import Any, Optional, Sequence
 
 import pyflame as pf
 
@@ -36,6 +34,7 @@ from ._losses import (
     nll_loss,
     smooth_l1_loss,
 )
+from ._norm_fn import batch_norm, group_norm, layer_norm, rms_norm
 from ._spatial import (
     adaptive_avg_pool1d,
     adaptive_avg_pool2d,
@@ -537,181 +536,6 @@ def dropout2d(
         [2, 3, 4, 4]
     """
     return _feature_dropout(input, p, training, 4, "dropout2d")
-
-
-# ---------------------------------------------------------------------- normalization
-def _stats(x: Tensor, dims: Sequence[int]) -> Any:
-    mean = x.mean(tuple(dims), keepdim=True)
-    xc = x - mean
-    var = (xc * xc).mean(tuple(dims), keepdim=True)
-    return mean, xc, var
-
-
-def batch_norm(
-    input: Tensor,  # noqa: A002 - PyTorch's name
-    running_mean: Optional[Tensor],
-    running_var: Optional[Tensor],
-    weight: Optional[Tensor] = None,
-    bias: Optional[Tensor] = None,
-    training: bool = False,
-    momentum: float = 0.1,
-    eps: float = 1e-5,
-) -> Tensor:
-    """Batch normalization over dimension 1 of ``[N, C, ...]`` input.
-
-    In training mode the batch statistics normalize the input and the running statistics
-    (when given) are updated in place: ``running = (1 - momentum) * running + momentum * stat``
-    with the unbiased batch variance, like PyTorch. Otherwise the running statistics are used.
-
-    Example:
-        >>> import pyflame as pf
-        >>> from pyflame.nn import functional as F
-        >>> rm, rv = pf.zeros([2]), pf.ones([2])
-        >>> y = F.batch_norm(pf.tensor([[1.0, 2.0], [3.0, 6.0]]), rm, rv, training=True)
-        >>> rm.tolist(), rv.tolist()
-        ([0.20000000298023224, 0.4000000059604645], [1.100000023841858, 1.7000000476837158])
-    """
-    if input.ndim < 2:
-        raise ValueError(f"batch_norm: expected at least 2D input (got {input.ndim}D input)")
-    c = input.shape[1]
-    shape = [1, c] + [1] * (input.ndim - 2)
-    for name, t in (
-        ("running_mean", running_mean),
-        ("running_var", running_var),
-        ("weight", weight),
-        ("bias", bias),
-    ):
-        if t is not None and numel(t) != c:
-            raise ValueError(f"batch_norm: {name} should contain {c} elements not {numel(t)}")
-    if training or running_mean is None or running_var is None:
-        dims = [0] + list(range(2, input.ndim))
-        n = numel(input) // c
-        if training and n <= 1:
-            raise ValueError(
-                "Expected more than 1 value per channel when training, "
-                f"got input size {list(input.shape)}"
-            )
-        mean, xc, var = _stats(input, dims)
-        if training and (running_mean is not None or running_var is not None):
-            # Materialize the statistics now (and the input with them, so the rest of the graph
-            # reuses it): the running buffers must not keep the batch's lazy graph alive.
-            pf.eval(input, mean, var)
-            with pf.no_grad():
-                if running_mean is not None:
-                    set_data(
-                        running_mean,
-                        running_mean * (1.0 - momentum) + mean.detach().reshape(c) * momentum,
-                    )
-                if running_var is not None:
-                    unbiased = var.detach().reshape(c) * (n / max(n - 1, 1))
-                    set_data(running_var, running_var * (1.0 - momentum) + unbiased * momentum)
-        y = xc / pf.sqrt(var + eps)
-    else:
-        y = (input - running_mean.reshape(shape)) / pf.sqrt(running_var.reshape(shape) + eps)
-    if weight is not None:
-        y = y * weight.reshape(shape)
-    if bias is not None:
-        y = y + bias.reshape(shape)
-    return y
-
-
-def layer_norm(
-    input: Tensor,  # noqa: A002 - PyTorch's name
-    normalized_shape: Union[int, Sequence[int]],
-    weight: Optional[Tensor] = None,
-    bias: Optional[Tensor] = None,
-    eps: float = 1e-5,
-) -> Tensor:
-    """Normalizes over the trailing `normalized_shape` dimensions (biased variance).
-
-    Example:
-        >>> import pyflame as pf
-        >>> from pyflame.nn import functional as F
-        >>> [round(v, 3) for v in F.layer_norm(pf.tensor([[1.0, 3.0]]), [2])[0].tolist()]
-        [-1.0, 1.0]
-    """
-    ns = (
-        [int(normalized_shape)]
-        if isinstance(normalized_shape, int)
-        else [int(s) for s in normalized_shape]
-    )
-    k = len(ns)
-    if k == 0 or input.ndim < k or list(input.shape[input.ndim - k :]) != ns:
-        raise ValueError(
-            f"Given normalized_shape={ns}, expected input with shape "
-            f"[*, {', '.join(map(str, ns))}], "
-            f"but got input of size {list(input.shape)}"
-        )
-    _, xc, var = _stats(input, range(input.ndim - k, input.ndim))
-    y = xc / pf.sqrt(var + eps)
-    if weight is not None:
-        y = y * weight
-    if bias is not None:
-        y = y + bias
-    return y
-
-
-def group_norm(
-    input: Tensor,  # noqa: A002 - PyTorch's name
-    num_groups: int,
-    weight: Optional[Tensor] = None,
-    bias: Optional[Tensor] = None,
-    eps: float = 1e-5,
-) -> Tensor:
-    """Group normalization: channels (dimension 1) split into `num_groups` groups, each
-    normalized over its channels and all spatial positions.
-
-    Example:
-        >>> import pyflame as pf
-        >>> from pyflame.nn import functional as F
-        >>> F.group_norm(pf.randn([2, 4, 3, 3]), 2).shape
-        [2, 4, 3, 3]
-    """
-    if input.ndim < 2:
-        raise ValueError(f"group_norm: expected at least 2D input, got {input.ndim}D")
-    n, c = input.shape[0], input.shape[1]
-    if c % num_groups != 0:
-        raise ValueError(
-            "Expected number of channels in input to be divisible by num_groups, but got "
-            f"input of shape {list(input.shape)} and num_groups={num_groups}"
-        )
-    xg = input.reshape(n, num_groups, -1)
-    _, xc, var = _stats(xg, [2])
-    y = (xc / pf.sqrt(var + eps)).reshape(list(input.shape))
-    shape = [1, c] + [1] * (input.ndim - 2)
-    if weight is not None:
-        y = y * weight.reshape(shape)
-    if bias is not None:
-        y = y + bias.reshape(shape)
-    return y
-
-
-def rms_norm(
-    input: Tensor,  # noqa: A002 - PyTorch's name
-    normalized_shape: Union[int, Sequence[int]],
-    weight: Optional[Tensor] = None,
-    eps: Optional[float] = None,
-) -> Tensor:
-    """Root-mean-square normalization over the trailing `normalized_shape` dimensions:
-    ``x / sqrt(mean(x**2) + eps) * weight`` (``eps=None``: the dtype's machine epsilon).
-
-    Example:
-        >>> import pyflame as pf
-        >>> from pyflame.nn import functional as F
-        >>> [round(v, 3) for v in F.rms_norm(pf.tensor([[3.0, 4.0]]), [2])[0].tolist()]
-        [0.849, 1.131]
-    """
-    ns = [int(normalized_shape)] if isinstance(normalized_shape, int) else list(normalized_shape)
-    k = len(ns)
-    if k == 0 or input.ndim < k or list(input.shape[input.ndim - k :]) != ns:
-        raise ValueError(
-            f"rms_norm: expected input with trailing shape {ns}, got {list(input.shape)}"
-        )
-    if eps is None:
-        eps = float(np.finfo(np.float64 if input.dtype == pf.float64 else np.float32).eps)
-    dims = tuple(range(input.ndim - k, input.ndim))
-    y = input / pf.sqrt((input * input).mean(dims, keepdim=True) + eps)
-    return y if weight is None else y * weight
 
 
 # ---------------------------------------------------------------------- embedding

@@ -1,6 +1,7 @@
 //! Lowering of a [`Graph`] to a [`Plan`]: one rule per op kind. Every node that cannot be
 //! lowered is collected, so the error lists all of them at once.
 
+mod decompose;
 pub mod elementwise;
 mod matmul;
 mod redist;
@@ -509,6 +510,9 @@ impl<'g> Lowerer<'g> {
 
 /// Lowers `graph` to a plan (without routes; see [`crate::route::assign`]).
 pub fn lower(graph: &Graph) -> Result<Plan, CslError> {
+    // Fused normalization / attention ops are lowered as the primitives they stand for.
+    let expanded = decompose::expand(graph)?;
+    let graph = expanded.as_ref().unwrap_or(graph);
     let mut l = Lowerer::new(graph);
     for i in 0..graph.len() {
         l.lower_node(i);

@@ -11,14 +11,18 @@ fn fmt_shape(s: &[usize]) -> String {
     format!("{s:?}")
 }
 
+mod attention;
 mod elementwise;
 mod linalg;
+mod norm;
 mod reduce;
 mod shape;
 mod sources;
 
+pub use attention::*;
 pub use elementwise::*;
 pub use linalg::*;
+pub use norm::*;
 pub use reduce::*;
 pub use shape::*;
 pub use sources::*;

@@ -1,0 +1,479 @@
+//! Fused scaled-dot-product attention ([`Op::Attention`]) and its gradient
+//! ([`Op::AttentionGrad`]).
+//!
+//! The forward pass works on blocks of query rows: `S = q_blk @ k^T * scale` (gemm), the mask
+//! and the causal limit applied, a row softmax in place, then `out_blk = P @ v` (gemm); the
+//! full `[Lq, Lk]` probability matrix is never stored. Blocks of all batch entries run in
+//! parallel. With `causal`, keys beyond the block's last query are skipped.
+//!
+//! The backward pass recomputes each block's probabilities and accumulates, per batch entry,
+//! `dv += P^T @ do`, `dP = do @ v^T`, `dS = P * (dP - rowsum(P * dP))`,
+//! `dq_blk = scale * dS @ k` and `dk += scale * dS^T @ q_blk` (all gemm); batch entries run
+//! in parallel.
+
+use crate::real::{compute_dtype, dense, Real};
+use gemm::Parallelism;
+use pyflame_core::{DType, Error, Result, Storage};
+use pyflame_ir::{AttnAttrs, AttnMask, Op, Value};
+use rayon::prelude::*;
+use std::ops::Range;
+use std::sync::Arc;
+
+/// Query rows per block.
+const BLOCK: usize = 64;
+
+/// Shapes of one attention problem: `batch` entries of q `[lq, d]`, k `[lk, d]`, v `[lk, dv]`.
+#[derive(Clone, Copy)]
+struct Dims {
+    batch: usize,
+    lq: usize,
+    lk: usize,
+    d: usize,
+    dv: usize,
+}
+
+/// The mask as `T` values (1/0 for a bool mask) with its strides broadcast to
+/// `[..., Lq, Lk]`.
+struct Mask<'a, T> {
+    data: &'a [T],
+    /// per batch entry, the offset of its `[Lq, Lk]` plane
+    plane: Vec<isize>,
+    row: isize,
+    col: isize,
+    keep: bool,
+}
+
+/// Everything a block computation reads.
+struct Ctx<'a, T> {
+    dims: Dims,
+    attrs: AttnAttrs,
+    q: &'a [T],
+    k: &'a [T],
+    v: &'a [T],
+    mask: Option<Mask<'a, T>>,
+}
+
+/// Runs an attention op on its input values.
+pub fn run(op: &Op, ins: &[&Value], shape: &[usize], dtype: DType) -> Result<Value> {
+    let out = match compute_dtype(dtype) {
+        DType::Float64 => run_typed::<f64>(op, ins, shape)?,
+        _ => run_typed::<f32>(op, ins, shape)?,
+    };
+    if out.dtype() == dtype {
+        Ok(out)
+    } else {
+        crate::fused::materialize(&out, dtype)
+    }
+}
+
+fn input<'a>(ins: &[&'a Value], i: usize) -> Result<&'a Value> {
+    ins.get(i)
+        .copied()
+        .ok_or_else(|| Error::Invalid(format!("internal: attention input {i} is missing")))
+}
+
+fn run_typed<T: Real>(op: &Op, ins: &[&Value], shape: &[usize]) -> Result<Value> {
+    let (attrs, first) = match op {
+        Op::Attention(a) => (*a, 0),
+        Op::AttentionGrad(a) => (*a, 1),
+        other => {
+            return Err(Error::Invalid(format!(
+                "internal: {} is not an attention op",
+                other.name()
+            )))
+        }
+    };
+    let (qv, kv, vv) = (
+        input(ins, first)?,
+        input(ins, first + 1)?,
+        input(ins, first + 2)?,
+    );
+    let nd = qv.shape.len();
+    if nd < 2 || kv.shape.len() != nd || vv.shape.len() != nd {
+        return Err(Error::Invalid("internal: attention operand ranks".into()));
+    }
+    let batch_shape = &qv.shape[..nd - 2];
+    let dims = Dims {
+        batch: batch_shape.iter().product(),
+        lq: qv.shape[nd - 2],
+        lk: kv.shape[nd - 2],
+        d: qv.shape[nd - 1],
+        dv: vv.shape[nd - 1],
+    };
+    let (q, k, v) = (dense::<T>(qv)?, dense::<T>(kv)?, dense::<T>(vv)?);
+    let mask_val = match attrs.mask {
+        AttnMask::None => None,
+        _ => Some(dense::<T>(input(ins, first + 3)?)?),
+    };
+    let mask = match &mask_val {
+        None => None,
+        Some(m) => {
+            let mut full = batch_shape.to_vec();
+            full.extend([dims.lq, dims.lk]);
+            let st = crate::fused::broadcast_strides(m, &full)?;
+            let mut plane = Vec::with_capacity(dims.batch);
+            for b in 0..dims.batch {
+                let (mut rem, mut off) = (b, 0isize);
+                for ax in (0..nd - 2).rev() {
+                    off += (rem % full[ax]) as isize * st[ax];
+                    rem /= full[ax];
+                }
+                plane.push(off);
+            }
+            Some(Mask {
+                data: m.storage.as_slice::<T>()?,
+                plane,
+                row: st[nd - 2],
+                col: st[nd - 1],
+                keep: attrs.mask == AttnMask::Keep,
+            })
+        }
+    };
+    let ctx = Ctx {
+        dims,
+        attrs,
+        q: q.storage.as_slice::<T>()?,
+        k: k.storage.as_slice::<T>()?,
+        v: v.storage.as_slice::<T>()?,
+        mask,
+    };
+    let mut out = Storage::uninit(T::DTYPE, shape.iter().product())?;
+    let o = out.as_mut_slice::<T>()?;
+    if first == 0 {
+        forward(&ctx, o);
+    } else {
+        let go = dense::<T>(input(ins, 0)?)?;
+        backward(&ctx, go.storage.as_slice::<T>()?, o)?;
+    }
+    Ok(Value::contiguous(Arc::new(out), shape.to_vec()))
+}
+
+/// `dst (m x n, row stride ldd) = [dst * keep +] beta * lhs @ rhs` where each operand is
+/// given by (pointer, row stride, column stride).
+#[allow(clippy::too_many_arguments)]
+fn gemm_into<T: Real>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [T],
+    ldd: usize,
+    accumulate: bool,
+    lhs: (&[T], isize, isize),
+    rhs: (&[T], isize, isize),
+    beta: T,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for r in 0..m {
+                dst[r * ldd..r * ldd + n].fill(T::ZERO);
+            }
+        }
+        return;
+    }
+    let last = |(_, rs, cs): (&[T], isize, isize), rows: usize, cols: usize| {
+        (rows as isize - 1) * rs + (cols as isize - 1) * cs
+    };
+    // Every element an operand names lies inside its slice: the largest offset is checked
+    // here and strides are non-negative.
+    assert!(lhs.1 >= 0 && lhs.2 >= 0 && rhs.1 >= 0 && rhs.2 >= 0);
+    assert!((last(lhs, m, k) as usize) < lhs.0.len());
+    assert!((last(rhs, k, n) as usize) < rhs.0.len());
+    assert!((m - 1) * ldd + n <= dst.len());
+    // SAFETY: the bounds above keep every access of gemm (rows < m / k, columns < k / n)
+    // inside the three slices; dst is exclusively borrowed and distinct from lhs and rhs.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            ldd as isize,
+            accumulate,
+            lhs.0.as_ptr(),
+            lhs.2,
+            lhs.1,
+            rhs.0.as_ptr(),
+            rhs.2,
+            rhs.1,
+            T::ONE,
+            beta,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
+    }
+}
+
+impl<T: Real> Ctx<'_, T> {
+    /// Keys visible to the rows of the block ending (exclusively) at query `r1`.
+    fn kv_len(&self, r1: usize) -> usize {
+        if self.attrs.causal {
+            self.dims.lk.min(r1)
+        } else {
+            self.dims.lk
+        }
+    }
+
+    /// Softmax probabilities of query rows `r0..r1` of batch entry `b` over the first `kl`
+    /// keys, into `p` (row stride `kl`).
+    fn probs(&self, b: usize, r0: usize, r1: usize, kl: usize, p: &mut [T]) {
+        let Dims { lq, lk, d, .. } = self.dims;
+        let br = r1 - r0;
+        if kl == 0 {
+            return;
+        }
+        let qb = &self.q[(b * lq + r0) * d..(b * lq + r1) * d];
+        let kb = &self.k[b * lk * d..(b * lk + kl) * d];
+        gemm_into(
+            br,
+            kl,
+            d,
+            p,
+            kl,
+            false,
+            (qb, d as isize, 1),
+            (kb, 1, d as isize),
+            T::from_f64(self.attrs.scale),
+        );
+        for ii in 0..br {
+            let row = &mut p[ii * kl..(ii + 1) * kl];
+            let qi = r0 + ii;
+            if let Some(m) = &self.mask {
+                let base = m.plane[b] + qi as isize * m.row;
+                for (j, s) in row.iter_mut().enumerate() {
+                    let mv = m.data[(base + j as isize * m.col) as usize];
+                    if m.keep {
+                        if mv == T::ZERO {
+                            *s = T::NEG_INF;
+                        }
+                    } else {
+                        *s = *s + mv;
+                    }
+                }
+            }
+            if self.attrs.causal && qi + 1 < kl {
+                row[qi + 1..].fill(T::NEG_INF);
+            }
+            softmax_row(row);
+        }
+    }
+}
+
+/// Maximum of a row ignoring NaN (lane-parallel, so it vectorizes).
+#[inline]
+fn row_max<T: Real>(row: &[T]) -> T {
+    let (chunks, rest) = row.as_chunks::<8>();
+    let mut acc = [T::NEG_INF; 8];
+    for c in chunks {
+        for l in 0..8 {
+            acc[l] = if c[l] > acc[l] { c[l] } else { acc[l] };
+        }
+    }
+    let mut m = T::NEG_INF;
+    for &v in acc.iter().chain(rest) {
+        if v > m {
+            m = v;
+        }
+    }
+    m
+}
+
+/// In-place softmax of one row; a row without any finite score becomes zeros. NaN scores
+/// propagate to the whole row (through the sum).
+fn softmax_row<T: Real>(row: &mut [T]) {
+    let max = row_max(row);
+    if max == T::NEG_INF {
+        let nan = row.iter().any(|x| x.to_f64().is_nan());
+        row.fill(if nan { T::from_f64(f64::NAN) } else { T::ZERO });
+        return;
+    }
+    row.iter_mut().for_each(|x| *x = *x - max);
+    T::exp_slice(row);
+    let sum: f64 = crate::real::sum(row);
+    let inv = T::from_f64(1.0 / sum);
+    row.iter_mut().for_each(|x| *x = *x * inv);
+}
+
+fn forward<T: Real>(ctx: &Ctx<'_, T>, out: &mut [T]) {
+    let Dims { lq, lk, dv, .. } = ctx.dims;
+    if lq == 0 || dv == 0 {
+        return;
+    }
+    let work = |b: usize, blk: usize, o: &mut [T], buf: &mut Vec<T>| {
+        let r0 = blk * BLOCK;
+        let r1 = (r0 + BLOCK).min(lq);
+        let kl = ctx.kv_len(r1);
+        if kl == 0 {
+            o.fill(T::ZERO);
+            return;
+        }
+        buf.resize((r1 - r0) * kl, T::ZERO);
+        ctx.probs(b, r0, r1, kl, buf);
+        let vb = &ctx.v[b * lk * dv..(b * lk + kl) * dv];
+        gemm_into(
+            r1 - r0,
+            dv,
+            kl,
+            o,
+            dv,
+            false,
+            (buf, kl as isize, 1),
+            (vb, dv as isize, 1),
+            T::ONE,
+        );
+    };
+    out.par_chunks_mut(lq * dv).enumerate().for_each(|(b, ob)| {
+        ob.par_chunks_mut(BLOCK * dv)
+            .enumerate()
+            .for_each_init(Vec::new, |buf, (blk, o)| work(b, blk, o, buf))
+    });
+}
+
+fn backward<T: Real>(ctx: &Ctx<'_, T>, go: &[T], out: &mut [T]) -> Result<()> {
+    let Dims {
+        batch,
+        lq,
+        lk,
+        d,
+        dv,
+    } = ctx.dims;
+    let (nq, nk, nv) = (batch * lq * d, batch * lk * d, batch * lk * dv);
+    if out.len() != nq + nk + nv || go.len() != batch * lq * dv {
+        return Err(Error::Invalid("internal: attention gradient sizes".into()));
+    }
+    let (dq, rest) = out.split_at_mut(nq);
+    let (dk, dvv) = rest.split_at_mut(nk);
+    dk.fill(T::ZERO);
+    dvv.fill(T::ZERO);
+    let scale = T::from_f64(ctx.attrs.scale);
+    // Query rows `rows` of entry `b`: writes their dq rows (`dq_b` holds exactly those) and
+    // accumulates into dk_b and dv_b.
+    let entry = |b: usize, rows: Range<usize>, dq_b: &mut [T], dk_b: &mut [T], dv_b: &mut [T]| {
+        let (mut p, mut dp) = (Vec::new(), Vec::new());
+        let base = rows.start;
+        for r0 in rows.clone().step_by(BLOCK) {
+            let r1 = (r0 + BLOCK).min(rows.end);
+            let br = r1 - r0;
+            let kl = ctx.kv_len(r1);
+            let dq_blk = (r0 - base) * d..(r1 - base) * d;
+            if kl == 0 {
+                dq_b[dq_blk].fill(T::ZERO);
+                continue;
+            }
+            p.resize(br * kl, T::ZERO);
+            dp.resize(br * kl, T::ZERO);
+            ctx.probs(b, r0, r1, kl, &mut p);
+            let go_blk = &go[(b * lq + r0) * dv..(b * lq + r1) * dv];
+            let q_blk = &ctx.q[(b * lq + r0) * d..(b * lq + r1) * d];
+            let k_b = &ctx.k[b * lk * d..(b * lk + kl) * d];
+            let v_b = &ctx.v[b * lk * dv..(b * lk + kl) * dv];
+            // dv += P^T @ do
+            gemm_into(
+                kl,
+                dv,
+                br,
+                dv_b,
+                dv,
+                true,
+                (&p, 1, kl as isize),
+                (go_blk, dv as isize, 1),
+                T::ONE,
+            );
+            // dP = do @ v^T
+            gemm_into(
+                br,
+                kl,
+                dv,
+                &mut dp,
+                kl,
+                false,
+                (go_blk, dv as isize, 1),
+                (v_b, 1, dv as isize),
+                T::ONE,
+            );
+            // dS = P * (dP - rowsum(P * dP))
+            for (pr, dr) in p.chunks_exact(kl).zip(dp.chunks_exact_mut(kl)) {
+                let s = T::from_f64(crate::real::dot(pr, dr));
+                for (g, &pv) in dr.iter_mut().zip(pr) {
+                    *g = pv * (*g - s);
+                }
+            }
+            // dq_blk = scale * dS @ k ; dk += scale * dS^T @ q_blk
+            gemm_into(
+                br,
+                d,
+                kl,
+                &mut dq_b[dq_blk],
+                d,
+                false,
+                (&dp, kl as isize, 1),
+                (k_b, d as isize, 1),
+                scale,
+            );
+            gemm_into(
+                kl,
+                d,
+                br,
+                dk_b,
+                d,
+                true,
+                (&dp, 1, kl as isize),
+                (q_blk, d as isize, 1),
+                scale,
+            );
+        }
+    };
+    let (dq_b, dk_b, dv_b) = (
+        per_entry(dq, batch, lq * d),
+        per_entry(dk, batch, lk * d),
+        per_entry(dvv, batch, lk * dv),
+    );
+    // Fewer entries than threads: split each entry's query blocks over tasks with private
+    // dk / dv accumulators, summed afterwards.
+    let threads = rayon::current_num_threads();
+    let blocks = lq.div_ceil(BLOCK);
+    let split = if batch == 0 || batch >= threads || d == 0 {
+        1
+    } else {
+        (threads / batch).min(blocks).max(1)
+    };
+    if split == 1 {
+        dq_b.into_par_iter()
+            .zip(dk_b)
+            .zip(dv_b)
+            .enumerate()
+            .for_each(|(b, ((dq_b, dk_b), dv_b))| entry(b, 0..lq, dq_b, dk_b, dv_b));
+        return Ok(());
+    }
+    let per = blocks.div_ceil(split) * BLOCK;
+    for (b, ((dq_b, dk_b), dv_b)) in dq_b.into_iter().zip(dk_b).zip(dv_b).enumerate() {
+        let partial: Vec<(Vec<T>, Vec<T>)> = dq_b
+            .par_chunks_mut(per * d)
+            .enumerate()
+            .map(|(t, dq_part)| {
+                let (mut dk_t, mut dv_t) = (vec![T::ZERO; lk * d], vec![T::ZERO; lk * dv]);
+                let rows = t * per..((t + 1) * per).min(lq);
+                entry(b, rows, dq_part, &mut dk_t, &mut dv_t);
+                (dk_t, dv_t)
+            })
+            .collect();
+        for (dk_t, dv_t) in partial {
+            dk_b.iter_mut().zip(dk_t).for_each(|(a, v)| *a = *a + v);
+            dv_b.iter_mut().zip(dv_t).for_each(|(a, v)| *a = *a + v);
+        }
+    }
+    Ok(())
+}
+
+/// `data` split into `batch` consecutive pieces of `len` elements (possibly empty).
+fn per_entry<T>(data: &mut [T], batch: usize, len: usize) -> Vec<&mut [T]> {
+    if len == 0 {
+        return (0..batch).map(|_| &mut [][..]).collect();
+    }
+    data.chunks_mut(len).collect()
+}

@@ -1,0 +1,119 @@
+"""The fused scaled-dot-product attention kernel: gradients of query, key and value against
+central finite differences in float64, the forward pass against NumPy, and input checks."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pyflame as pf
+import pytest
+from pyflame import _core
+from pyflame.nn import functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_gradcheck import gradcheck, rand  # noqa: E402
+
+
+def _reference(q, k, v, keep=None, add=None, causal=False, scale=None):
+    scale = 1.0 / np.sqrt(q.shape[-1]) if scale is None else scale
+    s = q @ np.swapaxes(k, -1, -2) * scale
+    if add is not None:
+        s = s + add
+    lq, lk = s.shape[-2:]
+    visible = np.ones(s.shape, dtype=bool)
+    if causal:
+        visible &= np.tril(np.ones((lq, lk), dtype=bool))
+    if keep is not None:
+        visible &= keep
+    s = np.where(visible, s, -np.inf)
+    m = s.max(-1, keepdims=True)
+    e = np.where(np.isfinite(m), np.exp(s - np.where(np.isfinite(m), m, 0)), 0.0)
+    tot = e.sum(-1, keepdims=True)
+    p = np.divide(e, tot, out=np.zeros_like(e), where=tot > 0)
+    return p @ v
+
+
+CASES = {
+    "plain": ((2, 3, 4), (2, 5, 4), 3, {}),
+    "causal_square": ((1, 2, 4, 3), (1, 2, 4, 3), 2, {"is_causal": True}),
+    "causal_more_keys": ((2, 3, 4), (2, 6, 4), 2, {"is_causal": True}),
+    "causal_blocks": ((1, 67, 2), (1, 67, 2), 2, {"is_causal": True}),
+    "scale": ((2, 3, 4), (2, 5, 4), 3, {"scale": 0.7}),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_attention_gradients(name):
+    sq, sk, dv, kw = CASES[name]
+    q, k = rand(*sq), rand(*sk, seed=3)
+    v = rand(*(sk[:-1] + (dv,)), seed=4)
+    gradcheck(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, **kw), q, k, v)
+    got = F.scaled_dot_product_attention(pf.tensor(q), pf.tensor(k), pf.tensor(v), **kw)
+    ref = _reference(q, k, v, causal=kw.get("is_causal", False), scale=kw.get("scale"))
+    np.testing.assert_allclose(got.numpy(), ref, rtol=1e-10, atol=1e-12)
+
+
+def test_attention_gradients_with_masks():
+    q, k, v = rand(2, 2, 3, 4), rand(2, 2, 5, 4, seed=3), rand(2, 2, 5, 3, seed=4)
+    keep = np.random.default_rng(0).random((2, 1, 3, 5)) > 0.3
+    keep[0, 0, 1] = False  # a fully masked row: zeros and no gradient
+    add = rand(3, 5, seed=5)
+    km, am = pf.tensor(keep), pf.tensor(add)
+    gradcheck(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=km), q, k, v)
+    gradcheck(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=am), q, k, v)
+    got = F.scaled_dot_product_attention(pf.tensor(q), pf.tensor(k), pf.tensor(v), km)
+    np.testing.assert_allclose(got.numpy(), _reference(q, k, v, keep=keep), rtol=1e-10)
+    assert np.all(got.numpy()[0, :, 1] == 0.0)
+    got = F.scaled_dot_product_attention(pf.tensor(q), pf.tensor(k), pf.tensor(v), am)
+    np.testing.assert_allclose(got.numpy(), _reference(q, k, v, add=add), rtol=1e-10)
+
+
+def test_float_mask_requiring_grad_gets_its_gradient():
+    q, k, v, add = rand(2, 3, 4), rand(2, 5, 4, seed=3), rand(2, 5, 3, seed=4), rand(3, 5)
+    gradcheck(lambda q, m: F.scaled_dot_product_attention(q, pf.tensor(k), pf.tensor(v), m), q, add)
+
+
+def test_fused_op_is_used_and_float32_matches_float64():
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal((2, 4, 130, 16)) for _ in range(3))
+    outs = []
+    for dt in (pf.float32, pf.float64):
+        ts = [pf.tensor(a).astype(dt).requires_grad_() for a in (q, k, v)]
+        y = F.scaled_dot_product_attention(*ts, is_causal=True)
+        assert pf.get_node(y).op_type == "attention"
+        (y * pf.tensor(q).astype(dt)).sum().backward()
+        outs.append([y.numpy()] + [t.grad.numpy() for t in ts])
+    for a, b in zip(*outs):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_bad_inputs_raise_clear_errors():
+    q = pf.randn([2, 3, 4])
+    with pytest.raises(ValueError, match="do not match"):
+        _core.scaled_dot_product_attention(q, pf.randn([2, 5, 3]), pf.randn([2, 5, 4]))
+    with pytest.raises(ValueError, match="mask"):
+        F.scaled_dot_product_attention(q, q, q, attn_mask=pf.ones([4, 4]))
+    with pytest.raises(TypeError, match="bool or floating"):
+        F.scaled_dot_product_attention(q, q, q, attn_mask=pf.tensor(np.ones((3, 3), np.int64)))
+    with pytest.raises(ValueError, match="either attn_mask or is_causal"):
+        F.scaled_dot_product_attention(q, q, q, attn_mask=pf.ones([3, 3]), is_causal=True)
+    with pytest.raises(ValueError, match="at least 2 dimensions"):
+        F.scaled_dot_product_attention(pf.randn([4]), q, q)
+    with pytest.raises(ValueError, match="do not broadcast"):
+        F.scaled_dot_product_attention(q, pf.randn([3, 3, 4]), pf.randn([3, 3, 4]))
+
+
+def test_empty_inputs():
+    q = pf.randn([0, 3, 4]).requires_grad_()
+    F.scaled_dot_product_attention(q, q, q).sum().backward()
+    assert q.grad.shape == [0, 3, 4]
+    k = pf.randn([2, 0, 4]).requires_grad_()
+    q = pf.randn([2, 3, 4]).requires_grad_()
+    out = F.scaled_dot_product_attention(q, k, k)
+    out.sum().backward()
+    assert out.tolist() == [[[0.0] * 4] * 3] * 2 and k.grad.shape == [2, 0, 4]
+    q, v = pf.randn([2, 3, 0]), pf.randn([2, 3, 2]).requires_grad_()
+    F.scaled_dot_product_attention(q, q, v).sum().backward()  # D = 0: uniform weights
+    np.testing.assert_allclose(v.grad.numpy(), np.ones((2, 3, 2)), rtol=1e-6)
