@@ -157,13 +157,23 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * resource.getpagesize()
 
 
+def _peak_rss_bytes() -> int:
+    """High-water mark of this process's RSS (VmHWM). Not `ru_maxrss`: Linux carries that
+    over from the forked copy of the parent across exec, so a child of a large benchmark
+    process would report the parent's size."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def child_memory(lib: str, model: str) -> None:
     step = build(lib, model)
     before = _rss_bytes()
     for _ in range(3):
         step()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"growth": peak - before}))
+    print(json.dumps({"growth": _peak_rss_bytes() - before}))
 
 
 def memory(model: str) -> dict:

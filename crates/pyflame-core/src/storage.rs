@@ -18,7 +18,7 @@ mod pool {
     /// Smallest buffer worth recycling (smaller ones come from malloc's own free lists).
     pub const MIN_BYTES: usize = 64 << 10;
     /// Most bytes held in the pool (oldest buffers are freed first beyond it).
-    const CAP_BYTES: usize = 256 << 20;
+    const CAP_BYTES: usize = 128 << 20;
 
     struct Entry(NonNull<u8>, Layout);
     // SAFETY: an entry is an unused allocation owned by the pool.
