@@ -148,17 +148,30 @@ fn is_2x2(p: &PoolParams, (h, w): (usize, usize), (ho, wo): (usize, usize)) -> b
         && 2 * wo <= w
 }
 
+/// The larger of `a` and `b`; a NaN wins (PyTorch's max pooling propagates NaN). A select,
+/// so loops over it vectorize.
+#[inline(always)]
+fn nan_max<T: Element>(a: T, b: T) -> T {
+    #[allow(clippy::eq_op)]
+    let a_nan = a != a;
+    if a > b || a_nan {
+        a
+    } else {
+        b
+    }
+}
+
 /// Index (0..4, row-major) of the max of a 2x2 window: the first maximum, a NaN wins.
 #[inline(always)]
 fn argmax4<T: Element>(v: [T; 4]) -> usize {
-    let mut best = 0;
-    for (i, &x) in v.iter().enumerate().skip(1) {
-        #[allow(clippy::eq_op)]
-        let best_is_nan = v[best] != v[best];
-        #[allow(clippy::eq_op)]
+    let (mut best, mut value) = (0, v[0]);
+    #[allow(clippy::eq_op)]
+    for (i, x) in [(1, v[1]), (2, v[2]), (3, v[3])] {
+        let value_nan = value != value;
         let nan = x != x;
-        if !best_is_nan && (x > v[best] || nan) {
+        if !value_nan && (x > value || nan) {
             best = i;
+            value = x;
         }
     }
     best
@@ -169,12 +182,6 @@ fn argmax4<T: Element>(v: [T; 4]) -> usize {
 fn window4<T: Element>(plane: &[T], w: usize, oy: usize, ox: usize) -> [T; 4] {
     let (r0, r1) = (2 * oy * w + 2 * ox, (2 * oy + 1) * w + 2 * ox);
     [plane[r0], plane[r0 + 1], plane[r1], plane[r1 + 1]]
-}
-
-/// Offset in the plane of tap `i` (row-major) of window `(oy, ox)`.
-#[inline(always)]
-fn tap4(w: usize, oy: usize, ox: usize, i: usize) -> usize {
-    (2 * oy + i / 2) * w + 2 * ox + i % 2
 }
 
 /// Max pooling forward.
@@ -190,9 +197,14 @@ pub fn max_pool2d(x: &Value, p: &PoolParams, out_shape: &[usize], dtype: DType) 
                 let plane = &xs[i * h * w..(i + 1) * h * w];
                 if is_2x2(p, (h, w), (ho, wo)) {
                     for (oy, row) in o.chunks_mut(wo.max(1)).enumerate() {
-                        for (ox, dst) in row.iter_mut().enumerate() {
-                            let v = window4(plane, w, oy, ox);
-                            *dst = v[argmax4(v)];
+                        let r0 = &plane[2 * oy * w..][..2 * wo];
+                        let r1 = &plane[(2 * oy + 1) * w..][..2 * wo];
+                        for ((dst, a), b) in row
+                            .iter_mut()
+                            .zip(r0.chunks_exact(2))
+                            .zip(r1.chunks_exact(2))
+                        {
+                            *dst = nan_max(nan_max(a[0], a[1]), nan_max(b[0], b[1]));
                         }
                     }
                     return;
@@ -232,9 +244,16 @@ pub fn max_pool2d_backward(x: &Value, gy: &Value, p: &PoolParams, dtype: DType) 
                 if is_2x2(p, (h, w), (ho, wo)) {
                     let g = &gs[i * ho * wo..(i + 1) * ho * wo];
                     for oy in 0..ho {
+                        let (top, rest) = dx[2 * oy * w..].split_at_mut(w);
+                        let bottom = &mut rest[..w];
                         for ox in 0..wo {
                             let best = argmax4(window4(plane, w, oy, ox));
-                            dx[tap4(w, oy, ox, best)] += g[oy * wo + ox];
+                            let v = g[oy * wo + ox];
+                            let z = <$T>::default();
+                            top[2 * ox] = if best == 0 { v } else { z };
+                            top[2 * ox + 1] = if best == 1 { v } else { z };
+                            bottom[2 * ox] = if best == 2 { v } else { z };
+                            bottom[2 * ox + 1] = if best == 3 { v } else { z };
                         }
                     }
                     return;
