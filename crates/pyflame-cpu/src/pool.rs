@@ -161,29 +161,6 @@ fn nan_max<T: Element>(a: T, b: T) -> T {
     }
 }
 
-/// Index (0..4, row-major) of the max of a 2x2 window: the first maximum, a NaN wins.
-#[inline(always)]
-fn argmax4<T: Element>(v: [T; 4]) -> usize {
-    let (mut best, mut value) = (0, v[0]);
-    #[allow(clippy::eq_op)]
-    for (i, x) in [(1, v[1]), (2, v[2]), (3, v[3])] {
-        let value_nan = value != value;
-        let nan = x != x;
-        if !value_nan && (x > value || nan) {
-            best = i;
-            value = x;
-        }
-    }
-    best
-}
-
-/// The four values of window `(oy, ox)` of a plane `w` wide.
-#[inline(always)]
-fn window4<T: Element>(plane: &[T], w: usize, oy: usize, ox: usize) -> [T; 4] {
-    let (r0, r1) = (2 * oy * w + 2 * ox, (2 * oy + 1) * w + 2 * ox);
-    [plane[r0], plane[r0 + 1], plane[r1], plane[r1 + 1]]
-}
-
 /// Max pooling forward.
 pub fn max_pool2d(x: &Value, p: &PoolParams, out_shape: &[usize], dtype: DType) -> Result<Value> {
     let acc = acc_dtype(dtype);
@@ -246,14 +223,24 @@ pub fn max_pool2d_backward(x: &Value, gy: &Value, p: &PoolParams, dtype: DType) 
                     for oy in 0..ho {
                         let (top, rest) = dx[2 * oy * w..].split_at_mut(w);
                         let bottom = &mut rest[..w];
-                        for ox in 0..wo {
-                            let best = argmax4(window4(plane, w, oy, ox));
-                            let v = g[oy * wo + ox];
+                        let r0 = &plane[2 * oy * w..][..2 * wo];
+                        let r1 = &plane[(2 * oy + 1) * w..][..2 * wo];
+                        let rows = top[..2 * wo]
+                            .chunks_exact_mut(2)
+                            .zip(bottom[..2 * wo].chunks_exact_mut(2))
+                            .zip(r0.chunks_exact(2).zip(r1.chunks_exact(2)));
+                        for (((t, b), (x0, x1)), gv) in rows.zip(g[oy * wo..][..wo].iter()) {
+                            // The window's max, then the first tap equal to it (NaN-aware):
+                            // selects only, so the loop vectorizes.
+                            let m = nan_max(nan_max(x0[0], x0[1]), nan_max(x1[0], x1[1]));
+                            #[allow(clippy::eq_op)]
+                            let is = |v: $T| v == m || (v != v && m != m);
+                            let (s0, s1, s2) = (is(x0[0]), is(x0[1]), is(x1[0]));
                             let z = <$T>::default();
-                            top[2 * ox] = if best == 0 { v } else { z };
-                            top[2 * ox + 1] = if best == 1 { v } else { z };
-                            bottom[2 * ox] = if best == 2 { v } else { z };
-                            bottom[2 * ox + 1] = if best == 3 { v } else { z };
+                            t[0] = if s0 { *gv } else { z };
+                            t[1] = if !s0 && s1 { *gv } else { z };
+                            b[0] = if !s0 && !s1 && s2 { *gv } else { z };
+                            b[1] = if !s0 && !s1 && !s2 { *gv } else { z };
                         }
                     }
                     return;
