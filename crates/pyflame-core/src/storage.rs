@@ -17,8 +17,20 @@ mod pool {
 
     /// Smallest buffer worth recycling (smaller ones come from malloc's own free lists).
     pub const MIN_BYTES: usize = 64 << 10;
-    /// Most bytes held in the pool (oldest buffers are freed first beyond it).
-    const CAP_BYTES: usize = 128 << 20;
+    /// Most bytes held in the pool by default (oldest buffers are freed first beyond it).
+    const DEFAULT_CAP_BYTES: usize = 128 << 20;
+
+    /// The pool's cap: `PYFLAME_POOL_MB` (read once) or 128 MiB. Pooled buffers avoid page
+    /// faults on repeated steps but count in the process's memory.
+    fn cap_bytes() -> usize {
+        static CAP: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        *CAP.get_or_init(|| {
+            std::env::var("PYFLAME_POOL_MB")
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .map_or(DEFAULT_CAP_BYTES, |mb| mb.saturating_mul(1 << 20))
+        })
+    }
 
     struct Entry(NonNull<u8>, Layout);
     // SAFETY: an entry is an unused allocation owned by the pool.
@@ -38,10 +50,11 @@ mod pool {
     /// Returns a buffer to the pool, freeing the oldest pooled buffers to stay under the cap
     /// (a buffer larger than the cap is freed at once).
     pub fn give(ptr: NonNull<u8>, layout: Layout) {
-        if layout.size() <= CAP_BYTES {
+        let cap = cap_bytes();
+        if layout.size() <= cap {
             if let Ok(mut pool) = POOL.lock() {
                 let mut evicted = Vec::new();
-                while pool.1 + layout.size() > CAP_BYTES && !pool.0.is_empty() {
+                while pool.1 + layout.size() > cap && !pool.0.is_empty() {
                     let old = pool.0.remove(0);
                     pool.1 -= old.1.size();
                     evicted.push(old);
