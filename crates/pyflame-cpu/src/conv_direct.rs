@@ -14,6 +14,7 @@
 
 use crate::conv::{ConvFloat, ConvParams, Geom};
 use crate::conv_tiles::{self, Scatter, Shifted, WeightView, TILE_COLS, TILE_ROWS};
+use crate::kernels::narrow;
 use pyflame_core::{Result, Storage};
 use rayon::prelude::*;
 
@@ -506,6 +507,9 @@ pub(crate) fn backward_weight<T: ConvFloat>(
     p: &ConvParams,
     dw: &mut [T],
 ) -> Result<bool> {
+    if let Some(done) = backward_weight_thin(xs, gy, g, p, dw)? {
+        return Ok(done);
+    }
     let Some(grid) = plan(g, p, true, MIN_EFFICIENCY) else {
         return Ok(false);
     };
@@ -572,4 +576,48 @@ pub(crate) fn backward_weight<T: ConvFloat>(
             }
         });
     Ok(true)
+}
+
+/// Most input channels x taps for [`backward_weight_thin`].
+const THIN_COLUMNS: usize = 32;
+
+/// Weight gradient for few input channels (a network's RGB or grayscale stem), where a GEMM
+/// would have only `C x kh x kw` columns: every weight-gradient entry `(o, c, t)` is one dot
+/// product of output-gradient row `o` with input row `c` shifted by tap `t`, over the grid.
+/// `None` when it does not apply (f64, no AVX-512, wider layers, strides, forced algorithms).
+fn backward_weight_thin<T: ConvFloat>(
+    xs: &[T],
+    gy: &[T],
+    g: &Geom,
+    p: &ConvParams,
+    dw: &mut [T],
+) -> Result<Option<bool>> {
+    let kk = g.kh * g.kw;
+    if g.c * kk > THIN_COLUMNS || !narrow::available() || choice() != Choice::Auto {
+        return Ok(None);
+    }
+    let (Some(grid), Some(dw)) = (Grid::new(g, p), T::as_f32_mut(dw)) else {
+        return Ok(None);
+    };
+    let xp_buf = pad_input(xs, g, p, &grid)?;
+    let dyg_buf = grid_output_grad(gy, g, &grid)?;
+    let (Some(xp), Some(dyg)) = (
+        T::as_f32(xp_buf.as_slice::<T>()?),
+        T::as_f32(dyg_buf.as_slice::<T>()?),
+    ) else {
+        return Ok(None);
+    };
+    let (x_stride, dy_stride) = (grid.input_stride(), grid.grad_stride());
+    let shifted: Vec<&[f32]> = (0..g.c)
+        .flat_map(|c| (0..kk).map(move |t| (c, t)))
+        .map(|(c, t)| &xp[c * x_stride + grid.offset(t, g, p)..][..grid.cols])
+        .collect();
+    dw[..g.o * g.c * kk]
+        .par_chunks_mut(g.c * kk)
+        .enumerate()
+        .for_each(|(o, out)| {
+            let row = &dyg[o * dy_stride + grid.slack..][..grid.cols];
+            narrow::dot_rows(row, &shifted, out);
+        });
+    Ok(Some(true))
 }

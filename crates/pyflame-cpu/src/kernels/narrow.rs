@@ -89,6 +89,24 @@ unsafe fn dot4(_row: &[f32], _cols: [&[f32]; 4]) -> [f32; 4] {
     unreachable!("the narrow GEMM kernel needs AVX-512")
 }
 
+/// `out[j] = row . cols[j]` for every column (each at least as long as `row`), four at a time.
+/// Only call it when [`available`] is true.
+pub fn dot_rows(row: &[f32], cols: &[&[f32]], out: &mut [f32]) {
+    let k = row.len();
+    for (j0, chunk) in cols.chunks(4).enumerate() {
+        if chunk.len() == 4 {
+            // SAFETY: callers check `available()` (AVX-512F).
+            let sums = unsafe { dot4(row, [chunk[0], chunk[1], chunk[2], chunk[3]]) };
+            out[4 * j0..4 * j0 + 4].copy_from_slice(&sums);
+        } else {
+            for (c, col) in chunk.iter().enumerate() {
+                // SAFETY: as above.
+                out[4 * j0 + c] = unsafe { dot1(row, &col[..k]) };
+            }
+        }
+    }
+}
+
 /// `dst[i, j] (+)= sum_l lhs[i * lda + l] * rhs_t[j * k + l]` for `i < m`, `j < n`, with `dst`
 /// row-major (`m x n`) and `rhs_t` the right operand transposed (`n x k`). Parallel over rows
 /// when the product is large enough. Only call it when [`available`] is true.
