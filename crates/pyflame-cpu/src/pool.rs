@@ -2,6 +2,7 @@
 //! N*C planes.
 
 use crate::fused::materialize;
+use crate::kernels::simd::multiversion;
 use pyflame_core::{numel, DType, Element, Result, Storage};
 use pyflame_ir::Value;
 use rayon::prelude::*;
@@ -161,6 +162,44 @@ fn nan_max<T: Element>(a: T, b: T) -> T {
     }
 }
 
+/// Gradient of one row of 2x2 windows: each window's max, then the first tap equal to it
+/// (NaN-aware) gets `g`, the other taps 0. Selects only, so the loop vectorizes.
+#[inline(always)]
+fn grad_rows_2x2_body<const FMA: bool, T: Element>(
+    r0: &[T],
+    r1: &[T],
+    g: &[T],
+    top: &mut [T],
+    bottom: &mut [T],
+) {
+    let n = g.len();
+    let (r0, r1) = (&r0[..2 * n], &r1[..2 * n]);
+    let (top, bottom) = (&mut top[..2 * n], &mut bottom[..2 * n]);
+    let z = T::default();
+    for ox in 0..n {
+        let (a, b, c, d) = (r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]);
+        let m = nan_max(nan_max(a, b), nan_max(c, d));
+        #[allow(clippy::eq_op)]
+        let m_nan = m != m;
+        #[allow(clippy::eq_op)]
+        let (s0, s1, s2) = (
+            a == m || (a != a && m_nan),
+            b == m || (b != b && m_nan),
+            c == m || (c != c && m_nan),
+        );
+        let v = g[ox];
+        top[2 * ox] = if s0 { v } else { z };
+        top[2 * ox + 1] = if !s0 && s1 { v } else { z };
+        bottom[2 * ox] = if !s0 && !s1 && s2 { v } else { z };
+        bottom[2 * ox + 1] = if !s0 && !s1 && !s2 { v } else { z };
+    }
+}
+
+multiversion! {
+    /// See [`grad_rows_2x2_body`].
+    fn grad_rows_2x2<T: Element>(r0: &[T], r1: &[T], g: &[T], top: &mut [T], bottom: &mut [T]) = grad_rows_2x2_body;
+}
+
 /// Max pooling forward.
 pub fn max_pool2d(x: &Value, p: &PoolParams, out_shape: &[usize], dtype: DType) -> Result<Value> {
     let acc = acc_dtype(dtype);
@@ -223,25 +262,13 @@ pub fn max_pool2d_backward(x: &Value, gy: &Value, p: &PoolParams, dtype: DType) 
                     for oy in 0..ho {
                         let (top, rest) = dx[2 * oy * w..].split_at_mut(w);
                         let bottom = &mut rest[..w];
-                        let r0 = &plane[2 * oy * w..][..2 * wo];
-                        let r1 = &plane[(2 * oy + 1) * w..][..2 * wo];
-                        let rows = top[..2 * wo]
-                            .chunks_exact_mut(2)
-                            .zip(bottom[..2 * wo].chunks_exact_mut(2))
-                            .zip(r0.chunks_exact(2).zip(r1.chunks_exact(2)));
-                        for (((t, b), (x0, x1)), gv) in rows.zip(g[oy * wo..][..wo].iter()) {
-                            // The window's max, then the first tap equal to it (NaN-aware):
-                            // selects only, so the loop vectorizes.
-                            let m = nan_max(nan_max(x0[0], x0[1]), nan_max(x1[0], x1[1]));
-                            #[allow(clippy::eq_op)]
-                            let is = |v: $T| v == m || (v != v && m != m);
-                            let (s0, s1, s2) = (is(x0[0]), is(x0[1]), is(x1[0]));
-                            let z = <$T>::default();
-                            t[0] = if s0 { *gv } else { z };
-                            t[1] = if !s0 && s1 { *gv } else { z };
-                            b[0] = if !s0 && !s1 && s2 { *gv } else { z };
-                            b[1] = if !s0 && !s1 && !s2 { *gv } else { z };
-                        }
+                        grad_rows_2x2(
+                            &plane[2 * oy * w..][..2 * wo],
+                            &plane[(2 * oy + 1) * w..][..2 * wo],
+                            &g[oy * wo..][..wo],
+                            top,
+                            bottom,
+                        );
                     }
                     return;
                 }
