@@ -116,7 +116,8 @@ def test_float32_large_inputs_match_float64():
             grads.append([t.grad.numpy().astype(np.float64) for t in ts])
         np.testing.assert_allclose(outs[0], outs[1], rtol=1e-4, atol=1e-4)
         for g32, g64 in zip(*grads):
-            np.testing.assert_allclose(g32, g64, rtol=1e-3, atol=1e-2 * np.abs(g64).max())
+            # float32 sums over 2,560 elements per channel: measured error ~2e-7 of the max
+            np.testing.assert_allclose(g32, g64, rtol=1e-4, atol=1e-5 * np.abs(g64).max())
 
 
 def test_bad_inputs_raise_clear_errors():
