@@ -340,6 +340,91 @@ fn gemm_products<T: ConvFloat>(
         });
 }
 
+/// One shifted-grid product and where its results go: `out[image, m, y, x]` = grid value
+/// `sum_{k, t} a[m, k, t] * b[k, q + taps[t]]` at grid position `(origin.0 + y, origin.1 + x)`
+/// of `image`, for the `window` of positions.
+struct ShiftedConv<'a, T> {
+    /// output channels `m` and summed rows `k` of `b`
+    rows: usize,
+    depth: usize,
+    /// column offset of each tap into `b`
+    taps: Vec<isize>,
+    /// how `a[m, k, t]` is read from the weight tensor (taps adjacent: `view.t == 1`)
+    view: WeightView,
+    /// the buffer holding `b`, where its row 0, column 0 is, and its row stride (shifts may
+    /// read before `b_start`, so the pointer is derived from the whole buffer)
+    b: &'a [T],
+    b_start: usize,
+    b_stride: usize,
+    /// first grid row and column of the results, and their rows and columns
+    origin: (usize, usize),
+    window: (usize, usize),
+}
+
+impl<T: ConvFloat> ShiftedConv<'_, T> {
+    /// Computes the product with the tiled kernel when `ws` is f32 on AVX-512 (results
+    /// scattered straight into `out`), otherwise with one GEMM per tap into a grid that is
+    /// then cropped into `out`.
+    fn run(&self, grid: &Grid, images: usize, ws: &[T], out: &mut [T]) -> Result<()> {
+        let (wy, wx) = self.window;
+        let area = wy * wx;
+        if let Some((_, w)) = tiled(self.b, ws) {
+            let rows = self.rows.next_multiple_of(TILE_ROWS);
+            let packed =
+                conv_tiles::pack(w, self.view, (rows, TILE_ROWS), self.depth, self.taps.len())?;
+            let problem = Shifted {
+                rows,
+                depth: self.depth,
+                taps: &self.taps,
+                packed: packed.as_slice::<f32>()?,
+                b: self.b.as_ptr().wrapping_add(self.b_start).cast::<f32>(),
+                b_stride: self.b_stride as isize,
+                out: Scatter {
+                    plane: grid.ps,
+                    width: grid.wp,
+                    origin: self.origin,
+                    window: self.window,
+                    images,
+                    channels: self.rows,
+                    dst: out.as_mut_ptr().cast::<f32>(),
+                    image_stride: self.rows * area,
+                    channel_stride: area,
+                },
+                cols: grid.ca,
+            };
+            // SAFETY: the callers' layouts give every row of `b` the columns a tap reaches
+            // for q < ca (slack on the side the taps shift to), and the scatter addresses
+            // exactly the [images, rows, window] elements of `out`.
+            unsafe { conv_tiles::run(&problem) };
+            return Ok(());
+        }
+        let mut grid_buf = Storage::uninit(T::DTYPE, self.rows * grid.ca)?;
+        gemm_products(
+            (self.rows, self.depth),
+            &self.taps,
+            ws,
+            (self.view.m as isize, self.view.k as isize),
+            self.b.as_ptr().wrapping_add(self.b_start),
+            self.b_stride,
+            grid_buf.as_mut_slice::<T>()?.as_mut_ptr(),
+            grid,
+        );
+        let values = grid_buf.as_slice::<T>()?;
+        let (oy, ox) = self.origin;
+        out[..images * self.rows * area]
+            .par_chunks_mut(area)
+            .enumerate()
+            .for_each(|(r, dst)| {
+                let (image, m) = (r / self.rows, r % self.rows);
+                let src = &values[m * grid.ca + image * grid.ps..][..grid.ps];
+                for (y, line) in dst.chunks_mut(wx).enumerate() {
+                    line.copy_from_slice(&src[(y + oy) * grid.wp + ox..][..wx]);
+                }
+            });
+        Ok(())
+    }
+}
+
 /// Forward convolution into `out` ([N, O, ho, wo]); `false` when the method does not apply.
 pub(crate) fn forward<T: ConvFloat>(
     xs: &[T],
@@ -348,76 +433,34 @@ pub(crate) fn forward<T: ConvFloat>(
     p: &ConvParams,
     out: &mut [T],
 ) -> Result<bool> {
-    let tiled = tiled(xs, ws);
-    let min_efficiency = if tiled.is_some() {
+    let min_efficiency = if tiled(xs, ws).is_some() {
         MIN_EFFICIENCY_TILED_FORWARD
     } else {
         MIN_EFFICIENCY
     };
-    let Some(grid) = plan(g, p, tiled.is_none(), min_efficiency) else {
+    let Some(grid) = plan(g, p, tiled(xs, ws).is_none(), min_efficiency) else {
         return Ok(false);
     };
     let kk = g.kh * g.kw;
     let xp_buf = pad_input(xs, g, p, &grid)?;
-    let xp = xp_buf.as_slice::<T>()?;
-    let taps: Vec<isize> = grid.offsets(g, p).iter().map(|&d| d as isize).collect();
-    let hw = g.hw();
-    if let Some((_, w)) = tiled {
-        let rows = g.o.next_multiple_of(TILE_ROWS);
-        let view = WeightView {
+    // y[o, q] = sum_{c, t} W[o, c, t] * xp[c, q + offset(t)]
+    ShiftedConv {
+        rows: g.o,
+        depth: g.c,
+        taps: grid.offsets(g, p).iter().map(|&d| d as isize).collect(),
+        view: WeightView {
             m: g.c * kk,
             k: kk,
             t: 1,
             rows: g.o,
-        };
-        let packed = conv_tiles::pack(w, view, (rows, TILE_ROWS), g.c, kk)?;
-        let problem = Shifted {
-            rows,
-            depth: g.c,
-            taps: &taps,
-            packed: packed.as_slice::<f32>()?,
-            b: xp.as_ptr().cast::<f32>(),
-            b_stride: grid.input_stride() as isize,
-            out: Scatter {
-                plane: grid.ps,
-                width: grid.wp,
-                origin: (0, 0),
-                window: (g.ho, g.wo),
-                images: g.n,
-                channels: g.o,
-                dst: out.as_mut_ptr().cast::<f32>(),
-                image_stride: g.o * hw,
-                channel_stride: hw,
-            },
-            cols: grid.ca,
-        };
-        // SAFETY: rows of `xp` hold every column a tap reaches for q < ca (input_stride),
-        // and the scatter addresses exactly the [N, O, ho, wo] elements of `out`.
-        unsafe { conv_tiles::run(&problem) };
-        return Ok(true);
+        },
+        b: xp_buf.as_slice::<T>()?,
+        b_start: 0,
+        b_stride: grid.input_stride(),
+        origin: (0, 0),
+        window: (g.ho, g.wo),
     }
-    let mut yg_buf = Storage::uninit(T::DTYPE, g.o * grid.ca)?;
-    gemm_products(
-        (g.o, g.c),
-        &taps,
-        ws,
-        ((g.c * kk) as isize, kk as isize),
-        xp.as_ptr(),
-        grid.input_stride(),
-        yg_buf.as_mut_slice::<T>()?.as_mut_ptr(),
-        &grid,
-    );
-    let yg = yg_buf.as_slice::<T>()?;
-    out[..g.n * g.o * hw]
-        .par_chunks_mut(hw)
-        .enumerate()
-        .for_each(|(r, dst)| {
-            let (ni, o) = (r / g.o, r % g.o);
-            let src = &yg[o * grid.ca + ni * grid.ps..][..grid.ps];
-            for (y, line) in dst.chunks_mut(g.wo).enumerate() {
-                line.copy_from_slice(&src[y * grid.wp..][..g.wo]);
-            }
-        });
+    .run(&grid, g.n, ws, out)?;
     Ok(true)
 }
 
@@ -429,73 +472,30 @@ pub(crate) fn backward_input<T: ConvFloat>(
     p: &ConvParams,
     dx: &mut [T],
 ) -> Result<bool> {
-    let tiled = tiled(gy, ws);
-    let Some(grid) = plan(g, p, tiled.is_none(), MIN_EFFICIENCY) else {
+    let Some(grid) = plan(g, p, tiled(gy, ws).is_none(), MIN_EFFICIENCY) else {
         return Ok(false);
     };
     let kk = g.kh * g.kw;
-    // dxp[c, q] = sum_{o, t} W[o, c, t] * dyg[o, q - offset(t)]
     let dyg_buf = grid_output_grad(gy, g, &grid)?;
-    // `slack` is within every row of `dyg` (its leading zeros).
-    let dyg = dyg_buf.as_slice::<T>()?[grid.slack..].as_ptr();
-    let taps: Vec<isize> = grid.offsets(g, p).iter().map(|&d| -(d as isize)).collect();
-    let (ph, pw, plane) = (p.padding[0], p.padding[1], g.h * g.w);
-    if let Some((_, w)) = tiled {
-        let rows = g.c.next_multiple_of(TILE_ROWS);
-        let view = WeightView {
+    // dxp[c, q] = sum_{o, t} W[o, c, t] * dyg[o, q - offset(t)]; the negative shifts read the
+    // `slack` zeros that lead every row of `dyg`.
+    ShiftedConv {
+        rows: g.c,
+        depth: g.o,
+        taps: grid.offsets(g, p).iter().map(|&d| -(d as isize)).collect(),
+        view: WeightView {
             m: kk,
             k: g.c * kk,
             t: 1,
             rows: g.c,
-        };
-        let packed = conv_tiles::pack(w, view, (rows, TILE_ROWS), g.o, kk)?;
-        let problem = Shifted {
-            rows,
-            depth: g.o,
-            taps: &taps,
-            packed: packed.as_slice::<f32>()?,
-            b: dyg.cast::<f32>(),
-            b_stride: grid.grad_stride() as isize,
-            out: Scatter {
-                plane: grid.ps,
-                width: grid.wp,
-                origin: (ph, pw),
-                window: (g.h, g.w),
-                images: g.n,
-                channels: g.c,
-                dst: dx.as_mut_ptr().cast::<f32>(),
-                image_stride: g.c * plane,
-                channel_stride: plane,
-            },
-            cols: grid.ca,
-        };
-        // SAFETY: every row of `dyg` holds `slack` zeros before and whole tiles after its
-        // grid columns, and the scatter addresses exactly the [N, C, H, W] elements of `dx`.
-        unsafe { conv_tiles::run(&problem) };
-        return Ok(true);
+        },
+        b: dyg_buf.as_slice::<T>()?,
+        b_start: grid.slack,
+        b_stride: grid.grad_stride(),
+        origin: (p.padding[0], p.padding[1]),
+        window: (g.h, g.w),
     }
-    let mut dxp_buf = Storage::uninit(T::DTYPE, g.c * grid.ca)?;
-    gemm_products(
-        (g.c, g.o),
-        &taps,
-        ws,
-        (kk as isize, (g.c * kk) as isize),
-        dyg,
-        grid.grad_stride(),
-        dxp_buf.as_mut_slice::<T>()?.as_mut_ptr(),
-        &grid,
-    );
-    let dxp = dxp_buf.as_slice::<T>()?;
-    dx[..g.n * g.c * plane]
-        .par_chunks_mut(plane)
-        .enumerate()
-        .for_each(|(r, dst)| {
-            let (ni, ci) = (r / g.c, r % g.c);
-            let src = &dxp[ci * grid.ca + ni * grid.ps..][..grid.ps];
-            for (y, line) in dst.chunks_mut(g.w).enumerate() {
-                line.copy_from_slice(&src[(y + ph) * grid.wp + pw..][..g.w]);
-            }
-        });
+    .run(&grid, g.n, ws, dx)?;
     Ok(true)
 }
 
