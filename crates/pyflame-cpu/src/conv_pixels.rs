@@ -59,12 +59,7 @@ pub(crate) fn forward<T: ConvFloat>(
     };
     let kk = g.kh * g.kw;
     let rows = g.o.next_multiple_of(TILE_CHANNELS);
-    let view = WeightView {
-        m: g.c * kk,
-        k: kk,
-        t: 1,
-        rows: g.o,
-    };
+    let view = WeightView::output_rows(g.o, g.c, kk);
     let packed_buf = conv_tiles::pack(w, view, (rows, TILE_CHANNELS), g.c, kk)?;
     let packed = packed_buf.as_slice::<f32>()?;
     let taps: Vec<usize> = (0..kk)

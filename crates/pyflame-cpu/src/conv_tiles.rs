@@ -125,6 +125,28 @@ pub(crate) struct WeightView {
     pub rows: usize,
 }
 
+impl WeightView {
+    /// `a[o, c, t]` of an `[O, C, kh, kw]` weight (forward: rows are output channels).
+    pub fn output_rows(o: usize, c: usize, taps: usize) -> Self {
+        WeightView {
+            m: c * taps,
+            k: taps,
+            t: 1,
+            rows: o,
+        }
+    }
+
+    /// `a[c, o, t]` of an `[O, C, kh, kw]` weight (input gradient: rows are input channels).
+    pub fn input_rows(c: usize, taps: usize) -> Self {
+        WeightView {
+            m: taps,
+            k: c * taps,
+            t: 1,
+            rows: c,
+        }
+    }
+}
+
 /// Packs `a[m, k, t]` (read from `w` through `view`) for `rows` rows in blocks of
 /// `block_rows` (`rows` a multiple of it) into `[rows / block_rows][depth][taps]
 /// [block_rows]`, the order the tiled kernels stream their weights in.
