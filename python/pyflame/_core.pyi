@@ -508,6 +508,10 @@ def randn_like(x: Tensor, dtype: _DTypeLike | None = None) -> Tensor:
 def from_numpy(arr: npt.NDArray[Any], layout: MeshLayout | None = None) -> Tensor:
     """Wraps a NumPy array (sharing memory when it is C-contiguous and aligned)."""
 
+def constant_from_numpy(arr: npt.NDArray[Any]) -> Tensor:
+    """Wraps an array that never changes again (made read-only); kernels may cache layouts
+    derived from it, such as packed convolution weights."""
+
 # ---- elementwise unary ----
 
 def relu(x: _Operand) -> Tensor:

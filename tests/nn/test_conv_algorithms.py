@@ -112,3 +112,57 @@ def test_conv_algorithms_agree_on_nan_free_padding(monkeypatch):
     for a, b in zip(outs["direct"], outs["im2col"]):
         assert np.isfinite(a).all()
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+# Batch-1 layers of deep networks: one to a few dozen pixels (every short tile length),
+# 1x1 and 3x3, strided, deeper than one weight block, more than one 64-channel block.
+SMALL_CASES = [
+    (1, 64, 1, 1, 64, 1, 1, 1, 0, 1),
+    (1, 32, 1, 2, 70, 3, 3, 1, 1, 1),
+    (1, 40, 3, 1, 64, 3, 3, 1, 1, 1),
+    (1, 48, 2, 2, 128, 3, 3, 1, 1, 1),
+    (1, 24, 5, 1, 64, 3, 3, 1, 1, 1),
+    (1, 320, 2, 2, 96, 3, 3, 2, 1, 1),
+    (1, 16, 7, 7, 64, 3, 3, 1, 1, 1),
+    (2, 64, 4, 4, 64, 1, 1, 2, 0, 1),
+]
+
+
+@pytest.mark.parametrize("case", SMALL_CASES, ids=[str(c) for c in SMALL_CASES])
+def test_constant_weights_reused_across_calls_match_numpy(case):
+    """Weights that cannot change (a runtime's constants, owned tensors) are packed once and
+    the packing is reused from the second call on: every call must give the same values."""
+    n, c, h, wd, o, kh, kw, stride, padding, dilation = case
+    rng = np.random.default_rng(abs(hash(case)) % 2**32)
+    x = rng.standard_normal((n, c, h, wd))
+    w = rng.standard_normal((o, c, kh, kw))
+    want = conv_reference(x, w, stride, padding, dilation)
+    scale = 1 + np.abs(want).max()
+    for weights in (pf._core.constant_from_numpy(w.astype(np.float32)), pf.tensor(w, "float32")):
+        xt = pf.tensor(x.astype(np.float32))
+        for _ in range(4):
+            y = F.conv2d(xt, weights, stride=stride, padding=padding, dilation=dilation)
+            np.testing.assert_allclose(y.numpy(), want, atol=2e-4 * scale, rtol=2e-4)
+
+
+def test_writable_numpy_weights_are_never_served_stale():
+    """`from_numpy` shares memory with a writable array: changing the array changes the
+    convolution, however often the weights were used before."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 32, 3, 3)).astype(np.float32)
+    w = rng.standard_normal((64, 32, 3, 3)).astype(np.float32)
+    wt = pf.from_numpy(w)
+    for _ in range(3):
+        F.conv2d(pf.tensor(x), wt, padding=1).numpy()
+    w *= -2.0
+    got = F.conv2d(pf.tensor(x), wt, padding=1).numpy()
+    want = conv_reference(x.astype(np.float64), w.astype(np.float64), 1, 1, 1)
+    np.testing.assert_allclose(got, want, atol=1e-3, rtol=1e-4)
+
+
+def test_constant_from_numpy_makes_the_array_read_only():
+    w = np.ones((4, 4), np.float32)
+    pf._core.constant_from_numpy(w)
+    assert not w.flags.writeable
+    with pytest.raises(ValueError):
+        w[0, 0] = 2.0

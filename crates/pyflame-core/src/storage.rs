@@ -91,8 +91,14 @@ pub fn release_cached_memory() {
 }
 
 enum Backing {
-    Owned { layout: Layout },
-    External { _owner: Box<dyn Any + Send + Sync> },
+    Owned {
+        layout: Layout,
+    },
+    External {
+        _owner: Box<dyn Any + Send + Sync>,
+        /// the owner promised the memory never changes (see [`Storage::freeze`])
+        frozen: bool,
+    },
 }
 
 /// A contiguous block of elements of one dtype.
@@ -193,7 +199,10 @@ impl Storage {
             ptr,
             len,
             dtype,
-            backing: Backing::External { _owner: owner },
+            backing: Backing::External {
+                _owner: owner,
+                frozen: false,
+            },
         })
     }
 
@@ -215,6 +224,25 @@ impl Storage {
     /// True when this storage owns its memory (and so may be written through `&mut`).
     pub fn is_owned(&self) -> bool {
         matches!(self.backing, Backing::Owned { .. })
+    }
+
+    /// Records that the external owner will never modify this memory again (an owned buffer
+    /// is immutable once shared anyway). Kernels may then cache layouts derived from the
+    /// values, such as packed convolution weights, for as long as the storage lives.
+    pub fn freeze(&mut self) {
+        if let Backing::External { frozen, .. } = &mut self.backing {
+            *frozen = true;
+        }
+    }
+
+    /// True when the values can never change while this storage is alive: owned buffers
+    /// (written only before they are shared) and external memory marked with
+    /// [`Storage::freeze`]. Memory borrowed from a writable NumPy array is not.
+    pub fn is_immutable(&self) -> bool {
+        match self.backing {
+            Backing::Owned { .. } => true,
+            Backing::External { frozen, .. } => frozen,
+        }
     }
 
     /// Raw bytes.

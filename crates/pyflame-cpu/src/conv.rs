@@ -5,6 +5,7 @@
 use crate::conv_batched::{add_row, fill_row};
 use crate::fused::materialize;
 use crate::kernels::narrow;
+use crate::pack_cache::WeightSource;
 use gemm::Parallelism;
 use pyflame_core::{numel, DType, Element, Result, Storage};
 use pyflame_ir::Value;
@@ -228,8 +229,12 @@ pub fn conv2d(
             let (xs, ws) = (slice::<$T>(&xv)?, slice::<$T>(&wv)?);
             let o = out.as_mut_slice::<$T>()?;
             if g.g == 1 {
-                if !crate::conv_direct::forward(xs, ws, &g, p, o)?
-                    && !crate::conv_pixels::forward(xs, ws, &g, p, o)?
+                let source = Some(WeightSource {
+                    storage: &wv.storage,
+                    offset: wv.offset,
+                });
+                if !crate::conv_direct::forward(xs, ws, source, &g, p, o)?
+                    && !crate::conv_pixels::forward(xs, ws, source, &g, p, o)?
                 {
                     crate::conv_batched::forward(xs, ws, &g, p, o)?;
                 }
@@ -291,7 +296,11 @@ pub fn conv2d_backward_input(
             let (gs, ws) = (slice::<$T>(&gv)?, slice::<$T>(&wv)?);
             let o = out.as_mut_slice::<$T>()?;
             if g.g == 1 {
-                if !crate::conv_direct::backward_input(gs, ws, &g, p, o)? {
+                let source = Some(WeightSource {
+                    storage: &wv.storage,
+                    offset: wv.offset,
+                });
+                if !crate::conv_direct::backward_input(gs, ws, source, &g, p, o)? {
                     crate::conv_batched::backward_input(gs, ws, &g, p, o)?;
                 }
                 return finish(out, x_shape, dtype);

@@ -15,6 +15,7 @@
 use crate::conv::{ConvFloat, ConvParams, Geom};
 use crate::conv_tiles::{self, Scatter, Shifted, WeightView, TILE_COLS, TILE_ROWS};
 use crate::kernels::narrow;
+use crate::pack_cache::WeightSource;
 use pyflame_core::{Result, Storage};
 use rayon::prelude::*;
 
@@ -365,13 +366,25 @@ impl<T: ConvFloat> ShiftedConv<'_, T> {
     /// Computes the product with the tiled kernel when `ws` is f32 on AVX-512 (results
     /// scattered straight into `out`), otherwise with one GEMM per tap into a grid that is
     /// then cropped into `out`.
-    fn run(&self, grid: &Grid, images: usize, ws: &[T], out: &mut [T]) -> Result<()> {
+    fn run(
+        &self,
+        grid: &Grid,
+        images: usize,
+        (ws, source): (&[T], Option<WeightSource<'_>>),
+        out: &mut [T],
+    ) -> Result<()> {
         let (wy, wx) = self.window;
         let area = wy * wx;
         if let Some((_, w)) = tiled(self.b, ws) {
             let rows = self.rows.next_multiple_of(TILE_ROWS);
-            let packed =
-                conv_tiles::pack(w, self.view, (rows, TILE_ROWS), self.depth, self.taps.len())?;
+            let packed = conv_tiles::pack_shared(
+                w,
+                source,
+                self.view,
+                (rows, TILE_ROWS),
+                self.depth,
+                self.taps.len(),
+            )?;
             let problem = Shifted {
                 rows,
                 depth: self.depth,
@@ -429,6 +442,7 @@ impl<T: ConvFloat> ShiftedConv<'_, T> {
 pub(crate) fn forward<T: ConvFloat>(
     xs: &[T],
     ws: &[T],
+    source: Option<WeightSource<'_>>,
     g: &Geom,
     p: &ConvParams,
     out: &mut [T],
@@ -455,7 +469,7 @@ pub(crate) fn forward<T: ConvFloat>(
         origin: (0, 0),
         window: (g.ho, g.wo),
     }
-    .run(&grid, g.n, ws, out)?;
+    .run(&grid, g.n, (ws, source), out)?;
     Ok(true)
 }
 
@@ -463,6 +477,7 @@ pub(crate) fn forward<T: ConvFloat>(
 pub(crate) fn backward_input<T: ConvFloat>(
     gy: &[T],
     ws: &[T],
+    source: Option<WeightSource<'_>>,
     g: &Geom,
     p: &ConvParams,
     dx: &mut [T],
@@ -485,7 +500,7 @@ pub(crate) fn backward_input<T: ConvFloat>(
         origin: (p.padding[0], p.padding[1]),
         window: (g.h, g.w),
     }
-    .run(&grid, g.n, ws, dx)?;
+    .run(&grid, g.n, (ws, source), dx)?;
     Ok(true)
 }
 

@@ -8,6 +8,7 @@
 use crate::conv::{ConvFloat, ConvParams, Geom};
 use crate::conv_direct::{choice, pad_planes, Choice};
 use crate::conv_tiles::{self, WeightView};
+use crate::pack_cache::{self, PackSpec, WeightSource};
 use pyflame_core::Result;
 use rayon::prelude::*;
 
@@ -24,19 +25,24 @@ const MIN_PIXELS: usize = 256;
 const MAX_DEPTH: usize = 2560;
 
 /// Whether to use this kernel: f32 on AVX-512, one group, and, unless
-/// `PYFLAME_CONV_ALGO=pixels` forces it, enough output channels to fill the lanes, more
-/// than one tap (a 1x1 convolution is a plain GEMM, which im2col does without copies), a
-/// moderate depth and enough pixels.
-fn applies(g: &Geom) -> bool {
+/// `PYFLAME_CONV_ALGO=pixels` forces it, enough output channels to fill the lanes and
+/// either packed weights that are reused (inference: packing is paid once, and the kernel
+/// then streams each weight once per six pixels, which beats im2col on the small planes of
+/// deep layers and batch 1) or, for weights packed anew, more than one tap (a 1x1
+/// convolution is a plain GEMM, which im2col does without copies), a moderate depth and
+/// enough pixels.
+fn applies(g: &Geom, reused: bool) -> bool {
+    let pixels = g.n * g.hw();
     conv_tiles::available()
         && !matches!(choice(), Choice::Im2col | Choice::Direct)
         && g.g == 1
         && (choice() == Choice::Pixels
             || (g.o >= 48
-                && g.kh * g.kw > 1
-                && g.c * g.kh * g.kw <= MAX_DEPTH
-                && g.n * g.hw() >= MIN_PIXELS))
-        && g.n * g.hw() > 0
+                && ((reused && pixels < MIN_PIXELS)
+                    || (g.kh * g.kw > 1
+                        && g.c * g.kh * g.kw <= MAX_DEPTH
+                        && pixels >= MIN_PIXELS))))
+        && pixels > 0
         && g.c > 0
 }
 
@@ -44,23 +50,36 @@ fn applies(g: &Geom) -> bool {
 pub(crate) fn forward<T: ConvFloat>(
     xs: &[T],
     ws: &[T],
+    source: Option<WeightSource<'_>>,
     g: &Geom,
     p: &ConvParams,
     out: &mut [T],
 ) -> Result<bool> {
-    let (Some(w), true) = (T::as_f32(ws), applies(g)) else {
+    let Some(w) = T::as_f32(ws) else {
         return Ok(false);
     };
+    let kk = g.kh * g.kw;
+    let rows = g.o.next_multiple_of(TILE_CHANNELS);
+    let view = WeightView::output_rows(g.o, g.c, kk);
+    let spec = PackSpec {
+        view,
+        rows,
+        block_rows: TILE_CHANNELS,
+        depth: g.c,
+        taps: kk,
+    };
+    if !applies(g, pack_cache::note_use(source, &spec) > 0) {
+        return Ok(false);
+    }
     let (hp, wp) = (g.h + 2 * p.padding[0], g.w + 2 * p.padding[1]);
     let plane = hp * wp;
     let xp_buf = pad_planes(xs, g, p, (wp, plane), g.n * plane)?;
     let Some(xp) = T::as_f32(xp_buf.as_slice::<T>()?) else {
         return Ok(false);
     };
-    let kk = g.kh * g.kw;
-    let rows = g.o.next_multiple_of(TILE_CHANNELS);
-    let view = WeightView::output_rows(g.o, g.c, kk);
-    let packed_buf = conv_tiles::pack(w, view, (rows, TILE_CHANNELS), g.c, kk)?;
+    let packed_buf = pack_cache::get_or_pack(source, spec, || {
+        conv_tiles::pack(w, view, (rows, TILE_CHANNELS), g.c, kk)
+    })?;
     let packed = packed_buf.as_slice::<f32>()?;
     let taps: Vec<usize> = (0..kk)
         .map(|t| (t / g.kw) * p.dilation[0] * wp + (t % g.kw) * p.dilation[1])
@@ -89,13 +108,13 @@ pub(crate) fn forward<T: ConvFloat>(
         for t in chunk * per_task..((chunk + 1) * per_task).min(tiles) {
             let first = t * TILE_PIXELS;
             let count = TILE_PIXELS.min(pixels - first);
-            // A short last tile repeats its last pixel (computed, not stored).
             let sources: [usize; TILE_PIXELS] =
                 std::array::from_fn(|i| source(first + i.min(count - 1)));
             // SAFETY: every source offset plus every tap offset lies inside the pixel's
             // padded plane, which `pad_planes` filled for all `c` rows of `plane_stride`.
             unsafe {
                 tile_avx512(
+                    count,
                     a.as_ptr(),
                     g.c,
                     &taps,
@@ -133,14 +152,41 @@ impl SharedOut {
     }
 }
 
-/// One 64-channel x 6-pixel tile: `out[p][o] = sum_{c, t} a[c][t][o] * b[c][src[p] + t]`.
+/// One tile of 64 channels x `pixels` (1 to 6) pixels: `out[p][o] = sum_{c, t} a[c][t][o] *
+/// b[c][src[p] + t]` (a short tile does less arithmetic per streamed weight, which is all
+/// that matters for batch-1 layers of one to four pixels).
+///
+/// # Safety
+/// As [`tile_n`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_avx512(
+    pixels: usize,
+    a: *const f32,
+    depth: usize,
+    taps: &[usize],
+    b: *const f32,
+    b_stride: usize,
+    src: &[usize; TILE_PIXELS],
+    out: &mut [[f32; TILE_CHANNELS]; TILE_PIXELS],
+) {
+    match pixels {
+        1 => tile_n::<1>(a, depth, taps, b, b_stride, src, out),
+        2 => tile_n::<2>(a, depth, taps, b, b_stride, src, out),
+        3 => tile_n::<3>(a, depth, taps, b, b_stride, src, out),
+        4 => tile_n::<4>(a, depth, taps, b, b_stride, src, out),
+        5 => tile_n::<5>(a, depth, taps, b, b_stride, src, out),
+        _ => tile_n::<TILE_PIXELS>(a, depth, taps, b, b_stride, src, out),
+    }
+}
+
+/// The tile for `P` pixels (rows `P..` of `out` are left as they were).
 ///
 /// # Safety
 /// `a` holds `depth * taps.len() * 64` values; `b + c * b_stride + src[p] + taps[t]` is
-/// readable for every `c < depth`, pixel and tap. Needs AVX-512F.
+/// readable for every `c < depth`, pixel `p < P` and tap. Needs AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn tile_avx512(
+unsafe fn tile_n<const P: usize>(
     a: *const f32,
     depth: usize,
     taps: &[usize],
@@ -150,11 +196,11 @@ unsafe fn tile_avx512(
     out: &mut [[f32; TILE_CHANNELS]; TILE_PIXELS],
 ) {
     use std::arch::x86_64::*;
-    let mut acc = [[_mm512_setzero_ps(); 4]; TILE_PIXELS];
+    let mut acc = [[_mm512_setzero_ps(); 4]; P];
     let mut ap = a;
     for c in 0..depth {
         let row = b.add(c * b_stride);
-        let px: [*const f32; TILE_PIXELS] = std::array::from_fn(|i| row.add(src[i]));
+        let px: [*const f32; P] = std::array::from_fn(|i| row.add(src[i]));
         for &d in taps {
             let wv = [
                 _mm512_loadu_ps(ap),
@@ -180,7 +226,7 @@ unsafe fn tile_avx512(
 
 /// Not reachable: the kernel is only chosen on x86-64 with AVX-512.
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn tile_avx512(
+unsafe fn tile_n<const P: usize>(
     _a: *const f32,
     _depth: usize,
     _taps: &[usize],

@@ -4,8 +4,10 @@
 //! runs over every `k` and tap, so the sum over `C x kh x kw` never leaves the registers
 //! (a GEMM per tap would load and store `out` once per tap, and pack its operands).
 
+use crate::pack_cache::{self, PackSpec, WeightSource};
 use pyflame_core::{DType, Error, Result, Storage};
 use rayon::prelude::*;
+use std::sync::Arc;
 
 /// Output rows of one tile.
 pub(crate) const TILE_ROWS: usize = 6;
@@ -113,7 +115,7 @@ unsafe impl Sync for Shifted<'_> {}
 
 /// How to read `a[m, k, t]` from a weight tensor: element strides of `m`, `k` and `t`, and
 /// the number of real rows `m` (rows beyond are zero padding).
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct WeightView {
     /// stride of a row `m`
     pub m: usize,
@@ -145,6 +147,28 @@ impl WeightView {
             rows: c,
         }
     }
+}
+
+/// [`pack`], through the cache of packed weights when the weights come from a storage
+/// whose values never change (see `pack_cache`); counts the use.
+pub(crate) fn pack_shared(
+    w: &[f32],
+    source: Option<WeightSource<'_>>,
+    view: WeightView,
+    (rows, block_rows): (usize, usize),
+    depth: usize,
+    taps: usize,
+) -> Result<Arc<Storage>> {
+    let spec = PackSpec {
+        view,
+        rows,
+        block_rows,
+        depth,
+        taps,
+    };
+    pack_cache::packed(source, spec, || {
+        pack(w, view, (rows, block_rows), depth, taps)
+    })
 }
 
 /// Packs `a[m, k, t]` (read from `w` through `view`) for `rows` rows in blocks of

@@ -200,6 +200,42 @@ multiversion! {
     fn grad_rows_2x2<T: Element>(r0: &[T], r1: &[T], g: &[T], top: &mut [T], bottom: &mut [T]) = grad_rows_2x2_body;
 }
 
+/// Max of every window of one plane into `out` (`ho x wo`): the max over each window's
+/// columns for every input row, then over its rows (the second pass runs along whole
+/// output rows, so it vectorizes). All-padding windows give -inf; NaN wins.
+fn max_plane_separable<T: Element>(
+    plane: &[T],
+    (h, w): (usize, usize),
+    (ho, wo): (usize, usize),
+    p: &PoolParams,
+    out: &mut [T],
+) {
+    let [kh, kw] = p.kernel;
+    let [sh, sw] = p.stride;
+    let [ph, pw] = p.padding;
+    let [dh, dw] = p.dilation;
+    let ninf = T::from_f64(f64::NEG_INFINITY);
+    let mut rows = vec![ninf; h * wo];
+    for (src, dst) in plane.chunks_exact(w).zip(rows.chunks_exact_mut(wo.max(1))) {
+        for (ox, m) in dst.iter_mut().enumerate() {
+            let (x0, x1, xbase) = taps(ox, kw, sw, pw, dw, w);
+            for kx in x0..x1 {
+                *m = nan_max(src[(xbase + (kx * dw) as isize) as usize], *m);
+            }
+        }
+    }
+    for (oy, dst) in out.chunks_exact_mut(wo.max(1)).enumerate().take(ho) {
+        dst.fill(ninf);
+        let (y0, y1, ybase) = taps(oy, kh, sh, ph, dh, h);
+        for ky in y0..y1 {
+            let r = (ybase + (ky * dh) as isize) as usize;
+            for (d, &v) in dst.iter_mut().zip(&rows[r * wo..(r + 1) * wo]) {
+                *d = nan_max(v, *d);
+            }
+        }
+    }
+}
+
 /// Max pooling forward.
 pub fn max_pool2d(x: &Value, p: &PoolParams, out_shape: &[usize], dtype: DType) -> Result<Value> {
     let acc = acc_dtype(dtype);
@@ -225,15 +261,7 @@ pub fn max_pool2d(x: &Value, p: &PoolParams, out_shape: &[usize], dtype: DType) 
                     }
                     return;
                 }
-                let mut idx = vec![0usize; ho * wo];
-                argmax_plane(plane, h, w, ho, wo, p, &mut idx);
-                for (dst, &j) in o.iter_mut().zip(&idx) {
-                    *dst = if j == usize::MAX {
-                        <$T>::NEG_INFINITY
-                    } else {
-                        plane[j]
-                    };
-                }
+                max_plane_separable(plane, (h, w), (ho, wo), p, o);
             });
         }};
     }

@@ -17,6 +17,7 @@ struct ArrayOwner(#[allow(dead_code)] Py<PyAny>);
 
 fn wrap_array<T: NpElement + pyflame_core::Element>(
     arr: &Bound<'_, PyAny>,
+    frozen: bool,
 ) -> PyResult<Option<Value>> {
     let Ok(a) = arr.cast::<PyArrayDyn<T>>() else {
         return Ok(None);
@@ -28,7 +29,7 @@ fn wrap_array<T: NpElement + pyflame_core::Element>(
     if a.is_c_contiguous() && aligned && len > 0 {
         // SAFETY: the array is C-contiguous and aligned with `len` elements of T, and the
         // owner keeps it alive for as long as the storage exists.
-        let storage = unsafe {
+        let mut storage = unsafe {
             Storage::from_external(
                 ptr,
                 len,
@@ -37,6 +38,9 @@ fn wrap_array<T: NpElement + pyflame_core::Element>(
             )
         }
         .py()?;
+        if frozen {
+            storage.freeze();
+        }
         return Ok(Some(Value::contiguous(Arc::new(storage), shape)));
     }
     let owned = a.to_owned_array();
@@ -47,6 +51,20 @@ fn wrap_array<T: NpElement + pyflame_core::Element>(
 
 /// Wraps a NumPy array as a realized value, sharing memory when the layout allows.
 pub fn value_from_numpy(arr: &Bound<'_, PyAny>) -> PyResult<Value> {
+    wrap_numpy(arr, false)
+}
+
+/// Wraps a NumPy array the caller will never modify again: the array is made read-only
+/// and the tensor's storage is marked immutable, so kernels may keep layouts derived from
+/// it (packed convolution weights) across calls.
+pub fn constant_value_from_numpy(arr: &Bound<'_, PyAny>) -> PyResult<Value> {
+    if arr.cast::<PyUntypedArray>().is_ok() {
+        arr.getattr("flags")?.setattr("writeable", false)?;
+    }
+    wrap_numpy(arr, true)
+}
+
+fn wrap_numpy(arr: &Bound<'_, PyAny>, frozen: bool) -> PyResult<Value> {
     if arr.cast::<PyUntypedArray>().is_err() {
         return Err(PyTypeError::new_err(format!(
             "expected a numpy.ndarray, got {}",
@@ -55,7 +73,7 @@ pub fn value_from_numpy(arr: &Bound<'_, PyAny>) -> PyResult<Value> {
     }
     macro_rules! try_types {
         ($($t:ty),*) => {
-            $( if let Some(v) = wrap_array::<$t>(arr)? { return Ok(v); } )*
+            $( if let Some(v) = wrap_array::<$t>(arr, frozen)? { return Ok(v); } )*
         };
     }
     try_types!(f32, f64, half::f16, i64, i32, i16, i8, u8, bool);

@@ -7,7 +7,7 @@ use crate::errors::IntoPy;
 use crate::graph::{PyGraph, PyNode};
 use crate::tensor::{self, evaluate, require_operand, PyTensor};
 use pyflame_core::{DType, MeshLayout};
-use pyflame_ir::{build, BinaryOp, Graph, NodeRef, RandDist, ReduceOp, UnaryOp};
+use pyflame_ir::{build, BinaryOp, Graph, Node, NodeRef, RandDist, ReduceOp, UnaryOp};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyTuple, PyTupleMethods};
@@ -308,6 +308,16 @@ pub fn randn_like(x: PyRef<'_, PyTensor>, dtype: Option<&Bound<'_, PyAny>>) -> P
 #[pyo3(signature = (arr, layout=None))]
 pub fn from_numpy(arr: &Bound<'_, PyAny>, layout: Option<PyMeshLayout>) -> PyResult<PyTensor> {
     Ok(t(convert::node_from_numpy(arr, layout_of(layout))?))
+}
+
+/// Wraps a NumPy array that will never change again (it is made read-only): the runtime's
+/// weights. Kernels may cache layouts derived from such tensors across calls.
+#[pyfunction]
+pub fn constant_from_numpy(arr: &Bound<'_, PyAny>) -> PyResult<PyTensor> {
+    Ok(t(Node::input(
+        convert::constant_value_from_numpy(arr)?,
+        MeshLayout::default(),
+    )))
 }
 
 /// Applies an elementwise unary op by name.

@@ -56,6 +56,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         wrap_pyfunction!(rand_like, m)?,
         wrap_pyfunction!(randn_like, m)?,
         wrap_pyfunction!(from_numpy, m)?,
+        wrap_pyfunction!(constant_from_numpy, m)?,
         wrap_pyfunction!(gelu, m)?,
         wrap_pyfunction!(softmax, m)?,
         wrap_pyfunction!(log_softmax, m)?,

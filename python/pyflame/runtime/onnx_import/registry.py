@@ -176,7 +176,10 @@ class OpContext:
             pf._core.eval(*tensors)
 
     def t(self, v: Value) -> pf.Tensor:
-        """The value as a pyflame tensor (constants are wrapped without copying)."""
+        """The value as a pyflame tensor. Constants (NumPy arrays: initializers and folded
+        values, which the runtime never modifies) are wrapped without copying and made
+        read-only, so kernels may keep what they derive from them, such as packed
+        convolution weights, from one run to the next."""
         if isinstance(v, np.ndarray):
             key = id(v)
             hit = self._tensors.get(key)
@@ -185,7 +188,7 @@ class OpContext:
             if v.dtype.kind not in "fiub" or v.dtype.name in ("uint16", "uint32", "uint64"):
                 raise BackendError(f"dtype {v.dtype} is not supported by the pyflame executor")
             # (np.ascontiguousarray would turn a 0-d array into shape (1,))
-            t = pf.from_numpy(v if v.flags.c_contiguous else np.ascontiguousarray(v))
+            t = pf._core.constant_from_numpy(v if v.flags.c_contiguous else np.ascontiguousarray(v))
             self._tensors[key] = (v, t)
             return t
         if v is None:

@@ -1,0 +1,61 @@
+"""General max pooling (any kernel, stride, padding, dilation, ceil_mode) against a NumPy
+loop over the windows, with NaN inputs (NaN wins, like PyTorch)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyflame as pf
+import pyflame.nn.functional as F
+import pytest
+
+
+def out_size(n: int, k: int, s: int, p: int, d: int, ceil: bool) -> int:
+    span = n + 2 * p - d * (k - 1) - 1
+    o = (math.ceil(span / s) if ceil else span // s) + 1
+    if ceil and (o - 1) * s >= n + p:  # the last window must start inside the input
+        o -= 1
+    return o
+
+
+def reference(x: np.ndarray, k: int, s: int, p: int, d: int, ceil: bool) -> np.ndarray:
+    n, c, h, w = x.shape
+    ho, wo = out_size(h, k, s, p, d, ceil), out_size(w, k, s, p, d, ceil)
+    out = np.full((n, c, ho, wo), -np.inf, x.dtype)
+    for oy in range(ho):
+        for ox in range(wo):
+            ys = [oy * s - p + i * d for i in range(k)]
+            xs = [ox * s - p + j * d for j in range(k)]
+            ys = [y for y in ys if 0 <= y < h]
+            xs = [v for v in xs if 0 <= v < w]
+            if not ys or not xs:
+                continue
+            win = x[:, :, ys][:, :, :, xs].reshape(n, c, -1)
+            m = win.max(axis=2)
+            out[:, :, oy, ox] = np.where(np.isnan(win).any(axis=2), np.nan, m)
+    return out
+
+
+@pytest.mark.parametrize(
+    "k,s,p,d,ceil",
+    [
+        (3, 2, 1, 1, False),
+        (3, 1, 1, 1, False),
+        (2, 1, 0, 1, False),
+        (3, 2, 0, 1, True),
+        (3, 3, 1, 2, False),
+        (5, 2, 2, 1, True),
+        (2, 3, 1, 1, True),
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pool_matches_numpy_windows(k, s, p, d, ceil, dtype):
+    rng = np.random.default_rng(k * 100 + s * 10 + p)
+    x = rng.standard_normal((2, 3, 9, 7)).astype(dtype)
+    x[0, 1, 4, 3] = np.nan
+    x[1, 2, 0, 0] = np.nan
+    y = F.max_pool2d(pf.tensor(x), k, stride=s, padding=p, dilation=d, ceil_mode=ceil).numpy()
+    ref = reference(x, k, s, p, d, ceil)
+    assert y.shape == ref.shape
+    np.testing.assert_array_equal(y, ref)
