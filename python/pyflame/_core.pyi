@@ -192,6 +192,20 @@ class ThreadPool:
     def eval(self, *tensors: Tensor) -> None:
         """Evaluates the given tensors in one pass on this pool's threads (GIL released)."""
 
+@final
+class Template:
+    """A graph recorded once and run again on new NumPy inputs without rebuilding it."""
+
+    def __new__(cls, outputs: list[Tensor], placeholders: list[Tensor]) -> Self:
+        """Records how the unevaluated `outputs` are computed from `placeholders` and
+        realized constants (raises ValueError for random ops or nodes evaluated while the
+        graph was built)."""
+    def run(
+        self, inputs: list[npt.NDArray[Any]], pool: ThreadPool | None = None
+    ) -> list[npt.NDArray[Any]]:
+        """The outputs for new placeholder values of the recorded shapes and dtypes."""
+    def __len__(self) -> builtins.int: ...
+
 # ---- Tensor ----
 
 class Tensor:

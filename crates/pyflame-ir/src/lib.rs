@@ -7,6 +7,7 @@ pub mod graph;
 pub mod node;
 pub mod op;
 pub mod random;
+pub mod template;
 pub mod value;
 
 pub use graph::Graph;

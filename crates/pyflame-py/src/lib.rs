@@ -10,6 +10,7 @@ mod graph;
 mod indexing;
 mod nn_ops;
 mod ops;
+mod template;
 mod tensor;
 mod threads;
 
@@ -27,6 +28,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<graph::PyNode>()?;
     m.add_class::<graph::PyTensorSpec>()?;
     m.add_class::<threads::PyThreadPool>()?;
+    m.add_class::<template::PyTemplate>()?;
     m.add("ShapeError", py.get_type::<errors::ShapeError>())?;
     for d in ALL_DTYPES {
         m.add(d.name(), dtype::PyDType { inner: d })?;

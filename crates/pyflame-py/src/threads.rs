@@ -16,6 +16,13 @@ pub struct PyThreadPool {
     num_threads: usize,
 }
 
+impl PyThreadPool {
+    /// Runs `f` on one of this pool's threads (parallel loops inside use this pool).
+    pub(crate) fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        self.pool.install(f)
+    }
+}
+
 #[pymethods]
 impl PyThreadPool {
     #[new]

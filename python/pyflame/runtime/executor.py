@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
@@ -52,12 +52,26 @@ def _release_lists(steps: Sequence[Step], keep: Set[str]) -> List[Tuple[str, ...
     return [tuple(r) for r in release]
 
 
+class _Recorded(NamedTuple):
+    """A plan recorded for a set of outputs: the template (None when every output is a
+    constant or an input), the feed names in placeholder order, the outputs the template
+    computes, and outputs that are inputs passed through."""
+
+    template: Any
+    feed_order: List[str]
+    outputs: List[str]
+    aliases: Dict[str, str]
+
+
 class _Plan:
-    """The steps left for one input signature after folding, with their constants."""
+    """The steps left for one input signature after folding, with their constants, and the
+    recorded graphs (``pyflame._core.Template``) that run them without rebuilding the lazy
+    ops from Python, one per requested set of outputs (None: recording is not possible)."""
 
     def __init__(self, steps: List[PlanStep], consts: Dict[str, np.ndarray]) -> None:
         self.steps = steps
         self.consts = consts
+        self.templates: Dict[Tuple[str, ...], Optional[_Recorded]] = {}
 
 
 class Executor:
@@ -210,11 +224,83 @@ class Executor:
                     self._plans.pop(next(iter(self._plans)))
                 self._plans[key] = self._make_plan(steps, env, feeds)
         else:
+            names = tuple(output_names)
+            template = plan.templates.get(names)
+            if template is not None:
+                return self._run_template(template, names, feeds, plan, ctx, deadline)
+            feed_tensors = {k: v for k, v in env.items() if k in feeds}
             env.update(plan.consts)
             self._replay(plan, env, ctx, deadline)
             if ctx.data_dependent:  # cannot happen for a cacheable plan; kept as a guard
                 self._plans.pop(key, None)
+            elif names not in plan.templates:
+                plan.templates[names] = self._record(names, env, feed_tensors)
         return self._collect(output_names, env, ctx)
+
+    @staticmethod
+    def _record(
+        names: Tuple[str, ...], env: Dict[str, Any], feed_tensors: Dict[str, Any]
+    ) -> Optional[_Recorded]:
+        """Records the replayed graph of `names` (before it is evaluated) as a Template over
+        the feed tensors. None when it cannot be recorded (random ops, values computed while
+        building, feeds that are not tensors): the plan is then replayed from Python."""
+        if not all(isinstance(v, pf.Tensor) for v in feed_tensors.values()):
+            return None
+        feed_of = {id(t): k for k, t in feed_tensors.items()}
+        aliases: Dict[str, str] = {}
+        live: List[str] = []
+        for n in dict.fromkeys(names):
+            v = env.get(n)
+            if isinstance(v, np.ndarray):
+                continue  # a plan constant
+            if id(v) in feed_of:
+                aliases[n] = feed_of[id(v)]  # an input passed through (Identity)
+            elif isinstance(v, pf.Tensor) and not v.is_evaluated():
+                live.append(n)
+            else:
+                return None
+        order = sorted(feed_tensors)
+        template = None
+        if live:
+            try:
+                template = pf._core.Template(
+                    [env[n] for n in live], [feed_tensors[k] for k in order]
+                )
+            except ValueError:  # random ops, or nodes evaluated while building
+                return None
+        return _Recorded(template, order, live, aliases)
+
+    def _run_template(
+        self,
+        recorded: _Recorded,
+        names: Tuple[str, ...],
+        feeds: Dict[str, np.ndarray],
+        plan: _Plan,
+        ctx: OpContext,
+        deadline: Optional[float],
+    ) -> List[np.ndarray]:
+        """Runs a recorded plan: the feeds go straight to the recorded graph."""
+        if deadline is not None and time.perf_counter() > deadline:
+            raise BackendError("run timed out (RunOptions.timeout_ms) before evaluation")
+        computed: Dict[str, np.ndarray] = {}
+        if recorded.template is not None:
+            arrays = [np.ascontiguousarray(feeds[k]) for k in recorded.feed_order]
+            try:
+                values = recorded.template.run(arrays, ctx.pool)
+            except Exception as e:  # noqa: BLE001
+                raise BackendError(f"evaluation failed: {type(e).__name__}: {e}") from e
+            computed = dict(zip(recorded.outputs, values))
+        out = []
+        for n in names:
+            if n in computed:
+                out.append(computed[n])
+            elif n in recorded.aliases:
+                out.append(np.array(feeds[recorded.aliases[n]], copy=True))
+            elif n in plan.consts:
+                out.append(np.array(plan.consts[n], copy=True))
+            else:
+                raise BackendError(f"output {n!r} was not produced")
+        return out
 
     def _persistent_ids(self) -> Set[int]:
         """ids of the arrays that live across runs: initializers and cached plan constants."""

@@ -1,0 +1,76 @@
+//! `Template`: a graph recorded once and run again on new NumPy inputs without building it
+//! op by op from Python (the inference runtime's cached plans use it).
+
+use crate::convert::{value_from_numpy, value_to_numpy};
+use crate::errors::IntoPy;
+use crate::tensor::PyTensor;
+use crate::threads::PyThreadPool;
+use pyflame_ir::template::Template;
+use pyo3::prelude::*;
+
+/// A recorded graph: `Template(outputs, placeholders)` records how the unevaluated
+/// `outputs` are computed from the `placeholders` (and realized constants);
+/// `run(arrays)` computes the outputs for new placeholder values of the same shapes and
+/// dtypes and returns NumPy arrays.
+#[pyclass(name = "Template", module = "pyflame._core", frozen)]
+pub struct PyTemplate {
+    inner: Template,
+}
+
+#[pymethods]
+impl PyTemplate {
+    #[new]
+    fn new(
+        outputs: Vec<PyRef<'_, PyTensor>>,
+        placeholders: Vec<PyRef<'_, PyTensor>>,
+    ) -> PyResult<Self> {
+        let outs: Vec<_> = outputs.iter().map(|t| t.node.clone()).collect();
+        let phs: Vec<_> = placeholders.iter().map(|t| t.node.clone()).collect();
+        Ok(Self {
+            inner: Template::record(&outs, &phs).py()?,
+        })
+    }
+
+    /// Number of recorded nodes.
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// Evaluates the outputs for `inputs` (one array per placeholder), on `pool` when given
+    /// (otherwise the global pool), with the GIL released.
+    #[pyo3(signature = (inputs, pool=None))]
+    fn run<'py>(
+        &self,
+        py: Python<'py>,
+        inputs: Vec<Bound<'py, PyAny>>,
+        pool: Option<Py<PyThreadPool>>,
+    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let values = inputs
+            .iter()
+            .map(value_from_numpy)
+            .collect::<PyResult<Vec<_>>>()?;
+        let outputs = self.inner.instantiate(values).py()?;
+        let evaluate = || rayon::scope(|_| pyflame_cpu::exec::evaluate(&outputs));
+        match &pool {
+            Some(p) => {
+                let pool = p.get();
+                py.detach(|| pool.install(evaluate))
+            }
+            None => py.detach(evaluate),
+        }
+        .py()?;
+        outputs
+            .iter()
+            .map(|n| {
+                let v = n.value().ok_or_else(|| {
+                    pyo3::exceptions::PyRuntimeError::new_err("output was not computed")
+                })?;
+                value_to_numpy(py, &v)
+            })
+            .collect()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Template({} nodes)", self.inner.len())
+    }
+}
