@@ -259,7 +259,7 @@ impl<T: Real> Ctx<'_, T> {
             if self.attrs.causal && qi + 1 < kl {
                 row[qi + 1..].fill(T::NEG_INF);
             }
-            softmax_row(row);
+            softmax_row(row, self.attrs.empty_rows_nan);
         }
     }
 }
@@ -283,12 +283,12 @@ fn row_max<T: Real>(row: &[T]) -> T {
     m
 }
 
-/// In-place softmax of one row; a row without any finite score becomes zeros. NaN scores
-/// propagate to the whole row (through the sum).
-fn softmax_row<T: Real>(row: &mut [T]) {
+/// In-place softmax of one row; a row without any finite score becomes zeros (NaN when
+/// `empty_nan`). NaN scores propagate to the whole row (through the sum).
+fn softmax_row<T: Real>(row: &mut [T], empty_nan: bool) {
     let max = row_max(row);
     if max == T::NEG_INF {
-        let nan = row.iter().any(|x| x.to_f64().is_nan());
+        let nan = empty_nan || row.iter().any(|x| x.to_f64().is_nan());
         row.fill(if nan { T::from_f64(f64::NAN) } else { T::ZERO });
         return;
     }
