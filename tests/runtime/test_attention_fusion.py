@@ -246,3 +246,36 @@ def test_bad_shapes_raise_a_clear_error():
     assert _ops(fused.graph) == ["FusedAttention"]
     with pytest.raises(ort.PyFlameRTError, match="mm2"):
         fused.run(None, feeds)
+
+
+def test_head_split_views_of_a_packed_projection(composed_calls):
+    """q, k and v as strided head views of one [B, S, 3, H, D] tensor (the BERT export's
+    Reshape -> Transpose -> Split -> Squeeze), read in place by the kernel."""
+    g = ort.Graph("packed")
+    g.add_input("x", [B, LK, 3 * H * D], np.float32)
+    g.add_input("mask", [B, 1, 1, LK], np.float32)
+    g.add_initializer("shape", np.array([B, LK, 3, H, D], np.int64))
+    g.add_initializer("split", np.array([1, 1, 1], np.int64))
+    g.add_initializer("ax0", np.array([0], np.int64))
+    g.add_initializer("c", np.array(math.sqrt(D), np.float32))
+    g.add_node("r", "Reshape", ["x", "shape"], ["r"])
+    g.add_node("t", "Transpose", ["r"], ["t"], {"perm": [2, 0, 3, 1, 4]})
+    g.add_node("sp", "Split", ["t", "split"], ["q5", "k5", "v5"], {"axis": 0})
+    for n in ("q", "k", "v"):
+        g.add_node(f"sq_{n}", "Squeeze", [f"{n}5", "ax0"], [n])
+    g.add_node("kt", "Transpose", ["k"], ["kt"], {"perm": [0, 1, 3, 2]})
+    g.add_node("mm1", "MatMul", ["q", "kt"], ["s"])
+    g.add_node("sc", "Div", ["s", "c"], ["s2"])
+    g.add_node("am", "Add", ["s2", "mask"], ["s3"])
+    g.add_node("sm", "Softmax", ["s3"], ["p"], {"axis": -1})
+    g.add_node("mm2", "MatMul", ["p", "v"], ["y"])
+    g.add_output("y")
+    plain, fused = _session(g, ort.OptLevel.NONE), _session(g, ort.OptLevel.EXTENDED)
+    assert _ops(fused.graph).count("FusedAttention") == 1 and "Softmax" not in _ops(fused.graph)
+    feeds = _feeds(g)
+    x5 = feeds["x"].reshape(B, LK, 3, H, D).transpose(2, 0, 3, 1, 4)
+    ref = _numpy_ref({"q": x5[0], "k": x5[1], "v": x5[2], "mask": feeds["mask"]}, 1 / math.sqrt(D))
+    got = fused.run(None, feeds)[0]
+    np.testing.assert_allclose(got, plain.run(None, feeds)[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+    assert composed_calls == []
