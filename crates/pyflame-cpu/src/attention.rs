@@ -43,13 +43,75 @@ struct Mask<'a, T> {
     keep: bool,
 }
 
+/// One of q, k and v read in place: matrix `b` (flattened batch index) starts at `base[b]`
+/// of `data`, with non-negative row and column strides; every element lies inside `data`
+/// (checked by [`Operand::new`]). Head-split views of a fused QKV projection are read
+/// without copying them.
+struct Operand<'a, T> {
+    data: &'a [T],
+    base: Vec<usize>,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a, T: Real> Operand<'a, T> {
+    /// Reads `v` (of dtype `T`, non-negative strides) as `batch` matrices.
+    fn new(v: &'a Value, batch: usize) -> Result<Self> {
+        let nd = v.shape.len();
+        let data = v.storage.as_slice::<T>()?;
+        let (rows, cols) = (v.shape[nd - 2], v.shape[nd - 1]);
+        let stride = |i: usize| usize::try_from(v.strides[i]).ok();
+        let (rs, cs) = match (stride(nd - 2), stride(nd - 1)) {
+            (Some(r), Some(c)) => (r, c),
+            _ => return Err(Error::Invalid("internal: attention operand strides".into())),
+        };
+        let mut base = Vec::with_capacity(batch);
+        for b in 0..batch {
+            let (mut rem, mut off) = (b, v.offset);
+            for ax in (0..nd - 2).rev() {
+                let st = stride(ax)
+                    .ok_or_else(|| Error::Invalid("internal: attention operand strides".into()))?;
+                off += (rem % v.shape[ax]) * st;
+                rem /= v.shape[ax];
+            }
+            base.push(off);
+        }
+        if rows > 0 && cols > 0 {
+            let last = (rows - 1) * rs + (cols - 1) * cs;
+            if base.iter().any(|&o| o + last >= data.len()) {
+                return Err(Error::Invalid(
+                    "internal: attention operand outside its storage".into(),
+                ));
+            }
+        }
+        Ok(Operand { data, base, rs, cs })
+    }
+
+    /// Rows `r0..` of matrix `b` as (elements from its first one, row stride, column stride);
+    /// empty past the end of the data (only for empty matrices, which are not read).
+    fn rows(&self, b: usize, r0: usize) -> (&'a [T], isize, isize) {
+        let start = self.base.get(b).map_or(usize::MAX, |&o| o + r0 * self.rs);
+        (
+            self.data.get(start..).unwrap_or(&[]),
+            self.rs as isize,
+            self.cs as isize,
+        )
+    }
+
+    /// The same with rows and columns swapped (the transposed matrix).
+    fn rows_t(&self, b: usize) -> (&'a [T], isize, isize) {
+        let (m, rs, cs) = self.rows(b, 0);
+        (m, cs, rs)
+    }
+}
+
 /// Everything a block computation reads.
 struct Ctx<'a, T> {
     dims: Dims,
     attrs: AttnAttrs,
-    q: &'a [T],
-    k: &'a [T],
-    v: &'a [T],
+    q: Operand<'a, T>,
+    k: Operand<'a, T>,
+    v: Operand<'a, T>,
     mask: Option<Mask<'a, T>>,
 }
 
@@ -100,7 +162,15 @@ fn run_typed<T: Real>(op: &Op, ins: &[&Value], shape: &[usize]) -> Result<Value>
         d: qv.shape[nd - 1],
         dv: vv.shape[nd - 1],
     };
-    let (q, k, v) = (dense::<T>(qv)?, dense::<T>(kv)?, dense::<T>(vv)?);
+    // Read in place when possible (views with non-negative strides), else copied.
+    let in_place = |x: &Value| -> Result<Value> {
+        if x.dtype() == T::DTYPE && x.strides.iter().all(|&s| s >= 0) {
+            Ok(x.clone())
+        } else {
+            dense::<T>(x)
+        }
+    };
+    let (q, k, v) = (in_place(qv)?, in_place(kv)?, in_place(vv)?);
     let mask_val = match attrs.mask {
         AttnMask::None => None,
         _ => Some(dense::<T>(input(ins, first + 3)?)?),
@@ -132,9 +202,9 @@ fn run_typed<T: Real>(op: &Op, ins: &[&Value], shape: &[usize]) -> Result<Value>
     let ctx = Ctx {
         dims,
         attrs,
-        q: q.storage.as_slice::<T>()?,
-        k: k.storage.as_slice::<T>()?,
-        v: v.storage.as_slice::<T>()?,
+        q: Operand::new(&q, dims.batch)?,
+        k: Operand::new(&k, dims.batch)?,
+        v: Operand::new(&v, dims.batch)?,
         mask,
     };
     let mut out = Storage::uninit(T::DTYPE, shape.iter().product())?;
@@ -222,13 +292,11 @@ impl<T: Real> Ctx<'_, T> {
     /// Softmax probabilities of query rows `r0..r1` of batch entry `b` over the first `kl`
     /// keys, into `p` (row stride `kl`).
     fn probs(&self, b: usize, r0: usize, r1: usize, kl: usize, p: &mut [T]) {
-        let Dims { lq, lk, d, .. } = self.dims;
+        let d = self.dims.d;
         let br = r1 - r0;
         if kl == 0 {
             return;
         }
-        let qb = &self.q[(b * lq + r0) * d..(b * lq + r1) * d];
-        let kb = &self.k[b * lk * d..(b * lk + kl) * d];
         gemm_into(
             br,
             kl,
@@ -236,8 +304,8 @@ impl<T: Real> Ctx<'_, T> {
             p,
             kl,
             false,
-            (qb, d as isize, 1),
-            (kb, 1, d as isize),
+            self.q.rows(b, r0),
+            self.k.rows_t(b),
             T::from_f64(self.attrs.scale),
         );
         for ii in 0..br {
@@ -245,21 +313,28 @@ impl<T: Real> Ctx<'_, T> {
             let qi = r0 + ii;
             if let Some(m) = &self.mask {
                 let base = m.plane[b] + qi as isize * m.row;
-                for (j, s) in row.iter_mut().enumerate() {
-                    let mv = m.data[(base + j as isize * m.col) as usize];
-                    if m.keep {
-                        if mv == T::ZERO {
-                            *s = T::NEG_INF;
+                if m.col == 1 && !m.keep {
+                    // Contiguous additive mask row (the common padding mask): a plain
+                    // vectorizable add.
+                    let mrow = &m.data[base as usize..base as usize + kl];
+                    row.iter_mut().zip(mrow).for_each(|(s, &mv)| *s = *s + mv);
+                } else {
+                    for (j, s) in row.iter_mut().enumerate() {
+                        let mv = m.data[(base + j as isize * m.col) as usize];
+                        if m.keep {
+                            if mv == T::ZERO {
+                                *s = T::NEG_INF;
+                            }
+                        } else {
+                            *s = *s + mv;
                         }
-                    } else {
-                        *s = *s + mv;
                     }
                 }
             }
             if self.attrs.causal && qi + 1 < kl {
                 row[qi + 1..].fill(T::NEG_INF);
             }
-            softmax_row(row);
+            softmax_row(row, self.attrs.empty_rows_nan);
         }
     }
 }
@@ -283,12 +358,12 @@ fn row_max<T: Real>(row: &[T]) -> T {
     m
 }
 
-/// In-place softmax of one row; a row without any finite score becomes zeros. NaN scores
-/// propagate to the whole row (through the sum).
-fn softmax_row<T: Real>(row: &mut [T]) {
+/// In-place softmax of one row; a row without any finite score becomes zeros (NaN when
+/// `empty_nan`). NaN scores propagate to the whole row (through the sum).
+fn softmax_row<T: Real>(row: &mut [T], empty_nan: bool) {
     let max = row_max(row);
     if max == T::NEG_INF {
-        let nan = row.iter().any(|x| x.to_f64().is_nan());
+        let nan = empty_nan || row.iter().any(|x| x.to_f64().is_nan());
         row.fill(if nan { T::from_f64(f64::NAN) } else { T::ZERO });
         return;
     }
@@ -300,7 +375,7 @@ fn softmax_row<T: Real>(row: &mut [T]) {
 }
 
 fn forward<T: Real>(ctx: &Ctx<'_, T>, out: &mut [T]) {
-    let Dims { lq, lk, dv, .. } = ctx.dims;
+    let Dims { lq, dv, .. } = ctx.dims;
     if lq == 0 || dv == 0 {
         return;
     }
@@ -314,7 +389,6 @@ fn forward<T: Real>(ctx: &Ctx<'_, T>, out: &mut [T]) {
         }
         buf.resize((r1 - r0) * kl, T::ZERO);
         ctx.probs(b, r0, r1, kl, buf);
-        let vb = &ctx.v[b * lk * dv..(b * lk + kl) * dv];
         gemm_into(
             r1 - r0,
             dv,
@@ -323,7 +397,7 @@ fn forward<T: Real>(ctx: &Ctx<'_, T>, out: &mut [T]) {
             dv,
             false,
             (buf, kl as isize, 1),
-            (vb, dv as isize, 1),
+            ctx.v.rows(b, 0),
             T::ONE,
         );
     };
@@ -369,9 +443,6 @@ fn backward<T: Real>(ctx: &Ctx<'_, T>, go: &[T], out: &mut [T]) -> Result<()> {
             dp.resize(br * kl, T::ZERO);
             ctx.probs(b, r0, r1, kl, &mut p);
             let go_blk = &go[(b * lq + r0) * dv..(b * lq + r1) * dv];
-            let q_blk = &ctx.q[(b * lq + r0) * d..(b * lq + r1) * d];
-            let k_b = &ctx.k[b * lk * d..(b * lk + kl) * d];
-            let v_b = &ctx.v[b * lk * dv..(b * lk + kl) * dv];
             // dv += P^T @ do
             gemm_into(
                 kl,
@@ -393,7 +464,7 @@ fn backward<T: Real>(ctx: &Ctx<'_, T>, go: &[T], out: &mut [T]) -> Result<()> {
                 kl,
                 false,
                 (go_blk, dv as isize, 1),
-                (v_b, 1, dv as isize),
+                ctx.v.rows_t(b),
                 T::ONE,
             );
             // dS = P * (dP - rowsum(P * dP))
@@ -412,7 +483,7 @@ fn backward<T: Real>(ctx: &Ctx<'_, T>, go: &[T], out: &mut [T]) -> Result<()> {
                 d,
                 false,
                 (&dp, kl as isize, 1),
-                (k_b, d as isize, 1),
+                ctx.k.rows(b, 0),
                 scale,
             );
             gemm_into(
@@ -423,7 +494,7 @@ fn backward<T: Real>(ctx: &Ctx<'_, T>, go: &[T], out: &mut [T]) -> Result<()> {
                 d,
                 true,
                 (&dp, 1, kl as isize),
-                (q_blk, d as isize, 1),
+                ctx.q.rows(b, r0),
                 scale,
             );
         }

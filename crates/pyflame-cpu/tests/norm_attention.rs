@@ -302,6 +302,7 @@ fn check_attention(dims: [usize; 5], masked: bool, causal: bool) {
         } else {
             AttnMask::None
         },
+        empty_rows_nan: false,
     };
     let mut ins = vec![input(&[bn, lq, dv], go), qn, kn, vn];
     ins.extend(m.cloned());
@@ -335,4 +336,52 @@ fn attention_builder_rejects_bad_shapes() {
     assert!(build::attention(&q, &k, &v, None, false, f64::INFINITY).is_err());
     let imask = input(&[3, 5], vec![1i64; 15]);
     assert!(build::attention(&q, &k, &v, Some(&imask), false, 1.0).is_err());
+}
+
+#[test]
+fn attention_empty_rows_give_zeros_or_nan() {
+    let (bn, lq, lk, d, dv) = (2, 3, 4, 2, 2);
+    let (q, k, v) = (
+        input(&[bn, lq, d], data(bn * lq * d, 1)),
+        input(&[bn, lk, d], data(bn * lk * d, 2)),
+        input(&[bn, lk, dv], data(bn * lk * dv, 3)),
+    );
+    // additive mask: row 1 of entry 0 is -inf everywhere, the others are finite
+    let mut m = data(bn * lq * lk, 4);
+    m[lk..2 * lk].fill(f64::NEG_INFINITY);
+    let mask = input(&[bn, lq, lk], m.clone());
+    let zeros = values(&build::attention(&q, &k, &v, Some(&mask), false, 0.5).unwrap());
+    let nans = values(&build::attention_with(&q, &k, &v, Some(&mask), false, 0.5, true).unwrap());
+    let (qd, kd, vd) = (
+        data(bn * lq * d, 1),
+        data(bn * lk * d, 2),
+        data(bn * lk * dv, 3),
+    );
+    for b in 0..bn {
+        for i in 0..lq {
+            let row = (b * lq + i) * dv..(b * lq + i + 1) * dv;
+            if b == 0 && i == 1 {
+                assert!(zeros[row.clone()].iter().all(|&x| x == 0.0));
+                assert!(nans[row].iter().all(|x| x.is_nan()));
+                continue;
+            }
+            // the other rows are the plain softmax attention (both variants alike)
+            let s: Vec<f64> = (0..lk)
+                .map(|j| {
+                    let dot: f64 = (0..d)
+                        .map(|t| qd[(b * lq + i) * d + t] * kd[(b * lk + j) * d + t])
+                        .sum();
+                    dot * 0.5 + m[(b * lq + i) * lk + j]
+                })
+                .collect();
+            let mx = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = s.iter().map(|x| (x - mx).exp()).collect();
+            let z: f64 = e.iter().sum();
+            let want: Vec<f64> = (0..dv)
+                .map(|c| (0..lk).map(|j| e[j] / z * vd[(b * lk + j) * dv + c]).sum())
+                .collect();
+            close(&zeros[row.clone()], &want, 1e-12, "zeros variant");
+            close(&nans[row], &want, 1e-12, "nan variant");
+        }
+    }
 }

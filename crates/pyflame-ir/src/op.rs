@@ -317,6 +317,10 @@ pub struct AttnAttrs {
     pub causal: bool,
     /// Kind of the optional mask input.
     pub mask: AttnMask,
+    /// What a query row without any finite score (every key masked with `-inf`, or hidden)
+    /// gives: `false` zeros (PyTorch's fused kernels, ONNX `Attention`), `true` NaN like a
+    /// plain `softmax` over the row followed by the matmul (the composed ONNX pattern).
+    pub empty_rows_nan: bool,
 }
 
 /// One IR operation. The output shape and dtype live on the [`crate::Node`].
@@ -701,6 +705,7 @@ impl Op {
                 a.scale.to_bits(),
                 a.causal as u64,
                 a.mask as u64,
+                a.empty_rows_nan as u64,
             ]),
         }
     }

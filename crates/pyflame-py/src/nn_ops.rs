@@ -49,9 +49,9 @@ pub fn normalization(
 /// Fused `softmax(q @ k^T * scale + mask) @ v` over the last two dimensions (`scale`
 /// defaults to `1 / sqrt(D)`). A bool `mask` marks with True the keys that take part; a float
 /// mask is added to the scores; `is_causal` hides the keys after each query. Rows without
-/// any visible key give zeros.
+/// any visible key give zeros, or NaN with `empty_rows_nan` (like `softmax` then matmul).
 #[pyfunction]
-#[pyo3(signature = (q, k, v, mask=None, is_causal=false, scale=None))]
+#[pyo3(signature = (q, k, v, mask=None, is_causal=false, scale=None, empty_rows_nan=false))]
 pub fn scaled_dot_product_attention(
     q: &Bound<'_, PyAny>,
     k: &Bound<'_, PyAny>,
@@ -59,12 +59,14 @@ pub fn scaled_dot_product_attention(
     mask: Option<&Bound<'_, PyAny>>,
     is_causal: bool,
     scale: Option<f64>,
+    empty_rows_nan: bool,
 ) -> PyResult<PyTensor> {
     let what = "scaled_dot_product_attention";
     let (q, k, v) = (node_of(q, what)?, node_of(k, what)?, node_of(v, what)?);
     let m = opt_node(mask, what)?;
     let d = q.shape.last().copied().unwrap_or(1);
     let scale = scale.unwrap_or(1.0 / (d.max(1) as f64).sqrt());
-    let out = build::attention(&q, &k, &v, m.as_ref(), is_causal, scale).py()?;
+    let out =
+        build::attention_with(&q, &k, &v, m.as_ref(), is_causal, scale, empty_rows_nan).py()?;
     Ok(PyTensor::new(out))
 }

@@ -18,6 +18,21 @@ pub fn attention(
     causal: bool,
     scale: f64,
 ) -> Result<NodeRef> {
+    attention_with(q, k, v, mask, causal, scale, false)
+}
+
+/// [`attention`], choosing what rows with no visible key give: zeros, or NaN when
+/// `empty_rows_nan` (what `softmax` over a row of `-inf` followed by the matmul gives, so a
+/// graph rewritten from that pattern keeps its results).
+pub fn attention_with(
+    q: &NodeRef,
+    k: &NodeRef,
+    v: &NodeRef,
+    mask: Option<&NodeRef>,
+    causal: bool,
+    scale: f64,
+    empty_rows_nan: bool,
+) -> Result<NodeRef> {
     let nd = q.shape.len();
     if nd < 2 || k.shape.len() != nd || v.shape.len() != nd {
         return Err(Error::Shape(format!(
@@ -89,6 +104,7 @@ pub fn attention(
         scale,
         causal,
         mask: kind,
+        empty_rows_nan,
     };
     let mut shape = batch.to_vec();
     shape.extend([lq, dv]);

@@ -3,7 +3,8 @@ grouped-query heads, boolean or additive masks (padded to the key length), causa
 sliding-window masking aligned to a past cache or to ``nonpad_kv_seqlen``, softcap, the
 ``past_key``/``past_value`` cache (``present_*`` outputs) and the four
 ``qk_matmul_output_mode`` values. Fully masked query rows give zeros, as in the reference.
-Also ``RotaryEmbedding``, ``SwiGLU``, ``AffineGrid`` and the preview ``FlexAttention``.
+Also ``RotaryEmbedding``, ``SwiGLU``, ``AffineGrid``, the preview ``FlexAttention`` and the
+``pyflame.rt`` ``FusedAttention`` made by ``AttentionFusionPass``.
 
 The structural masks (causal, window, padding) depend only on shapes and on
 ``nonpad_kv_seqlen``, so they are built in NumPy; everything that depends on Q/K/V or on a
@@ -25,9 +26,9 @@ import numpy as np
 import pyflame as pf
 
 from ..errors import BackendError
-from ..graph import Graph
+from ..graph import Graph, Node
 from .ops_elementwise import onnx_elem_to_np
-from .registry import OpContext, Value, np_dtype_to_pf, register
+from .registry import OpContext, Value, get_converter, np_dtype_to_pf, register
 
 _NEG_INF = float("-inf")
 
@@ -293,3 +294,81 @@ def _flex_attention(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
     if isinstance(a.get("prob_mod"), Graph):
         probs = ctx.t(run_subgraph(ctx, a["prob_mod"], [probs], outer)[0]).astype(compute)
     return pf.matmul(probs, v.astype(compute)).astype(v.dtype)
+
+
+def _first(res: Any) -> Any:
+    return res[0] if isinstance(res, (list, tuple)) else res
+
+
+def _composed_attention(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
+    """The original chain of a ``FusedAttention`` node, operator by operator."""
+
+    def run(op: str, ins: List[Value], attrs: Optional[dict] = None) -> Any:
+        fn = get_converter(op)
+        if fn is None:  # pragma: no cover - the standard operators are always registered
+            raise BackendError(f"FusedAttention: no converter for {op}")
+        return _first(fn(ctx, Node(f"{node.name}/{op}", op, [], [], dict(attrs or {})), ins))
+
+    q, kt, v, mask, const = (list(xs) + [None] * 5)[:5]
+    s = run("MatMul", [q, kt])
+    scale_op = str(node.attrs.get("scale_op", ""))
+    if scale_op:
+        s = run(scale_op, [s, const])
+    if mask is not None:
+        s = run("Add", [s, mask])
+    sm_attrs = {"axis": node.attrs["softmax_axis"]} if "softmax_axis" in node.attrs else {}
+    return run("MatMul", [run("Softmax", [s], sm_attrs), v])
+
+
+def _fused_scale(node: Any, const: Value) -> Optional[float]:
+    """The factor applied to ``q @ kt`` (None when it is not a finite scalar)."""
+    scale_op = str(node.attrs.get("scale_op", ""))
+    if not scale_op:
+        return 1.0
+    if not isinstance(const, np.ndarray) or const.size != 1 or const.dtype.kind != "f":
+        return None
+    c = float(const.reshape(-1)[0])
+    scale = 1.0 / c if scale_op == "Div" and c != 0.0 else c
+    if scale_op not in ("Div", "Mul") or c == 0.0 or not math.isfinite(scale):
+        return None
+    return scale
+
+
+@register("FusedAttention")
+def _fused_attention(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
+    """``softmax(q @ kt * scale + mask) @ v`` (the node made by ``AttentionFusionPass``; inputs
+    q, kt, v, mask or None, scale constant or None) on the attention kernel when the shapes
+    and dtypes allow it, otherwise as the original chain of operators."""
+    q, kt, v, mask, const = (list(xs) + [None] * 5)[:5]
+    scale = _fused_scale(node, const)
+    if scale is None or any(t is None for t in (q, kt, v)):
+        return _composed_attention(ctx, node, xs)
+    tq, tk, tv = ctx.t(q), ctx.t(kt), ctx.t(v)
+    nd = tq.ndim
+    dtype = tq.dtype
+    ok = (
+        nd >= 2
+        and tk.ndim == nd
+        and tv.ndim == nd
+        and dtype in (pf.float32, pf.float64)
+        and tk.dtype == dtype
+        and tv.dtype == dtype
+        and list(tq.shape[:-2]) == list(tk.shape[:-2]) == list(tv.shape[:-2])
+        and tk.shape[-2] == tq.shape[-1]
+        and tv.shape[-2] == tk.shape[-1]
+    )
+    axis = int(node.attrs.get("softmax_axis", -1 if ctx.opset >= 13 else 1))
+    ok = ok and (axis + nd if axis < 0 else axis) == nd - 1
+    tm = None
+    if ok and mask is not None:
+        tm = ctx.t(mask)
+        scores = list(tq.shape[:-1]) + [tk.shape[-1]]
+        try:
+            grown = list(np.broadcast_shapes(tuple(tm.shape), tuple(scores))) != scores
+        except ValueError:
+            grown = True
+        ok = tm.dtype == dtype and tm.ndim <= nd and not grown
+    if not ok:
+        return _composed_attention(ctx, node, xs)
+    k = tk.transpose(nd - 2, nd - 1)
+    return pf._core.scaled_dot_product_attention(tq, k, tv, tm, False, scale, True)

@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 from ..graph import Graph
 from ..options import OptLevel
+from .attention import AttentionFusionPass, fuse_attention
 from .base import Pass, PassManager, PassManagerConfig, PassResult, PassStats
 from .basic import (
     ConstantFoldingConfig,
@@ -47,6 +48,7 @@ def optimize(
 
 
 __all__ = [
+    "AttentionFusionPass",
     "CSEConfig",
     "CSEPass",
     "ConstantFoldingConfig",
@@ -72,6 +74,7 @@ __all__ = [
     "PatternNode",
     "eliminate_common_subexpressions",
     "eliminate_dead_code",
+    "fuse_attention",
     "fold_constants",
     "fuse_operators",
     "optimize",

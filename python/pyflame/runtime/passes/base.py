@@ -3,8 +3,9 @@
 Example:
     >>> from pyflame.runtime.options import OptLevel
     >>> pm = PassManager.create_default(OptLevel.EXTENDED)
-    >>> pm.pass_names()
-    ['ConstantFoldingPass', 'DeadCodeEliminationPass', 'CSEPass', 'OperatorFusionPass']
+    >>> pm.pass_names()  # doctest: +NORMALIZE_WHITESPACE
+    ['ConstantFoldingPass', 'DeadCodeEliminationPass', 'CSEPass', 'AttentionFusionPass',
+     'OperatorFusionPass', 'ConvTapPruningPass']
 """
 
 from __future__ import annotations
@@ -118,8 +119,11 @@ class PassManager:
     def create_default(
         level: OptLevel = OptLevel.EXTENDED, config: Optional[PassManagerConfig] = None
     ) -> PassManager:
-        """The standard pipeline for `level` (BASIC: folding + DCE; EXTENDED: + CSE, fusion;
-        ALL: + layout optimization)."""
+        """The standard pipeline for `level` (BASIC: folding + DCE; EXTENDED: + CSE, attention
+        fusion, operator fusion; ALL: + layout optimization). Attention fusion runs before
+        operator fusion, which would otherwise turn an unscaled ``MatMul -> Add(mask)`` into
+        a FusedMatMulBias."""
+        from .attention import AttentionFusionPass
         from .basic import ConstantFoldingPass, CSEPass, DeadCodeEliminationPass
         from .conv_taps import ConvTapPruningPass
         from .fusion import OperatorFusionPass
@@ -132,6 +136,7 @@ class PassManager:
             ConstantFoldingPass(),
             DeadCodeEliminationPass(),
             CSEPass(),
+            AttentionFusionPass(),
             OperatorFusionPass(),
             ConvTapPruningPass(),
             LayoutOptimizationPass(),
