@@ -255,6 +255,13 @@ fn run_step(g: &Graph, i: usize, kind: &StepKind, slots: &[Option<Value>]) -> Re
                     .collect::<Result<Vec<_>>>()?;
                 attention::run(&node.op, &vals, &node.shape, node.dtype)
             }
+            Op::AdamStep(_) => {
+                let vals = ins
+                    .iter()
+                    .map(|&j| slot(slots, j))
+                    .collect::<Result<Vec<_>>>()?;
+                crate::optim::run(&node.op, &vals, &node.shape, node.dtype)
+            }
             other => Err(Error::NotImplemented(format!(
                 "the CPU backend has no kernel for {}",
                 other.name()

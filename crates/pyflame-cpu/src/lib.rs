@@ -12,6 +12,7 @@ pub mod fused;
 pub mod kernels;
 pub mod movement;
 pub mod norm;
+pub mod optim;
 pub mod pack_cache;
 pub mod pool;
 pub mod real;

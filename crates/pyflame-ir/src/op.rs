@@ -323,6 +323,24 @@ pub struct AttnAttrs {
     pub empty_rows_nan: bool,
 }
 
+/// Hyper-parameters of one Adam step ([`Op::AdamStep`]); the bias corrections of the step
+/// number are folded in by the caller.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamAttrs {
+    /// decay of the first moment
+    pub beta1: f64,
+    /// decay of the second moment
+    pub beta2: f64,
+    /// added to the denominator
+    pub eps: f64,
+    /// `lr / (1 - beta1^step)`
+    pub step_size: f64,
+    /// `sqrt(1 - beta2^step)`
+    pub bias_correction2_sqrt: f64,
+    /// keep the running maximum of the second moment (AMSGrad)
+    pub amsgrad: bool,
+}
+
 /// One IR operation. The output shape and dtype live on the [`crate::Node`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
@@ -496,6 +514,10 @@ pub enum Op {
     /// Gradient of [`Op::Attention`]: inputs (grad_out, q, k, v, mask?); output 1-D, the
     /// gradients of q, k and v (each contiguous) one after the other.
     AttentionGrad(AttnAttrs),
+    /// One Adam update in a single pass: inputs (param, grad, exp_avg, exp_avg_sq, and
+    /// max_exp_avg_sq with AMSGrad), all of one shape; output `[3 or 4, *shape]`: the new
+    /// param, exp_avg, exp_avg_sq (and max_exp_avg_sq).
+    AdamStep(AdamAttrs),
 }
 
 impl Op {
@@ -560,6 +582,7 @@ impl Op {
             Op::NormGradAffine { .. } => "norm_grad_affine",
             Op::Attention(_) => "attention",
             Op::AttentionGrad(_) => "attention_grad",
+            Op::AdamStep(_) => "adam_step",
         }
     }
 
@@ -706,6 +729,14 @@ impl Op {
                 a.causal as u64,
                 a.mask as u64,
                 a.empty_rows_nan as u64,
+            ]),
+            // The step-dependent factors are run-time values: one schedule serves every step.
+            Op::AdamStep(a) => key.extend([
+                37,
+                a.beta1.to_bits(),
+                a.beta2.to_bits(),
+                a.eps.to_bits(),
+                a.amsgrad as u64,
             ]),
         }
     }

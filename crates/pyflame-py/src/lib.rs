@@ -100,6 +100,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         wrap_pyfunction!(is_grad_enabled, m)?,
         wrap_pyfunction!(nn_ops::normalization, m)?,
         wrap_pyfunction!(nn_ops::scaled_dot_product_attention, m)?,
+        wrap_pyfunction!(nn_ops::adam_step, m)?,
     ] {
         m.add_function(f)?;
     }

@@ -70,3 +70,37 @@ pub fn scaled_dot_product_attention(
         build::attention_with(&q, &k, &v, m.as_ref(), is_causal, scale, empty_rows_nan).py()?;
     Ok(PyTensor::new(out))
 }
+
+/// One Adam step of `param` in a single pass (no gradient history): `state` is
+/// `[exp_avg, exp_avg_sq]` (plus `max_exp_avg_sq` with `amsgrad`), each shaped like
+/// `param`. Returns `[3 or 4, *param.shape]`: the new param, then the new state in order.
+#[pyfunction]
+#[pyo3(signature = (param, grad, state, beta1, beta2, eps, step_size, bias_correction2_sqrt, amsgrad=false))]
+#[allow(clippy::too_many_arguments)]
+pub fn adam_step(
+    param: &Bound<'_, PyAny>,
+    grad: &Bound<'_, PyAny>,
+    state: Vec<Bound<'_, PyAny>>,
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    step_size: f64,
+    bias_correction2_sqrt: f64,
+    amsgrad: bool,
+) -> PyResult<PyTensor> {
+    let p = node_of(param, "adam_step param")?;
+    let g = node_of(grad, "adam_step grad")?;
+    let s = state
+        .iter()
+        .map(|t| node_of(t, "adam_step state"))
+        .collect::<PyResult<Vec<_>>>()?;
+    let attrs = pyflame_ir::AdamAttrs {
+        beta1,
+        beta2,
+        eps,
+        step_size,
+        bias_correction2_sqrt,
+        amsgrad,
+    };
+    Ok(PyTensor::new(build::adam_step(&p, &g, &s, attrs).py()?))
+}

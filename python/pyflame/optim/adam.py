@@ -132,12 +132,35 @@ class Adam(Optimizer):
             else:
                 grad = grad + weight_decay * param
 
+        bias_correction1 = 1 - beta1**step
+        bias_correction2 = 1 - beta2**step
+        if _fused_ok(param, grad, exp_avg, exp_avg_sq, state.get("max_exp_avg_sq"), group):
+            # One pass over param, grad and state (one elementwise program per new tensor
+            # would reload the inputs three or four times).
+            moments = [exp_avg, exp_avg_sq]
+            if group["amsgrad"]:
+                prev_max = state.get("max_exp_avg_sq")
+                moments.append(pf.zeros_like(param) if prev_max is None else prev_max)
+            packed = pf._core.adam_step(
+                param,
+                grad,
+                moments,
+                beta1,
+                beta2,
+                eps,
+                lr / bias_correction1,
+                bias_correction2**0.5,
+                bool(group["amsgrad"]),
+            )
+            names = ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"][: len(moments)]
+            fused_state: Dict[str, Any] = {"step": step}
+            fused_state.update({n: packed[i + 1] for i, n in enumerate(names)})
+            return packed[0], fused_state
+
         exp_avg = _lerp(exp_avg, grad, 1 - beta1)
         exp_avg_sq = exp_avg_sq * beta2 + (1 - beta2) * grad * grad
         new_state: Dict[str, Any] = {"step": step, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
 
-        bias_correction1 = 1 - beta1**step
-        bias_correction2 = 1 - beta2**step
         step_size = lr / bias_correction1
         bias_correction2_sqrt = bias_correction2**0.5
         if group["amsgrad"]:
@@ -150,6 +173,25 @@ class Adam(Optimizer):
         else:
             denom = pf.sqrt(exp_avg_sq) / bias_correction2_sqrt + eps
         return param + (-step_size) * exp_avg / denom, new_state
+
+
+def _fused_ok(
+    param: pf.Tensor,
+    grad: pf.Tensor,
+    exp_avg: pf.Tensor,
+    exp_avg_sq: pf.Tensor,
+    max_exp_avg_sq: Optional[pf.Tensor],
+    group: Dict[str, Any],
+) -> bool:
+    """True when the one-pass kernel applies: float32/float64 tensors of one shape and dtype
+    (state loaded from elsewhere may differ; the composed update handles that)."""
+    others = [grad, exp_avg, exp_avg_sq]
+    if group["amsgrad"] and max_exp_avg_sq is not None:
+        others.append(max_exp_avg_sq)
+    return param.dtype in (pf.float32, pf.float64) and all(
+        isinstance(t, pf.Tensor) and t.dtype == param.dtype and t.shape == param.shape
+        for t in others
+    )
 
 
 class AdamW(Adam):
