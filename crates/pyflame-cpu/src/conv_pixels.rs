@@ -126,6 +126,19 @@ pub(crate) fn forward<T: ConvFloat>(
             }
             let o0 = block * TILE_CHANNELS;
             let channels = TILE_CHANNELS.min(g.o - o0);
+            if first / hw == (first + count - 1) / hw {
+                // One image: the pixels are consecutive in every channel plane, so each
+                // channel gets one run of `count` values (one cache line, not six visits).
+                let base = target(first) + o0 * hw;
+                for j in 0..channels {
+                    for (i, values) in tile.iter().take(count).enumerate() {
+                        // SAFETY: (pixel, channel) pairs are distinct across tasks and
+                        // inside the [N, O, ho, wo] output.
+                        unsafe { *dst.ptr().add(base + j * hw + i) = values[j] };
+                    }
+                }
+                continue;
+            }
             for (i, values) in tile.iter().take(count).enumerate() {
                 let base = target(first + i) + o0 * hw;
                 for (j, &v) in values.iter().take(channels).enumerate() {
