@@ -166,3 +166,21 @@ def test_constant_from_numpy_makes_the_array_read_only():
     assert not w.flags.writeable
     with pytest.raises(ValueError):
         w[0, 0] = 2.0
+
+
+def test_weights_updated_by_adam_are_read_in_place_and_stay_correct():
+    """After an Adam step a parameter is a row of the update's output (an offset view);
+    convolutions read it in place, and repeated calls (which pack and cache it) agree."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((1, 32, 4, 4)).astype(np.float32)
+    w0 = rng.standard_normal((64, 32, 3, 3)).astype(np.float32)
+    p = pf.nn.Parameter(pf.tensor(w0))
+    opt = pf.optim.Adam([p], lr=0.1)
+    p.grad = pf.tensor(np.ones_like(w0))
+    opt.step()
+    w1 = p.detach().numpy()
+    assert not np.allclose(w1, w0)
+    want = conv_reference(x.astype(np.float64), w1.astype(np.float64), 1, 1, 1)
+    for _ in range(4):
+        y = F.conv2d(pf.tensor(x), p.detach(), padding=1).numpy()
+        np.testing.assert_allclose(y, want, atol=1e-3, rtol=1e-4)

@@ -203,6 +203,17 @@ fn compute_dtype(d: DType) -> DType {
     }
 }
 
+/// `v` as a contiguous value of `dtype`: itself when it already is one (at any offset in its
+/// storage: a parameter updated by Adam is a row of the update's output, and reading it in
+/// place keeps its identity for the cache of packed weights), a copy otherwise.
+fn dense(v: &Value, dtype: DType) -> Result<Value> {
+    if v.dtype() == dtype && v.is_contiguous() {
+        Ok(v.clone())
+    } else {
+        materialize(v, dtype)
+    }
+}
+
 fn slice<T: Element>(v: &Value) -> Result<&[T]> {
     Ok(&v.storage.as_slice::<T>()?[v.offset..v.offset + v.numel()])
 }
@@ -221,7 +232,7 @@ pub fn conv2d(
     dtype: DType,
 ) -> Result<Value> {
     let acc = compute_dtype(dtype);
-    let (xv, wv) = (materialize(x, acc)?, materialize(w, acc)?);
+    let (xv, wv) = (dense(x, acc)?, dense(w, acc)?);
     let g = Geom::new(&x.shape, &w.shape, out_shape, p.groups);
     let mut out = Storage::uninit(acc, numel(out_shape))?;
     macro_rules! go {
@@ -288,7 +299,7 @@ pub fn conv2d_backward_input(
     dtype: DType,
 ) -> Result<Value> {
     let acc = compute_dtype(dtype);
-    let (gv, wv) = (materialize(gy, acc)?, materialize(w, acc)?);
+    let (gv, wv) = (dense(gy, acc)?, dense(w, acc)?);
     let g = Geom::new(x_shape, &w.shape, &gy.shape, p.groups);
     let mut out = Storage::zeros(acc, numel(x_shape))?;
     macro_rules! go {
@@ -354,7 +365,7 @@ pub fn conv2d_backward_weight(
     dtype: DType,
 ) -> Result<Value> {
     let acc = compute_dtype(dtype);
-    let (xv, gv) = (materialize(x, acc)?, materialize(gy, acc)?);
+    let (xv, gv) = (dense(x, acc)?, dense(gy, acc)?);
     let g = Geom::new(&x.shape, w_shape, &gy.shape, p.groups);
     let wn = numel(w_shape);
     let mut out = Storage::zeros(acc, wn)?;
