@@ -7,8 +7,9 @@
 //!
 //! Accuracy, checked exhaustively over every `f32` in the tested ranges against `f64`
 //! references (`exhaustive_max_error`, an ignored test): maximum relative error 2.5e-7
-//! (`silu`, `gelu_tanh`; about 2 ulp), 1.8e-7 for `sigmoid`/`tanh`, 8.5e-8 for `exp`/`log`, and
-//! 0.53 ulp (6.2e-8) for `erf`, `gelu`, `sin`, `cos`, for every normal result. Special values
+//! (`silu`, `gelu_tanh`; about 2 ulp), 2.2e-7 for `gelu` (1.96e-7 with FMA), 1.8e-7 for
+//! `sigmoid`/`tanh`, 8.5e-8 for `exp`/`log`, and 0.53 ulp (6.2e-8) for `erf`, `sin`, `cos`,
+//! for every normal result. Special values
 //! behave like `std`: `exp` overflows to `inf` and underflows gradually to 0, NaN propagates,
 //! `log(0) = -inf`, `log(x < 0) = NaN`, `tanh`/`sigmoid` saturate exactly to ±1 / 0 / 1.
 //! Both the baseline and the FMA builds are tested; they may differ in the last bit.
@@ -17,10 +18,12 @@
 //! * `exp`, `log`, `tanh`, `sigmoid`, `silu` and `gelu_tanh` are evaluated in `f32`
 //!   (Cody-Waite reduction by ln 2, minimax / Taylor polynomials); `gelu_tanh` forms its
 //!   argument in `f64` so that `exp` of it stays accurate in the tail.
-//! * `erf` and `gelu` (exact erf form) are evaluated in `f64` lanes: `erfc(v) = t exp(-v^2 +
-//!   P(t))` with `t = 2 / (2 + v)` (minimax `P`, Estrin evaluation), which keeps `gelu`
-//!   accurate in its far negative tail where `1 + erf(x / sqrt 2)` would cancel. They are the
-//!   slowest functions here (~3 ns/element on one AVX2 core).
+//! * `gelu` (exact erf form) is evaluated in `f32` only: `Phi(-a) = t exp(-a^2/2 + Q(t))`
+//!   with `t = 1.5 / (1.5 + a)` (minimax `Q`), `a^2` carried as an exact two-product and the
+//!   rounding of `t` compensated in the exponent, which keeps it relatively accurate in its
+//!   far negative tail where `1 + erf(x / sqrt 2)` would cancel.
+//! * `erf` is evaluated in `f64` lanes: `erfc(v) = t exp(-v^2 + P(t))` with `t = 2 / (2 + v)`
+//!   (minimax `P`, Estrin evaluation); it is the slowest function here.
 //! * `sin`/`cos` reduce by pi/2 in `f64` (two-constant Cody-Waite, with an error far below
 //!   `f32` resolution for |x| <= 1e5) and use Taylor polynomials; chunks containing
 //!   |x| > 1e5, inf or NaN fall back to `std` per element.
@@ -144,6 +147,36 @@ const COS_C: [f64; 4] = [
     -2.755_731_922_398_589e-7,
 ];
 
+/// `Phi(-a) = t exp(-a^2/2 + Q(t - GELU_CENTER))` with `t = GELU_C / (GELU_C + a)` for
+/// `a` in [0, [`GELU_MAX_ARG`]] (`Phi` is the standard normal CDF): `Q(t) = ln(Phi(-a) /
+/// (t phi(a) sqrt(2 pi)))`-style smooth remainder, fitted for the absolute error of the exponent
+/// (1.0e-8 with these f32 coefficients), so `Phi(-a)` keeps a small relative error far into
+/// the tail.
+const GELU_Q: [f32; 13] = [
+    -0.859_416_1,
+    0.579_120_46,
+    -0.555_870_4,
+    0.142_597_93,
+    0.242_732_02,
+    -0.403_756_77,
+    0.267_043_44,
+    0.086_797_38,
+    -0.477_378,
+    0.729_939_3,
+    -0.366_871_83,
+    -0.832_183_5,
+    1.077_574_1,
+];
+/// Scale of the rational map `t = GELU_C / (GELU_C + a)` used by [`GELU_Q`].
+const GELU_C: f32 = 1.5;
+/// Centre of the `t` interval [0.09375, 1] of [`GELU_Q`].
+const GELU_CENTER: f32 = 0.546_875;
+/// Mid value of `d ln(t exp(Q(t))) / d ln t` (between 1.09 and 1.32 on the interval): turns
+/// the relative rounding error of `t` into a correction of the exponent (residual < 1.5e-8).
+const GELU_T_SENS: f32 = 1.205;
+/// Above this |x|, `|x| Phi(-|x|) < 1e-46`, which rounds to 0 in f32.
+const GELU_MAX_ARG: f32 = 14.5;
+
 /// sqrt(2/pi) * 2, the factor of `2y` in the tanh form of GELU.
 const GELU_TANH_2K: f64 = 1.595_769_121_605_730_8;
 /// Cubic coefficient of the tanh form of GELU.
@@ -200,6 +233,31 @@ fn estrin_f64<const FMA: bool, const N: usize>(x: f64, c: &[f64; N]) -> f64 {
     buf[0]
 }
 
+/// The rounding error `a + b - s` of `s = fl(a + b)`, exactly (Knuth's TwoSum).
+#[inline(always)]
+fn two_sum_err_f32(a: f32, b: f32, s: f32) -> f32 {
+    let bb = s - a;
+    (a - (s - bb)) + (b - bb)
+}
+
+/// The rounding error `a * b - p` of `p = fl(a * b)`, exactly (one FMA, or Dekker's product
+/// with Veltkamp splitting without FMA; no overflow for |a|, |b| < 1e30).
+#[inline(always)]
+fn two_prod_err_f32<const FMA: bool>(a: f32, b: f32, p: f32) -> f32 {
+    if FMA {
+        a.mul_add(b, -p)
+    } else {
+        let split = |v: f32| {
+            let c = 4097.0 * v;
+            let h = c - (c - v);
+            (h, v - h)
+        };
+        let (ah, al) = split(a);
+        let (bh, bl) = split(b);
+        (((ah * bh - p) + ah * bl) + al * bh) + al * bl
+    }
+}
+
 /// 2^n as f32 for n in [-126, 127] (garbage, but no UB or panic, outside).
 #[inline(always)]
 fn pow2i_f32(n: i32) -> f32 {
@@ -216,6 +274,14 @@ fn pow2i_f32(n: i32) -> f32 {
 /// subnormal.
 #[inline(always)]
 fn exp_parts<const FMA: bool>(hi: f32, lo: f32) -> (f32, f32, f32) {
+    let (pm, s1, s2) = exp_parts_m1::<FMA>(hi, lo);
+    (1.0 + pm, s1, s2)
+}
+
+/// [`exp_parts`] with `p - 1` instead of `p`: `exp(hi + lo) = ((1 + pm) * s1) * s2`, which
+/// lets a caller fold the `1 + pm` into a fused multiply-add with one rounding.
+#[inline(always)]
+fn exp_parts_m1<const FMA: bool>(hi: f32, lo: f32) -> (f32, f32, f32) {
     // NaN-preserving clamp.
     let x = if hi > EXP_MAX_ARG { EXP_MAX_ARG } else { hi };
     let x = if x < EXP_MIN_ARG { EXP_MIN_ARG } else { x };
@@ -225,14 +291,14 @@ fn exp_parts<const FMA: bool>(hi: f32, lo: f32) -> (f32, f32, f32) {
     let r = madd_f32::<FMA>(-nf, LN2_HI_F32, x);
     let r = madd_f32::<FMA>(-nf, LN2_LO_F32, r) + lo;
     let q = horner_f32::<FMA, 5>(r, &EXP_Q);
-    let p = 1.0 + madd_f32::<FMA>(r * r, q, r);
+    let pm = madd_f32::<FMA>(r * r, q, r);
     // Below the range the result is exactly 0 (and `m * exp` is a signed 0, or NaN for
     // infinite m); NaN stays NaN.
-    let p = if hi < EXP_MIN_ARG { 0.0 } else { p };
+    let pm = if hi < EXP_MIN_ARG { -1.0 } else { pm };
     // n in [-162, 128]; both halves stay in the normal exponent range.
     let n1 = n >> 1;
     let n2 = n.wrapping_sub(n1);
-    (p, pow2i_f32(n1), pow2i_f32(n2))
+    (pm, pow2i_f32(n1), pow2i_f32(n2))
 }
 
 #[inline(always)]
@@ -366,11 +432,45 @@ fn erf_scalar<const FMA: bool>(x: f32) -> f32 {
 
 #[inline(always)]
 fn gelu_scalar<const FMA: bool>(x: f32) -> f32 {
-    // 0.5 x (1 + erf(x / sqrt 2)) = 0.5 x erfc(-x / sqrt 2), with erfc(-u) = 2 - erfc(u).
-    let xd = x as f64;
-    let e = erfc_pos_f64::<FMA>((xd * FRAC_1_SQRT_2).abs());
-    let c = if xd >= 0.0 { 2.0 - e } else { e };
-    (0.5 * xd * c) as f32
+    // gelu(x) = x Phi(x); with a = |x|: x >= 0 -> x (1 - Phi(-a)), x < 0 -> x Phi(-a), and
+    // Phi(-a) = t exp(-a^2/2 + Q(t)), t = C / (C + a). Everything that the relative error of
+    // Phi(-a) is sensitive to is carried exactly or compensated: a^2/2 as hi + lo
+    // (two-product; the halving is exact), the rounding of t (from C + a and the division)
+    // and of x t as first-order corrections, and `exp` is applied as `m + m (p - 1)`.
+    let a = x.abs();
+    // NaN-preserving clamp.
+    let ac = if a > GELU_MAX_ARG { GELU_MAX_ARG } else { a };
+    let d = GELU_C + ac;
+    let d_err = two_sum_err_f32(GELU_C, ac, d);
+    let t = GELU_C / d;
+    let td = t * d;
+    // C - t d exactly (C - td is exact by Sterbenz's lemma).
+    let rho = (GELU_C - td) - two_prod_err_f32::<FMA>(t, d, td);
+    // C / (d + d_err) = t (1 + delta) to first order.
+    let delta = (rho - d_err * t) * (1.0 / GELU_C);
+    let q = horner_f32::<FMA, 13>(t - GELU_CENTER, &GELU_Q);
+    let sq = ac * ac;
+    let sq_err = two_prod_err_f32::<FMA>(ac, ac, sq);
+    let hi = -0.5 * sq;
+    let h = hi + q;
+    // The tiny terms join the exact rounding error of hi + q.
+    let l = two_sum_err_f32(hi, q, h) + madd_f32::<FMA>(GELU_T_SENS, delta, -0.5 * sq_err);
+    let (pm, s1, s2) = exp_parts_m1::<FMA>(h, l);
+    // Beyond the range Phi(-a) is 0 (x Phi(-a) would round to 0; x = -inf gives NaN).
+    let beyond = a > GELU_MAX_ARG;
+    let pos = x * (1.0 - madd_f32::<FMA>(t, pm, t) * s1 * s2);
+    // x t (1 + pm) with x t = m + m_err exactly, scaled last so that gradual underflow rounds
+    // once (see `exp_parts`).
+    let m = x * t;
+    let m_err = two_prod_err_f32::<FMA>(x, t, m);
+    let neg = (m + madd_f32::<FMA>(m, pm, m_err)) * s1 * s2;
+    let neg = if beyond { x * 0.0 } else { neg };
+    // NaN takes the `neg` path and stays NaN.
+    if x >= 0.0 {
+        pos
+    } else {
+        neg
+    }
 }
 
 /// `sin(x + offset * pi/2)` for |x| <= [`TRIG_MAX_ARG`] (garbage, not UB, outside).
