@@ -21,6 +21,22 @@ pub fn evaluate(outputs: &[NodeRef]) -> Result<()> {
     }
     let g = Graph::capture(&pending, true);
     let schedule = schedule_for(&g)?;
+    // Several kernels: run them from a pool thread, so each kernel's parallel loop is
+    // stolen by the other workers instead of being handed over from this (outside) thread
+    // and waited for: two thread wake-ups per kernel. A single op keeps the calling thread
+    // (the one hand-off would cost more than it saves).
+    if schedule.steps.len() >= HANDOFF_MIN_STEPS && rayon::current_thread_index().is_none() {
+        rayon::scope(|_| run_schedule(&g, &schedule))
+    } else {
+        run_schedule(&g, &schedule)
+    }
+}
+
+/// Kernel steps from which an evaluation moves to a pool thread (see [`evaluate`]).
+const HANDOFF_MIN_STEPS: usize = 6;
+
+/// Runs every step of `schedule` over the captured graph `g`.
+fn run_schedule(g: &Graph, schedule: &crate::schedule::Schedule) -> Result<()> {
     let n = g.len();
     let mut slots: Vec<Option<Value>> = g.nodes.iter().map(|node| node.value()).collect();
     // Nodes someone outside this graph still refers to keep their values.
@@ -45,7 +61,7 @@ pub fn evaluate(outputs: &[NodeRef]) -> Result<()> {
         let i = step.node;
         let node = &g.nodes[i];
         let started = profile.then(std::time::Instant::now);
-        let value = run_step(&g, i, &step.kind, &slots)?;
+        let value = run_step(g, i, &step.kind, &slots)?;
         if let Some(t0) = started {
             let kind = match &step.kind {
                 StepKind::Fused { program, .. } => format!("fused[{}]", program.instrs.len()),

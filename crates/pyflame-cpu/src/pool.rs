@@ -203,24 +203,41 @@ multiversion! {
 /// Max of every window of one plane into `out` (`ho x wo`): the max over each window's
 /// columns for every input row, then over its rows (the second pass runs along whole
 /// output rows, so it vectorizes). All-padding windows give -inf; NaN wins.
-fn max_plane_separable<T: Element>(
+#[inline(always)]
+fn max_plane_separable_body<const FMA: bool, T: Element>(
     plane: &[T],
-    (h, w): (usize, usize),
-    (ho, wo): (usize, usize),
+    hw: (usize, usize),
+    out_hw: (usize, usize),
     p: &PoolParams,
     out: &mut [T],
 ) {
+    let ((h, w), (ho, wo)) = (hw, out_hw);
     let [kh, kw] = p.kernel;
     let [sh, sw] = p.stride;
     let [ph, pw] = p.padding;
     let [dh, dw] = p.dilation;
     let ninf = T::from_f64(f64::NEG_INFINITY);
+    // Output columns whose tap `kx` falls inside the row: `lo..hi` (the rest read padding).
+    let valid = |kx: usize| {
+        let off = (kx * dw) as isize - pw as isize;
+        let lo = if off < 0 { (-off) as usize } else { 0 }
+            .div_ceil(sw)
+            .min(wo);
+        let hi = if off >= w as isize {
+            0
+        } else {
+            ((w as isize - 1 - off) as usize / sw + 1).min(wo)
+        };
+        (lo, hi.max(lo), off)
+    };
     let mut rows = vec![ninf; h * wo];
     for (src, dst) in plane.chunks_exact(w).zip(rows.chunks_exact_mut(wo.max(1))) {
-        for (ox, m) in dst.iter_mut().enumerate() {
-            let (x0, x1, xbase) = taps(ox, kw, sw, pw, dw, w);
-            for kx in x0..x1 {
-                *m = nan_max(src[(xbase + (kx * dw) as isize) as usize], *m);
+        // tap by tap over whole rows of windows (a stride-1 tap vectorizes)
+        for kx in 0..kw {
+            let (lo, hi, off) = valid(kx);
+            if lo < hi {
+                let first = (lo as isize * sw as isize + off) as usize;
+                max_strided(&src[first..], sw, &mut dst[lo..hi]);
             }
         }
     }
@@ -234,6 +251,30 @@ fn max_plane_separable<T: Element>(
             }
         }
     }
+}
+
+/// `dst[i] = nan_max(src[i * stride], dst[i])`: one kernel tap of a row of windows.
+#[inline(always)]
+fn max_strided<T: Element>(src: &[T], stride: usize, dst: &mut [T]) {
+    let n = dst.len();
+    if n == 0 {
+        return;
+    }
+    let src = &src[..(n - 1) * stride + 1];
+    if stride == 1 {
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d = nan_max(v, *d);
+        }
+    } else {
+        for (i, d) in dst.iter_mut().enumerate() {
+            *d = nan_max(src[i * stride], *d);
+        }
+    }
+}
+
+multiversion! {
+    /// See [`max_plane_separable_body`].
+    fn max_plane_separable<T: Element>(plane: &[T], hw: (usize, usize), out_hw: (usize, usize), p: &PoolParams, out: &mut [T]) = max_plane_separable_body;
 }
 
 /// Max pooling forward.

@@ -11,13 +11,9 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
-/// Evaluates nodes with the GIL released, on a thread of the global pool: the kernels'
-/// parallel loops then start from a worker (the other workers steal their tasks) instead
-/// of handing every loop over from the Python thread and waiting for it, which costs two
-/// thread wake-ups per kernel call.
+/// Evaluates nodes with the GIL released.
 pub fn evaluate(py: Python<'_>, nodes: &[NodeRef]) -> PyResult<()> {
-    py.detach(|| rayon::scope(|_| pyflame_cpu::exec::evaluate(nodes)))
-        .py()
+    py.detach(|| pyflame_cpu::exec::evaluate(nodes)).py()
 }
 
 /// The node of a tensor argument, or a scalar node typed against `like`.
