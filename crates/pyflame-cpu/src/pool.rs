@@ -155,7 +155,8 @@ fn is_2x2(p: &PoolParams, (h, w): (usize, usize), (ho, wo): (usize, usize)) -> b
 fn nan_max<T: Element>(a: T, b: T) -> T {
     #[allow(clippy::eq_op)]
     let a_nan = a != a;
-    if a > b || a_nan {
+    // `|`, not `||`: both sides are cheap, and no short-circuit keeps it branch-free.
+    if (a > b) | a_nan {
         a
     } else {
         b
@@ -182,22 +183,47 @@ fn grad_rows_2x2_body<const FMA: bool, T: Element>(
         #[allow(clippy::eq_op)]
         let m_nan = m != m;
         #[allow(clippy::eq_op)]
+        // bitwise `|` / `&`: data-dependent short-circuits became branches that random
+        // data mispredicts half the time
         let (s0, s1, s2) = (
-            a == m || (a != a && m_nan),
-            b == m || (b != b && m_nan),
-            c == m || (c != c && m_nan),
+            (a == m) | ((a != a) & m_nan),
+            (b == m) | ((b != b) & m_nan),
+            (c == m) | ((c != c) & m_nan),
         );
         let v = g[ox];
         top[2 * ox] = if s0 { v } else { z };
-        top[2 * ox + 1] = if !s0 && s1 { v } else { z };
-        bottom[2 * ox] = if !s0 && !s1 && s2 { v } else { z };
-        bottom[2 * ox + 1] = if !s0 && !s1 && !s2 { v } else { z };
+        top[2 * ox + 1] = if !s0 & s1 { v } else { z };
+        bottom[2 * ox] = if !s0 & !s1 & s2 { v } else { z };
+        bottom[2 * ox + 1] = if !s0 & !s1 & !s2 { v } else { z };
+    }
+}
+
+/// Gradient of a whole plane of 2x2 windows (`wo` per row) into `dx` (rows of `w`; rows
+/// and columns past the windows are left as they are).
+#[inline(always)]
+fn grad_plane_2x2_body<const FMA: bool, T: Element>(
+    plane: &[T],
+    g: &[T],
+    dx: &mut [T],
+    w: usize,
+    wo: usize,
+) {
+    for (oy, g_row) in g.chunks_exact(wo.max(1)).enumerate() {
+        let (top, rest) = dx[2 * oy * w..].split_at_mut(w);
+        let bottom = &mut rest[..w];
+        grad_rows_2x2_body::<FMA, T>(
+            &plane[2 * oy * w..][..2 * wo],
+            &plane[(2 * oy + 1) * w..][..2 * wo],
+            g_row,
+            top,
+            bottom,
+        );
     }
 }
 
 multiversion! {
-    /// See [`grad_rows_2x2_body`].
-    fn grad_rows_2x2<T: Element>(r0: &[T], r1: &[T], g: &[T], top: &mut [T], bottom: &mut [T]) = grad_rows_2x2_body;
+    /// See [`grad_plane_2x2_body`].
+    fn grad_plane_2x2<T: Element>(plane: &[T], g: &[T], dx: &mut [T], w: usize, wo: usize) = grad_plane_2x2_body;
 }
 
 /// Max of every window of one plane into `out` (`ho x wo`): the max over each window's
@@ -319,26 +345,25 @@ pub fn max_pool2d_backward(x: &Value, gy: &Value, p: &PoolParams, dtype: DType) 
     let acc = acc_dtype(dtype);
     let (xv, gv) = (materialize(x, acc)?, materialize(gy, acc)?);
     let (h, w, ho, wo) = (x.shape[2], x.shape[3], gy.shape[2], gy.shape[3]);
-    let mut out = Storage::zeros(acc, numel(&x.shape))?;
+    // The 2x2 path writes every element when the windows tile the plane exactly; every other
+    // plane starts from zeros.
+    let exact = is_2x2(p, (h, w), (ho, wo)) && h == 2 * ho && w == 2 * wo;
+    let mut out = Storage::uninit(acc, numel(&x.shape))?;
     macro_rules! go {
         ($T:ty) => {{
             let xs = &xv.storage.as_slice::<$T>()?[xv.offset..xv.offset + xv.numel()];
             let gs = &gv.storage.as_slice::<$T>()?[gv.offset..gv.offset + gv.numel()];
             planes(out.as_mut_slice::<$T>()?, h * w, |i, dx| {
                 let plane = &xs[i * h * w..(i + 1) * h * w];
+                if !is_2x2(p, (h, w), (ho, wo)) {
+                    dx.fill(<$T>::default());
+                }
                 if is_2x2(p, (h, w), (ho, wo)) {
                     let g = &gs[i * ho * wo..(i + 1) * ho * wo];
-                    for oy in 0..ho {
-                        let (top, rest) = dx[2 * oy * w..].split_at_mut(w);
-                        let bottom = &mut rest[..w];
-                        grad_rows_2x2(
-                            &plane[2 * oy * w..][..2 * wo],
-                            &plane[(2 * oy + 1) * w..][..2 * wo],
-                            &g[oy * wo..][..wo],
-                            top,
-                            bottom,
-                        );
+                    if !exact {
+                        dx.fill(<$T>::default());
                     }
+                    grad_plane_2x2(plane, g, dx, w, wo);
                     return;
                 }
                 let mut idx = vec![0usize; ho * wo];
