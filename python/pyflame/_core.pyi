@@ -792,8 +792,24 @@ def scaled_dot_product_attention(
     mask: _Operand | None = None,
     is_causal: builtins.bool = False,
     scale: builtins.float | None = None,
+    empty_rows_nan: builtins.bool = False,
 ) -> Tensor:
-    """Fused softmax(q @ k^T * scale + mask) @ v; a bool mask marks the keys that take part."""
+    """Fused softmax(q @ k^T * scale + mask) @ v; a bool mask marks the keys that take part.
+    Rows with no visible key give zeros, or NaN with `empty_rows_nan` (like the unfused ops)."""
+
+def adam_step(
+    param: _Operand,
+    grad: _Operand,
+    state: list[Tensor],
+    beta1: builtins.float,
+    beta2: builtins.float,
+    eps: builtins.float,
+    step_size: builtins.float,
+    bias_correction2_sqrt: builtins.float,
+    amsgrad: builtins.bool = False,
+) -> Tensor:
+    """One Adam step in a single pass; returns [3 or 4, *param.shape]: the new param, then
+    the new exp_avg, exp_avg_sq (and max_exp_avg_sq with `amsgrad`)."""
 
 def is_lazy(x: Tensor) -> builtins.bool:
     """True when `x` has not been evaluated yet."""
