@@ -18,9 +18,9 @@ mod pool {
     /// Smallest buffer worth recycling (smaller ones come from malloc's own free lists).
     pub const MIN_BYTES: usize = 64 << 10;
     /// Most bytes held in the pool by default (oldest buffers are freed first beyond it).
-    const DEFAULT_CAP_BYTES: usize = 128 << 20;
+    const DEFAULT_CAP_BYTES: usize = 32 << 20;
 
-    /// The pool's cap: `PYFLAME_POOL_MB` (read once) or 128 MiB. Pooled buffers avoid page
+    /// The pool's cap: `PYFLAME_POOL_MB` (read once) or 32 MiB. Pooled buffers avoid page
     /// faults on repeated steps but count in the process's memory.
     fn cap_bytes() -> usize {
         static CAP: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
