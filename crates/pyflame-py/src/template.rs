@@ -50,7 +50,7 @@ impl PyTemplate {
             .map(value_from_numpy)
             .collect::<PyResult<Vec<_>>>()?;
         let outputs = self.inner.instantiate(values).py()?;
-        let evaluate = || pyflame_cpu::exec::evaluate(&outputs);
+        let evaluate = || pyflame_cpu::exec::evaluate_from_pool(&outputs);
         match &pool {
             Some(p) => {
                 let pool = p.get();
