@@ -11,17 +11,9 @@ import pytest
 from pyflame.runtime.onnx_import import ops_attention
 from pyflame_rt import opt
 
+from ._graph_util import op_types, session_at
+
 B, H, LQ, LK, D, DV = 2, 3, 5, 7, 4, 6
-
-
-def _ops(graph):
-    return [n.op_type for n in graph.nodes]
-
-
-def _session(graph, level):
-    so = ort.SessionOptions()
-    so.optimization_level = level
-    return ort.InferenceSession(graph, sess_options=so)
 
 
 def _graph(
@@ -111,12 +103,12 @@ SCALES = {"div": 1 / math.sqrt(D), "mul": 0.3, "mul_first": 0.3, None: 1.0}
 @pytest.mark.parametrize("mask", ["last", "first", None])
 def test_attention_chain_becomes_one_node(scale, mask, composed_calls):
     g = _graph(scale=scale, mask=mask)
-    plain = _session(g, ort.OptLevel.NONE)
-    fused = _session(g, ort.OptLevel.EXTENDED)
-    assert _ops(fused.graph).count("FusedAttention") == 1
+    plain = session_at(g, ort.OptLevel.NONE)
+    fused = session_at(g, ort.OptLevel.EXTENDED)
+    assert op_types(fused.graph).count("FusedAttention") == 1
     for op in ("MatMul", "Softmax", "Div", "Mul", "Add"):
-        assert op not in _ops(fused.graph)
-    assert _ops(fused.graph) == ["Transpose", "FusedAttention"]
+        assert op not in op_types(fused.graph)
+    assert op_types(fused.graph) == ["Transpose", "FusedAttention"]
     feeds = _feeds(g)
     want = plain.run(None, feeds)[0]
     got = fused.run(None, feeds)[0]
@@ -129,19 +121,19 @@ def test_pass_counts_and_is_idempotent():
     g = _graph()
     res = opt.fuse_attention(g)
     assert res.modified and res.stats.nodes_fused == 1 and res.stats.nodes_removed == 4
-    assert _ops(g) == ["Transpose", "FusedAttention"]
+    assert op_types(g) == ["Transpose", "FusedAttention"]
     node = g.nodes[1]
     assert node.domain == "pyflame.rt"
     assert node.inputs == ["q", "kt", "v", "mask", "c"]
     assert node.attrs == {"scale_op": "Div", "softmax_axis": -1}
     again = opt.fuse_attention(g)
-    assert not again.modified and _ops(g) == ["Transpose", "FusedAttention"]
+    assert not again.modified and op_types(g) == ["Transpose", "FusedAttention"]
 
 
 def test_kt_fed_directly_and_default_softmax_axis():
     g = _graph(transpose_k=False, softmax_axis=None)
-    plain, fused = _session(g, ort.OptLevel.NONE), _session(g, ort.OptLevel.EXTENDED)
-    assert _ops(fused.graph) == ["FusedAttention"]
+    plain, fused = session_at(g, ort.OptLevel.NONE), session_at(g, ort.OptLevel.EXTENDED)
+    assert op_types(fused.graph) == ["FusedAttention"]
     feeds = _feeds(g)
     np.testing.assert_allclose(
         fused.run(None, feeds)[0], plain.run(None, feeds)[0], rtol=1e-5, atol=1e-6
@@ -162,8 +154,8 @@ def test_kt_fed_directly_and_default_softmax_axis():
 )
 def test_fallback_and_unusual_cases_match_the_unfused_graph(kwargs, on_kernel, composed_calls):
     g = _graph(**kwargs)
-    plain, fused = _session(g, ort.OptLevel.NONE), _session(g, ort.OptLevel.EXTENDED)
-    assert _ops(fused.graph).count("FusedAttention") == 1
+    plain, fused = session_at(g, ort.OptLevel.NONE), session_at(g, ort.OptLevel.EXTENDED)
+    assert op_types(fused.graph).count("FusedAttention") == 1
     feeds = _feeds(g, mask_shape=kwargs.get("mask_shape", (B, 1, 1, LK)))
     want = plain.run(None, feeds)[0]
     got = fused.run(None, feeds)[0]
@@ -175,19 +167,19 @@ def test_fallback_and_unusual_cases_match_the_unfused_graph(kwargs, on_kernel, c
 @pytest.mark.parametrize("name", ["s", "s2", "s3", "p"])
 def test_not_fused_when_an_intermediate_is_a_graph_output(name):
     g = _graph(extra_output=name)
-    fused = _session(g, ort.OptLevel.EXTENDED)
-    assert "FusedAttention" not in _ops(fused.graph)
-    assert "Softmax" in _ops(fused.graph)
+    fused = session_at(g, ort.OptLevel.EXTENDED)
+    assert "FusedAttention" not in op_types(fused.graph)
+    assert "Softmax" in op_types(fused.graph)
 
 
 def test_not_fused_when_an_intermediate_has_another_reader():
     g = _graph()
     g.add_node("extra", "Relu", ["s2"], ["r"])
     g.add_output("r")
-    fused = _session(g, ort.OptLevel.EXTENDED)
-    assert "FusedAttention" not in _ops(fused.graph)
+    fused = session_at(g, ort.OptLevel.EXTENDED)
+    assert "FusedAttention" not in op_types(fused.graph)
     feeds = _feeds(g)
-    plain = _session(g, ort.OptLevel.NONE)
+    plain = session_at(g, ort.OptLevel.NONE)
     for a, b in zip(fused.run(None, feeds), plain.run(None, feeds)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
@@ -197,13 +189,13 @@ def test_non_constant_scale_is_not_fused():
     g.add_input("c", [1], np.float32)
     g.nodes[-3].inputs = ["s", "c"]
     g.nodes[-3].op_type = "Mul"  # Add(s, c) -> Mul(s, c) with c fed at run time: no Add left
-    fused = _session(g, ort.OptLevel.EXTENDED)
-    assert "FusedAttention" not in _ops(fused.graph)
+    fused = session_at(g, ort.OptLevel.EXTENDED)
+    assert "FusedAttention" not in op_types(fused.graph)
 
 
 def test_fully_masked_rows_give_nan_like_the_unfused_graph(composed_calls):
     g = _graph(mask_shape=(B, 1, LQ, LK))
-    plain, fused = _session(g, ort.OptLevel.NONE), _session(g, ort.OptLevel.EXTENDED)
+    plain, fused = session_at(g, ort.OptLevel.NONE), session_at(g, ort.OptLevel.EXTENDED)
     feeds = _feeds(g, mask_shape=(B, 1, LQ, LK))
     feeds["mask"][1, 0, 2, :] = -np.inf
     want = plain.run(None, feeds)[0]
@@ -218,7 +210,7 @@ def test_float64(composed_calls):
     for i in g.inputs:
         i.dtype = np.dtype(np.float64)
     g.initializers["c"] = g.initializers["c"].astype(np.float64)
-    plain, fused = _session(g, ort.OptLevel.NONE), _session(g, ort.OptLevel.EXTENDED)
+    plain, fused = session_at(g, ort.OptLevel.NONE), session_at(g, ort.OptLevel.EXTENDED)
     feeds = {k: v.astype(np.float64) for k, v in _feeds(g).items()}
     got = fused.run(None, feeds)[0]
     np.testing.assert_allclose(got, plain.run(None, feeds)[0], rtol=1e-12, atol=1e-13)
@@ -231,7 +223,7 @@ def test_float16_runs_the_original_operators(composed_calls):
     for i in g.inputs:
         i.dtype = np.dtype(np.float16)
     g.initializers["c"] = g.initializers["c"].astype(np.float16)
-    plain, fused = _session(g, ort.OptLevel.NONE), _session(g, ort.OptLevel.EXTENDED)
+    plain, fused = session_at(g, ort.OptLevel.NONE), session_at(g, ort.OptLevel.EXTENDED)
     feeds = {k: v.astype(np.float16) for k, v in _feeds(g).items()}
     np.testing.assert_array_equal(fused.run(None, feeds)[0], plain.run(None, feeds)[0])
     assert len(composed_calls) == 1
@@ -242,8 +234,8 @@ def test_bad_shapes_raise_a_clear_error():
     feeds = _feeds(g)
     feeds["kt"] = np.ones((B, H, D + 1, LK), np.float32)
     g.inputs[1] = type(g.inputs[1])("kt", np.dtype(np.float32), [B, H, "Dk", LK])
-    fused = _session(g, ort.OptLevel.EXTENDED)
-    assert _ops(fused.graph) == ["FusedAttention"]
+    fused = session_at(g, ort.OptLevel.EXTENDED)
+    assert op_types(fused.graph) == ["FusedAttention"]
     with pytest.raises(ort.PyFlameRTError, match="mm2"):
         fused.run(None, feeds)
 
@@ -270,8 +262,10 @@ def test_head_split_views_of_a_packed_projection(composed_calls):
     g.add_node("sm", "Softmax", ["s3"], ["p"], {"axis": -1})
     g.add_node("mm2", "MatMul", ["p", "v"], ["y"])
     g.add_output("y")
-    plain, fused = _session(g, ort.OptLevel.NONE), _session(g, ort.OptLevel.EXTENDED)
-    assert _ops(fused.graph).count("FusedAttention") == 1 and "Softmax" not in _ops(fused.graph)
+    plain, fused = session_at(g, ort.OptLevel.NONE), session_at(g, ort.OptLevel.EXTENDED)
+    assert op_types(fused.graph).count("FusedAttention") == 1 and "Softmax" not in op_types(
+        fused.graph
+    )
     feeds = _feeds(g)
     x5 = feeds["x"].reshape(B, LK, 3, H, D).transpose(2, 0, 3, 1, 4)
     ref = _numpy_ref({"q": x5[0], "k": x5[1], "v": x5[2], "mask": feeds["mask"]}, 1 / math.sqrt(D))

@@ -9,6 +9,8 @@ from pyflame.runtime.graph import Graph
 from pyflame.runtime.passes.conv_taps import live_taps
 from pyflame_rt import opt
 
+from ._graph_util import session_at
+
 
 def _conv_graph(spatial, kernel, attrs, channels=(6, 5), batch=2):
     g = Graph()
@@ -20,12 +22,6 @@ def _conv_graph(spatial, kernel, attrs, channels=(6, 5), batch=2):
     g.add_node("conv", "Conv", ["x", "w", "b"], ["y"], dict(attrs))
     g.add_output("y")
     return g
-
-
-def _session(graph, level):
-    so = ort.SessionOptions()
-    so.optimization_level = level
-    return ort.InferenceSession(graph, sess_options=so)
 
 
 def test_live_taps_of_one_axis():
@@ -50,14 +46,14 @@ CASES = [
 @pytest.mark.parametrize("spatial,kernel,attrs,pruned", CASES)
 def test_pass_shrinks_the_kernel_and_keeps_outputs(spatial, kernel, attrs, pruned):
     x = np.random.default_rng(1).standard_normal((2, 6, *spatial)).astype(np.float32)
-    ref = _session(_conv_graph(spatial, kernel, attrs), ort.OptLevel.NONE).run(None, {"x": x})[0]
+    ref = session_at(_conv_graph(spatial, kernel, attrs), ort.OptLevel.NONE).run(None, {"x": x})[0]
     g = _conv_graph(spatial, kernel, attrs)
     res = opt.ConvTapPruningPass().run(g)
     assert res.modified and res.stats.nodes_rewritten == 1
     (node,) = g.nodes
     assert g.initializers[node.inputs[1]].shape[2:] == pruned
     assert list(node.attrs["kernel_shape"]) == list(pruned)
-    got = _session(g, ort.OptLevel.NONE).run(None, {"x": x})[0]
+    got = session_at(g, ort.OptLevel.NONE).run(None, {"x": x})[0]
     assert got.shape == ref.shape
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
 
@@ -80,8 +76,8 @@ def test_pass_needs_a_static_spatial_size():
 def test_pass_runs_in_the_default_pipeline():
     x = np.random.default_rng(3).standard_normal((1, 6, 1, 1)).astype(np.float32)
     graph = _conv_graph((1, 1), (3, 3), {"pads": [1, 1, 1, 1]}, batch=1)
-    ref = _session(graph, ort.OptLevel.NONE).run(None, {"x": x})[0]
-    sess = _session(
+    ref = session_at(graph, ort.OptLevel.NONE).run(None, {"x": x})[0]
+    sess = session_at(
         _conv_graph((1, 1), (3, 3), {"pads": [1, 1, 1, 1]}, batch=1), ort.OptLevel.EXTENDED
     )
     assert "ConvTapPruningPass" in sess.optimization_result.pass_times_ms

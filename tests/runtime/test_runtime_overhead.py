@@ -15,17 +15,9 @@ import pytest
 from pyflame.runtime.executor import _release_lists
 from pyflame_rt import opt
 
+from ._graph_util import op_types, session_at
+
 _erf = np.vectorize(math.erf)
-
-
-def _ops(graph):
-    return [n.op_type for n in graph.nodes]
-
-
-def _session(graph, level):
-    so = ort.SessionOptions()
-    so.optimization_level = level
-    return ort.InferenceSession(graph, sess_options=so)
 
 
 def test_release_lists_free_values_after_their_last_reader():
@@ -103,10 +95,10 @@ def test_erf_gelu_becomes_one_matmul_bias_gelu_node(variant):
     x = np.random.default_rng(1).standard_normal((3, 8)).astype(np.float32)
     h = x.astype(np.float64) @ w + b
     ref = 0.5 * h * (1 + _erf(h / math.sqrt(2)))
-    plain = _session(g, ort.OptLevel.NONE)
-    fused = _session(g, ort.OptLevel.EXTENDED)
-    assert _ops(plain.graph).count("Erf") == 1
-    assert _ops(fused.graph) == ["FusedMatMulBias"] or _ops(fused.graph) == ["FusedGemm"]
+    plain = session_at(g, ort.OptLevel.NONE)
+    fused = session_at(g, ort.OptLevel.EXTENDED)
+    assert op_types(plain.graph).count("Erf") == 1
+    assert op_types(fused.graph) == ["FusedMatMulBias"] or op_types(fused.graph) == ["FusedGemm"]
     assert fused.graph.nodes[0].attrs["activation"] == "Gelu"
     for s in (plain, fused):
         np.testing.assert_allclose(s.run(None, {"x": x})[0], ref, rtol=1e-5, atol=1e-5)
@@ -115,10 +107,10 @@ def test_erf_gelu_becomes_one_matmul_bias_gelu_node(variant):
 def test_gelu_not_fused_when_an_intermediate_is_used_elsewhere():
     g, _, _ = _gelu_graph("div")
     g.add_output("e", ["N", 16], np.float32)
-    sess = _session(g, ort.OptLevel.EXTENDED)
-    assert "Erf" in _ops(sess.graph) and "Gelu" not in _ops(sess.graph)
+    sess = session_at(g, ort.OptLevel.EXTENDED)
+    assert "Erf" in op_types(sess.graph) and "Gelu" not in op_types(sess.graph)
     x = np.ones((2, 8), np.float32)
-    ref = _session(g, ort.OptLevel.NONE).run(None, {"x": x})
+    ref = session_at(g, ort.OptLevel.NONE).run(None, {"x": x})
     for a, r in zip(sess.run(None, {"x": x}), ref):
         np.testing.assert_allclose(a, r, rtol=1e-6)
 
@@ -144,10 +136,10 @@ def _nhwc_graph():
 
 def test_layout_pass_cancels_merges_and_keeps_transposes():
     g = _nhwc_graph()
-    before = _ops(g).count("Transpose")
+    before = op_types(g).count("Transpose")
     res = opt.optimize_layout(g)
     assert before == 6 and res.modified and res.stats.layout_changes >= 3
-    ops = _ops(g)
+    ops = op_types(g)
     assert ops.count("Transpose") == 3  # y's pair cancelled, z's pair merged, v's pair kept
     (tz,) = [n for n in g.nodes if n.outputs == ["z"]]
     assert tz.inputs == ["x"] and tz.attrs["perm"] == [3, 0, 2, 1]
@@ -156,13 +148,13 @@ def test_layout_pass_cancels_merges_and_keeps_transposes():
 
 def test_layout_pass_outputs_unchanged_and_only_at_level_all():
     x = np.random.default_rng(2).standard_normal((2, 5, 5, 3)).astype(np.float32)
-    ref = _session(_nhwc_graph(), ort.OptLevel.NONE).run(None, {"x": x})
+    ref = session_at(_nhwc_graph(), ort.OptLevel.NONE).run(None, {"x": x})
     np.testing.assert_allclose(ref[0], np.maximum(x, 0) * 2, rtol=1e-6)
     np.testing.assert_allclose(ref[1], x.transpose(3, 0, 2, 1), rtol=1e-6)
-    ext = _session(_nhwc_graph(), ort.OptLevel.EXTENDED)
-    assert _ops(ext.graph).count("Transpose") == 6
-    full = _session(_nhwc_graph(), ort.OptLevel.ALL)
-    assert _ops(full.graph).count("Transpose") == 3
+    ext = session_at(_nhwc_graph(), ort.OptLevel.EXTENDED)
+    assert op_types(ext.graph).count("Transpose") == 6
+    full = session_at(_nhwc_graph(), ort.OptLevel.ALL)
+    assert op_types(full.graph).count("Transpose") == 3
     assert full.optimization_result.pass_times_ms.get("LayoutOptimizationPass") is not None
     for a, r in zip(full.run(None, {"x": x}), ref):
         np.testing.assert_allclose(a, r, rtol=1e-6)
@@ -179,13 +171,13 @@ def test_gemm_weights_are_pretransposed_once():
     g.add_output("y", ["N", 6], np.float32)
     x = rng.standard_normal((3, 4)).astype(np.float32)
     ref = 0.5 * x @ w.T + g.initializers["c"]
-    full = _session(g, ort.OptLevel.ALL)
+    full = session_at(g, ort.OptLevel.ALL)
     (node,) = full.graph.nodes
     wt = full.graph.initializers[node.inputs[1]]
     assert int(node.attrs.get("transB", 0)) == 0 and "w" not in full.graph.initializers
     assert wt.shape == (4, 6) and wt.flags.c_contiguous
     np.testing.assert_allclose(wt, w.T)
-    plain = _session(g, ort.OptLevel.NONE)
+    plain = session_at(g, ort.OptLevel.NONE)
     for s in (full, plain):
         for _ in range(2):
             np.testing.assert_allclose(s.run(None, {"x": x})[0], ref, rtol=1e-5, atol=1e-6)
@@ -202,7 +194,7 @@ def test_layout_config_and_unsupported_conv_layout():
     res = opt.LayoutOptimizationPass(cfg).run(g)
     assert any("NCHW only" in w for w in res.warnings)
     # without propagation only the directly adjacent pair (t3, t4) merges
-    assert _ops(g).count("Transpose") == 5
+    assert op_types(g).count("Transpose") == 5
     assert "LayoutOptimizationPass" in opt.PassManager.create_default(ort.OptLevel.ALL).pass_names()
     assert (
         "LayoutOptimizationPass"

@@ -110,20 +110,18 @@ pub(crate) fn forward<T: ConvFloat>(
             let count = TILE_PIXELS.min(pixels - first);
             let sources: [usize; TILE_PIXELS] =
                 std::array::from_fn(|i| source(first + i.min(count - 1)));
-            // SAFETY: every source offset plus every tap offset lies inside the pixel's
-            // padded plane, which `pad_planes` filled for all `c` rows of `plane_stride`.
-            unsafe {
-                tile_avx512(
-                    count,
-                    a.as_ptr(),
-                    g.c,
-                    &taps,
-                    xp.as_ptr(),
-                    plane_stride,
-                    &sources,
-                    &mut tile,
-                );
-            }
+            let args = TileArgs {
+                a: a.as_ptr(),
+                depth: g.c,
+                taps: &taps,
+                b: xp.as_ptr(),
+                b_stride: plane_stride,
+                src: &sources,
+            };
+            // SAFETY: `a` is this block's `g.c * kk * 64` packed weights; every source offset
+            // plus every tap offset lies inside the pixel's padded plane, which `pad_planes`
+            // filled for all `c` rows of `plane_stride`.
+            unsafe { tile_avx512(count, &args, &mut tile) };
             let o0 = block * TILE_CHANNELS;
             let channels = TILE_CHANNELS.min(g.o - o0);
             if first / hw == (first + count - 1) / hw {
@@ -165,49 +163,58 @@ impl SharedOut {
     }
 }
 
+/// What a tile reads: packed weights `a` (`depth * taps.len() * 64` values), the padded
+/// input `b` (row `c` at `c * b_stride`), each tap's offset, and each pixel's offset.
+struct TileArgs<'a> {
+    a: *const f32,
+    depth: usize,
+    taps: &'a [usize],
+    b: *const f32,
+    b_stride: usize,
+    src: &'a [usize; TILE_PIXELS],
+}
+
 /// One tile of 64 channels x `pixels` (1 to 6) pixels: `out[p][o] = sum_{c, t} a[c][t][o] *
 /// b[c][src[p] + t]` (a short tile does less arithmetic per streamed weight, which is all
 /// that matters for batch-1 layers of one to four pixels).
 ///
 /// # Safety
 /// As [`tile_n`].
-#[allow(clippy::too_many_arguments)]
 unsafe fn tile_avx512(
     pixels: usize,
-    a: *const f32,
-    depth: usize,
-    taps: &[usize],
-    b: *const f32,
-    b_stride: usize,
-    src: &[usize; TILE_PIXELS],
+    args: &TileArgs<'_>,
     out: &mut [[f32; TILE_CHANNELS]; TILE_PIXELS],
 ) {
     match pixels {
-        1 => tile_n::<1>(a, depth, taps, b, b_stride, src, out),
-        2 => tile_n::<2>(a, depth, taps, b, b_stride, src, out),
-        3 => tile_n::<3>(a, depth, taps, b, b_stride, src, out),
-        4 => tile_n::<4>(a, depth, taps, b, b_stride, src, out),
-        5 => tile_n::<5>(a, depth, taps, b, b_stride, src, out),
-        _ => tile_n::<TILE_PIXELS>(a, depth, taps, b, b_stride, src, out),
+        1 => tile_n::<1>(args, out),
+        2 => tile_n::<2>(args, out),
+        3 => tile_n::<3>(args, out),
+        4 => tile_n::<4>(args, out),
+        5 => tile_n::<5>(args, out),
+        _ => tile_n::<TILE_PIXELS>(args, out),
     }
 }
 
 /// The tile for `P` pixels (rows `P..` of `out` are left as they were).
 ///
 /// # Safety
-/// `a` holds `depth * taps.len() * 64` values; `b + c * b_stride + src[p] + taps[t]` is
-/// readable for every `c < depth`, pixel `p < P` and tap. Needs AVX-512F.
+/// `args.b + c * args.b_stride + src[p] + taps[t]` is readable for every `c < depth`, pixel
+/// `p < P` and tap, and `args.a` holds the weights described on [`TileArgs`]. Needs
+/// AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn tile_n<const P: usize>(
-    a: *const f32,
-    depth: usize,
-    taps: &[usize],
-    b: *const f32,
-    b_stride: usize,
-    src: &[usize; TILE_PIXELS],
+    args: &TileArgs<'_>,
     out: &mut [[f32; TILE_CHANNELS]; TILE_PIXELS],
 ) {
+    let TileArgs {
+        a,
+        depth,
+        taps,
+        b,
+        b_stride,
+        src,
+    } = *args;
     use std::arch::x86_64::*;
     let mut acc = [[_mm512_setzero_ps(); 4]; P];
     let mut ap = a;
@@ -240,12 +247,7 @@ unsafe fn tile_n<const P: usize>(
 /// Not reachable: the kernel is only chosen on x86-64 with AVX-512.
 #[cfg(not(target_arch = "x86_64"))]
 unsafe fn tile_n<const P: usize>(
-    _a: *const f32,
-    _depth: usize,
-    _taps: &[usize],
-    _b: *const f32,
-    _b_stride: usize,
-    _src: &[usize; TILE_PIXELS],
+    _args: &TileArgs<'_>,
     _out: &mut [[f32; TILE_CHANNELS]; TILE_PIXELS],
 ) {
     unreachable!("the pixel-tiled convolution kernel needs AVX-512")
