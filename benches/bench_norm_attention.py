@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 import numpy as np
+from bench_training import interleave_steps
 
 
 def build(lib: str, model: str, seed: int = 0):
@@ -117,19 +116,8 @@ def build(lib: str, model: str, seed: int = 0):
 
 
 def bench(model: str, reps: int) -> dict:
-    steps = {lib: build(lib, model) for lib in ("pf", "torch")}
-    for _ in range(3):
-        for s in steps.values():
-            s()
-    times = {lib: [] for lib in steps}
-    for r in range(reps):
-        order = ["pf", "torch"] if r % 2 == 0 else ["torch", "pf"]
-        for lib in order:
-            steps[lib]()  # untimed: absorbs the other library's still-running threads
-            t0 = time.perf_counter()
-            steps[lib]()
-            times[lib].append(time.perf_counter() - t0)
-    return {lib: statistics.median(ts) for lib, ts in times.items()}
+    """Median step time of each library for `model`, interleaved like bench_training."""
+    return interleave_steps({lib: build(lib, model) for lib in ("pf", "torch")}, reps)
 
 
 def main() -> None:

@@ -136,7 +136,12 @@ def build(lib: str, model: str, seed: int = 0) -> tuple:
 
 
 def bench(model: str, reps: int) -> dict:
-    steps = {lib: build(lib, model) for lib in ("pf", "torch")}
+    """Median step time of each library for `model` (see :func:`interleave_steps`)."""
+    return interleave_steps({lib: build(lib, model) for lib in ("pf", "torch")}, reps)
+
+
+def interleave_steps(steps: dict, reps: int) -> dict:
+    """Median seconds of each step function, timed in alternating order (3 warm-up rounds)."""
     for _ in range(3):
         for s in steps.values():
             s()

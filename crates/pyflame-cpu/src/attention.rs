@@ -11,7 +11,7 @@
 //! `dq_blk = scale * dS @ k` and `dk += scale * dS^T @ q_blk` (all gemm); batch entries run
 //! in parallel.
 
-use crate::real::{compute_dtype, dense, Real};
+use crate::real::{dense, in_compute_dtype, Real};
 use gemm::Parallelism;
 use pyflame_core::{DType, Error, Result, Storage};
 use pyflame_ir::{AttnAttrs, AttnMask, Op, Value};
@@ -117,15 +117,11 @@ struct Ctx<'a, T> {
 
 /// Runs an attention op on its input values.
 pub fn run(op: &Op, ins: &[&Value], shape: &[usize], dtype: DType) -> Result<Value> {
-    let out = match compute_dtype(dtype) {
-        DType::Float64 => run_typed::<f64>(op, ins, shape)?,
-        _ => run_typed::<f32>(op, ins, shape)?,
-    };
-    if out.dtype() == dtype {
-        Ok(out)
-    } else {
-        crate::fused::materialize(&out, dtype)
-    }
+    in_compute_dtype(
+        dtype,
+        || run_typed::<f32>(op, ins, shape),
+        || run_typed::<f64>(op, ins, shape),
+    )
 }
 
 fn input<'a>(ins: &[&'a Value], i: usize) -> Result<&'a Value> {

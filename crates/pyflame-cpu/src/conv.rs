@@ -3,9 +3,10 @@
 //! own parallelism instead.
 
 use crate::conv_batched::{add_row, fill_row};
-use crate::fused::materialize;
+use crate::fused::{contiguous, materialize};
 use crate::kernels::narrow;
 use crate::pack_cache::WeightSource;
+use crate::real::compute_dtype;
 use gemm::Parallelism;
 use pyflame_core::{numel, DType, Element, Result, Storage};
 use pyflame_ir::Value;
@@ -195,25 +196,6 @@ fn par_for(n: usize, work: usize) -> (bool, Parallelism) {
     }
 }
 
-fn compute_dtype(d: DType) -> DType {
-    if d == DType::Float64 {
-        DType::Float64
-    } else {
-        DType::Float32
-    }
-}
-
-/// `v` as a contiguous value of `dtype`: itself when it already is one (at any offset in its
-/// storage: a parameter updated by Adam is a row of the update's output, and reading it in
-/// place keeps its identity for the cache of packed weights), a copy otherwise.
-fn dense(v: &Value, dtype: DType) -> Result<Value> {
-    if v.dtype() == dtype && v.is_contiguous() {
-        Ok(v.clone())
-    } else {
-        materialize(v, dtype)
-    }
-}
-
 fn slice<T: Element>(v: &Value) -> Result<&[T]> {
     Ok(&v.storage.as_slice::<T>()?[v.offset..v.offset + v.numel()])
 }
@@ -232,7 +214,7 @@ pub fn conv2d(
     dtype: DType,
 ) -> Result<Value> {
     let acc = compute_dtype(dtype);
-    let (xv, wv) = (dense(x, acc)?, dense(w, acc)?);
+    let (xv, wv) = (contiguous(x, acc)?, contiguous(w, acc)?);
     let g = Geom::new(&x.shape, &w.shape, out_shape, p.groups);
     let mut out = Storage::uninit(acc, numel(out_shape))?;
     macro_rules! go {
@@ -299,7 +281,7 @@ pub fn conv2d_backward_input(
     dtype: DType,
 ) -> Result<Value> {
     let acc = compute_dtype(dtype);
-    let (gv, wv) = (dense(gy, acc)?, dense(w, acc)?);
+    let (gv, wv) = (contiguous(gy, acc)?, contiguous(w, acc)?);
     let g = Geom::new(x_shape, &w.shape, &gy.shape, p.groups);
     let mut out = Storage::zeros(acc, numel(x_shape))?;
     macro_rules! go {
@@ -365,7 +347,7 @@ pub fn conv2d_backward_weight(
     dtype: DType,
 ) -> Result<Value> {
     let acc = compute_dtype(dtype);
-    let (xv, gv) = (dense(x, acc)?, dense(gy, acc)?);
+    let (xv, gv) = (contiguous(x, acc)?, contiguous(gy, acc)?);
     let g = Geom::new(&x.shape, w_shape, &gy.shape, p.groups);
     let wn = numel(w_shape);
     let mut out = Storage::zeros(acc, wn)?;

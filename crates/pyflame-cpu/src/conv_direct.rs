@@ -179,31 +179,6 @@ unsafe fn gemm_raw<T: ConvFloat>(
     if m == 0 || n == 0 || k == 0 {
         return;
     }
-    if std::env::var_os("PYFLAME_CONV_T").is_some() {
-        // dst^T (+)= rhs^T @ lhs^T
-        gemm::gemm(
-            n,
-            m,
-            k,
-            dst,
-            dst_s.0,
-            dst_s.1,
-            accumulate,
-            rhs,
-            rhs_s.0,
-            rhs_s.1,
-            lhs,
-            lhs_s.0,
-            lhs_s.1,
-            T::from_f64(1.0),
-            T::from_f64(1.0),
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-        return;
-    }
     // gemm takes (column stride, row stride) pairs.
     gemm::gemm(
         m,

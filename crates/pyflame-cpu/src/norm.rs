@@ -7,7 +7,7 @@
 //! `dx = rstd * (g - mean(g) - xhat * mean(g * xhat))` with `g = dy * weight`, evaluated per
 //! segment as `a * dy + b * x + c` once the two sums of each statistic group are known.
 
-use crate::real::{self, compute_dtype, dense, Real};
+use crate::real::{self, dense, in_compute_dtype, Real};
 use pyflame_core::{DType, Error, Result, Storage};
 use pyflame_ir::{NormMode, Op, Value};
 use rayon::prelude::*;
@@ -79,16 +79,11 @@ impl Dims {
 
 /// Runs one normalization op on its input values.
 pub fn run(op: &Op, ins: &[&Value], shape: &[usize], dtype: DType) -> Result<Value> {
-    let acc = compute_dtype(dtype);
-    let out = match acc {
-        DType::Float64 => run_typed::<f64>(op, ins, shape)?,
-        _ => run_typed::<f32>(op, ins, shape)?,
-    };
-    if out.dtype() == dtype {
-        Ok(out)
-    } else {
-        crate::fused::materialize(&out, dtype)
-    }
+    in_compute_dtype(
+        dtype,
+        || run_typed::<f32>(op, ins, shape),
+        || run_typed::<f64>(op, ins, shape),
+    )
 }
 
 fn input<'a>(ins: &[&'a Value], i: usize) -> Result<&'a Value> {

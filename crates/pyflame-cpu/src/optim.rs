@@ -2,7 +2,7 @@
 //! ([`Op::AdamStep`]), instead of one elementwise program per new tensor, each reloading
 //! what the others read.
 
-use crate::fused::materialize;
+use crate::fused::contiguous;
 use crate::kernels::simd::multiversion;
 use pyflame_core::{DType, Error, Result, Storage};
 use pyflame_ir::{AdamAttrs, Op, Value};
@@ -24,13 +24,7 @@ pub fn run(op: &Op, ins: &[&Value], shape: &[usize], dtype: DType) -> Result<Val
     // Inputs are usually contiguous rows of the previous step's output: read them in place.
     let dense = ins
         .iter()
-        .map(|v| {
-            if v.dtype() == dtype && v.is_contiguous() {
-                Ok((*v).clone())
-            } else {
-                materialize(v, dtype)
-            }
-        })
+        .map(|v| contiguous(v, dtype))
         .collect::<Result<Vec<_>>>()?;
     let n = dense.first().map_or(0, Value::numel);
     if dense.len() != shape.first().copied().unwrap_or(0) + 1

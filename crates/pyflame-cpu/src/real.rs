@@ -48,6 +48,24 @@ pub fn compute_dtype(dtype: DType) -> DType {
     }
 }
 
+/// Runs a kernel in the compute type of `dtype` (`f64` for float64, `f32` otherwise: one of
+/// `in_f32` / `in_f64`) and casts its result to `dtype`.
+pub fn in_compute_dtype(
+    dtype: DType,
+    in_f32: impl FnOnce() -> Result<Value>,
+    in_f64: impl FnOnce() -> Result<Value>,
+) -> Result<Value> {
+    let out = match compute_dtype(dtype) {
+        DType::Float64 => in_f64()?,
+        _ => in_f32()?,
+    };
+    if out.dtype() == dtype {
+        Ok(out)
+    } else {
+        crate::fused::materialize(&out, dtype)
+    }
+}
+
 /// `v` as a contiguous value of `T` covering its whole storage (copied only when needed).
 pub fn dense<T: Real>(v: &Value) -> Result<Value> {
     crate::fused::materialize(v, T::DTYPE)

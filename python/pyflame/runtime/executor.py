@@ -205,6 +205,11 @@ class Executor:
         plan = self._plans.get(key)
         ctx = self._ctx
         ctx.data_dependent = False
+        names = tuple(output_names)
+        if plan is not None and profile is None:
+            recorded = plan.templates.get(names)
+            if recorded is not None:  # the feeds go straight to the recorded graph
+                return self._run_template(recorded, names, feeds, plan, ctx, deadline)
         if plan is None or profile is not None or len(ctx._tensors) > 4096:
             # A traced run creates its folded constants (and host-operator results) anew:
             # keep only the tensor wrappers of arrays that outlive the run.
@@ -224,10 +229,6 @@ class Executor:
                     self._plans.pop(next(iter(self._plans)))
                 self._plans[key] = self._make_plan(steps, env, feeds)
         else:
-            names = tuple(output_names)
-            template = plan.templates.get(names)
-            if template is not None:
-                return self._run_template(template, names, feeds, plan, ctx, deadline)
             feed_tensors = {k: v for k, v in env.items() if k in feeds}
             env.update(plan.consts)
             self._replay(plan, env, ctx, deadline)

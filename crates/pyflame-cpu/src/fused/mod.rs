@@ -409,6 +409,18 @@ pub struct PreparedInputs<'a> {
 // SAFETY: loaders only hold shared references to immutable storage.
 unsafe impl Sync for PreparedInputs<'_> {}
 
+/// `v` as a contiguous value of `dtype`: itself when it already is one, at any offset in its
+/// storage (read it through `storage[offset..offset + numel]`), a [`materialize`]d copy
+/// otherwise. Keeping the value keeps its storage's identity (the packed-weight cache keys
+/// on it) and skips a copy: a parameter updated by Adam is a row of the update's output.
+pub fn contiguous(v: &Value, dtype: DType) -> Result<Value> {
+    if v.dtype() == dtype && v.is_contiguous() {
+        Ok(v.clone())
+    } else {
+        materialize(v, dtype)
+    }
+}
+
 /// Copies any value into a new contiguous value of `dtype` (cast and/or gather).
 pub fn materialize(v: &Value, dtype: DType) -> Result<Value> {
     if v.dtype() == dtype && v.is_whole_storage() {
