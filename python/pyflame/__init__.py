@@ -139,18 +139,31 @@ from . import nn, optim  # noqa: E402
 _NUMPY_DEFAULTS = {"f": float32, "i": int64, "u": int64, "b": bool_}
 
 
-def tensor(data: Any, dtype: Optional[Union[DType, str]] = None) -> Tensor:
+def tensor(
+    data: Any, dtype: Optional[Union[DType, str]] = None, *, requires_grad: bool = False
+) -> Tensor:
     """Creates a tensor from nested lists, a number, a NumPy array or another tensor.
 
     Python floats become float32, ints int64 and bools bool (PyTorch's defaults); NumPy
-    arrays keep their dtype. The data is copied.
+    arrays keep their dtype. The data is copied. ``requires_grad=True`` makes it a leaf
+    that records operations for autograd (floating-point dtypes only).
 
     Example:
         >>> pf.tensor([[1, 2], [3, 4]]).dtype == pf.int64
         True
     """
+    t = _tensor_from(data, dtype)
+    if requires_grad:
+        if not t.dtype.is_floating_point:
+            raise TypeError(f"only floating-point tensors can require gradients, not {t.dtype}")
+        t = t.detach().requires_grad_()
+    return t
+
+
+def _tensor_from(data: Any, dtype: Optional[Union[DType, str]]) -> Tensor:
     if isinstance(data, Tensor):
-        return data.astype(dtype) if dtype is not None else data.contiguous()
+        dtype = data.dtype if dtype is None else dtype
+        data = data.detach().numpy()  # copied below, like any array
     if isinstance(data, np.ndarray):
         arr = np.array(data, copy=True)
     else:

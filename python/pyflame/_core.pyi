@@ -732,8 +732,12 @@ def conv2d(
     padding: _IntOrPair | None = None,
     dilation: _IntOrPair | None = None,
     groups: builtins.int = 1,
+    residual: _Operand | None = None,
+    clamp: tuple[builtins.float, builtins.float] | None = None,
 ) -> Tensor:
-    """2-D convolution of `x` [N, C, H, W] with `weight` [O, C/groups, kh, kw], plus `bias` [O]."""
+    """2-D convolution of `x` [N, C, H, W] with `weight` [O, C/groups, kh, kw], plus `bias` [O],
+    plus `residual` (the output's shape), then `clamp` = (min, max); fused into the kernel
+    when no gradient is needed."""
 
 def max_pool2d(
     x: _Operand,

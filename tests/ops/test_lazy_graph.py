@@ -505,6 +505,17 @@ def test_version_attributes():
 # --------------------------------------------------------------------------
 
 
+def test_tensor_factory_requires_grad():
+    src = pf.tensor([1.0, 2.0])
+    x = pf.tensor(src, requires_grad=True)
+    assert x.requires_grad and not src.requires_grad
+    (x * x).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [2.0, 4.0])
+    assert pf.tensor(np.ones(2), requires_grad=False).requires_grad is False
+    with pytest.raises(TypeError, match="floating-point"):
+        pf.tensor([1, 2], requires_grad=True)
+
+
 def test_requires_grad_flag():
     x = pf.randn([3])
     assert x.requires_grad is False

@@ -3,6 +3,7 @@
 //! own parallelism instead.
 
 use crate::conv_batched::{add_row, fill_row};
+use crate::conv_epilogue::Epilogue;
 use crate::fused::{contiguous, materialize};
 use crate::kernels::narrow;
 use crate::pack_cache::WeightSource;
@@ -213,7 +214,54 @@ pub fn conv2d(
     out_shape: &[usize],
     dtype: DType,
 ) -> Result<Value> {
+    let out = conv2d_storage(x, w, p, out_shape, compute_dtype(dtype))?;
+    finish(out, out_shape, dtype)
+}
+
+/// Forward convolution followed by its epilogue (`clamp(y + bias[o] + residual)`, see
+/// [`Epilogue`]), applied in place while the output is still in cache; `dtype` is float32
+/// or float64 (the builder composes plain ops for other dtypes).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_fused(
+    x: &Value,
+    w: &Value,
+    bias: Option<&Value>,
+    residual: Option<&Value>,
+    clamp: Option<(f64, f64)>,
+    p: &ConvParams,
+    out_shape: &[usize],
+    dtype: DType,
+) -> Result<Value> {
     let acc = compute_dtype(dtype);
+    let mut out = conv2d_storage(x, w, p, out_shape, acc)?;
+    let bias = bias.map(|b| contiguous(b, acc)).transpose()?;
+    let residual = residual.map(|r| contiguous(r, acc)).transpose()?;
+    let plane = out_shape[2] * out_shape[3];
+    macro_rules! go {
+        ($T:ty) => {{
+            let e = Epilogue::<$T> {
+                bias: bias.as_ref().map(|b| slice::<$T>(b)).transpose()?,
+                residual: residual.as_ref().map(|r| slice::<$T>(r)).transpose()?,
+                clamp: clamp.map(|(lo, hi)| (<$T>::from_f64(lo), <$T>::from_f64(hi))),
+            };
+            e.apply(out.as_mut_slice::<$T>()?, plane, out_shape[1]);
+        }};
+    }
+    match acc {
+        DType::Float64 => go!(f64),
+        _ => go!(f32),
+    }
+    finish(out, out_shape, dtype)
+}
+
+/// The forward convolution's output in the compute dtype `acc`.
+fn conv2d_storage(
+    x: &Value,
+    w: &Value,
+    p: &ConvParams,
+    out_shape: &[usize],
+    acc: DType,
+) -> Result<Storage> {
     let (xv, wv) = (contiguous(x, acc)?, contiguous(w, acc)?);
     let g = Geom::new(&x.shape, &w.shape, out_shape, p.groups);
     let mut out = Storage::uninit(acc, numel(out_shape))?;
@@ -231,7 +279,7 @@ pub fn conv2d(
                 {
                     crate::conv_batched::forward(xs, ws, &g, p, o)?;
                 }
-                return finish(out, out_shape, dtype);
+                return Ok(out);
             }
             let per_image = g.o * g.hw();
             let (parallel, par) = par_for(g.n, g.o * g.hw() * g.ckk());
@@ -269,7 +317,7 @@ pub fn conv2d(
         DType::Float64 => go!(f64),
         _ => go!(f32),
     }
-    finish(out, out_shape, dtype)
+    Ok(out)
 }
 
 /// Gradient of the convolution with respect to its input: `gy` [N, O, Ho, Wo], `w`.

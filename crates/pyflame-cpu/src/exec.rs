@@ -218,6 +218,21 @@ fn run_step(g: &Graph, i: usize, kind: &StepKind, slots: &[Option<Value>]) -> Re
                 &node.shape,
                 node.dtype,
             ),
+            Op::Conv2dFused(e) => {
+                let extra = |k: usize| slot(slots, ins[k]);
+                let bias = e.bias.then(|| extra(2)).transpose()?;
+                let residual = e.residual.then(|| extra(2 + e.bias as usize)).transpose()?;
+                conv::conv2d_fused(
+                    slot(slots, ins[0])?,
+                    slot(slots, ins[1])?,
+                    bias,
+                    residual,
+                    e.clamp,
+                    &conv_params(&e.conv),
+                    &node.shape,
+                    node.dtype,
+                )
+            }
             Op::Conv2dGradInput(a) => conv::conv2d_backward_input(
                 slot(slots, ins[0])?,
                 slot(slots, ins[1])?,

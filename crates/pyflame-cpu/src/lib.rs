@@ -5,6 +5,7 @@ pub mod attention;
 pub mod conv;
 mod conv_batched;
 mod conv_direct;
+mod conv_epilogue;
 mod conv_pixels;
 mod conv_tiles;
 pub mod exec;

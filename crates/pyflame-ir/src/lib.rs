@@ -13,7 +13,7 @@ pub mod value;
 pub use graph::Graph;
 pub use node::{Node, NodeRef};
 pub use op::{
-    AdamAttrs, AttnAttrs, AttnMask, BinaryOp, ConvAttrs, NormMode, Op, PoolAttrs, PoolKind,
-    RandDist, ReduceOp, UnaryOp,
+    AdamAttrs, AttnAttrs, AttnMask, BinaryOp, ConvAttrs, ConvEpilogue, NormMode, Op, PoolAttrs,
+    PoolKind, RandDist, ReduceOp, UnaryOp,
 };
 pub use value::Value;

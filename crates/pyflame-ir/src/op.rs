@@ -241,6 +241,19 @@ pub struct ConvAttrs {
     pub groups: usize,
 }
 
+/// The inference-time epilogue of [`Op::Conv2dFused`]: `clamp(conv + bias + residual)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ConvEpilogue {
+    /// the convolution
+    pub conv: ConvAttrs,
+    /// a per-output-channel bias `[O]` is an input
+    pub bias: bool,
+    /// a residual of the output's shape is an input (added after the bias)
+    pub residual: bool,
+    /// `(min, max)` applied last (ReLU is `(0, inf)`); NaN passes through
+    pub clamp: Option<(f64, f64)>,
+}
+
 /// Pooling kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PoolKind {
@@ -449,6 +462,11 @@ pub enum Op {
     Conv2dGradInput(ConvAttrs),
     /// Gradient of [`Op::Conv2d`] with respect to its weight: inputs (input, grad_out).
     Conv2dGradWeight(ConvAttrs),
+    /// Convolution with its epilogue applied as the output is written: inputs (input,
+    /// weight, [bias], [residual]); see [`ConvEpilogue`]. Built only where no gradient is
+    /// needed (`build::conv2d_fused` composes the plain ops otherwise), so it has no
+    /// gradient rule.
+    Conv2dFused(ConvEpilogue),
     /// 2-D pooling of input 0 ([N, C, H, W]).
     Pool2d {
         /// pooling kind
@@ -566,6 +584,7 @@ impl Op {
             Op::Conv2d(_) => "conv2d",
             Op::Conv2dGradInput(_) => "conv2d_grad_input",
             Op::Conv2dGradWeight(_) => "conv2d_grad_weight",
+            Op::Conv2dFused(_) => "conv2d_fused",
             Op::Pool2d { kind, .. } => match kind {
                 PoolKind::Max => "max_pool2d",
                 PoolKind::Avg => "avg_pool2d",
@@ -674,6 +693,22 @@ impl Op {
                         .map(|&v| v as u64),
                 );
                 key.push(a.groups as u64);
+            }
+            Op::Conv2dFused(e) => {
+                let c = &e.conv;
+                key.push(38);
+                key.extend(
+                    c.stride
+                        .iter()
+                        .chain(&c.padding)
+                        .chain(&c.dilation)
+                        .map(|&v| v as u64),
+                );
+                key.extend([c.groups as u64, e.bias as u64, e.residual as u64]);
+                match e.clamp {
+                    Some((lo, hi)) => key.extend([1, lo.to_bits(), hi.to_bits()]),
+                    None => key.push(0),
+                }
             }
             Op::Pool2d { kind, attrs } | Op::Pool2dGrad { kind, attrs } => {
                 key.push(if matches!(self, Op::Pool2d { .. }) {

@@ -737,9 +737,12 @@ fn pair(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<[usize; 2]> {
     }
 }
 
-/// 2-D convolution of `x` [N, C, H, W] with `weight` [O, C/groups, kh, kw], plus `bias` [O].
+/// 2-D convolution of `x` [N, C, H, W] with `weight` [O, C/groups, kh, kw], plus `bias` [O],
+/// plus `residual` (the output's shape), then `clamp` = (min, max) (ReLU is `(0, inf)`).
+/// With a bias, residual or clamp and no gradient needed, the additions and the clamp run
+/// in the convolution kernel as it writes its output.
 #[pyfunction]
-#[pyo3(signature = (x, weight, bias=None, stride=None, padding=None, dilation=None, groups=1))]
+#[pyo3(signature = (x, weight, bias=None, stride=None, padding=None, dilation=None, groups=1, residual=None, clamp=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d(
     x: &Bound<'_, PyAny>,
@@ -749,6 +752,8 @@ pub fn conv2d(
     padding: Option<&Bound<'_, PyAny>>,
     dilation: Option<&Bound<'_, PyAny>>,
     groups: usize,
+    residual: Option<&Bound<'_, PyAny>>,
+    clamp: Option<(f64, f64)>,
 ) -> PyResult<PyTensor> {
     let opt = |o: Option<&Bound<'_, PyAny>>, d: usize, what: &str| {
         o.map_or(Ok([d, d]), |o| pair(o, what))
@@ -759,21 +764,18 @@ pub fn conv2d(
         dilation: opt(dilation, 1, "dilation")?,
         groups,
     };
-    let y = build::conv2d(&node_of(x)?, &node_of(weight)?, attrs).py()?;
-    match bias.filter(|b| !b.is_none()) {
-        None => Ok(t(y)),
-        Some(b) => {
-            let b = node_of(b)?;
-            if b.shape != [y.shape[1]] {
-                return Err(crate::errors::ShapeError::new_err(format!(
-                    "conv2d: bias of shape {:?} does not match {} output channels",
-                    b.shape, y.shape[1]
-                )));
-            }
-            let b = build::reshape(&b, &[1, y.shape[1] as i64, 1, 1]).py()?;
-            Ok(t(build::binary(BinaryOp::Add, &y, &b).py()?))
-        }
-    }
+    let bias = bias.filter(|b| !b.is_none()).map(node_of).transpose()?;
+    let residual = residual.filter(|r| !r.is_none()).map(node_of).transpose()?;
+    let y = build::conv2d_fused(
+        &node_of(x)?,
+        &node_of(weight)?,
+        bias.as_ref(),
+        residual.as_ref(),
+        clamp,
+        attrs,
+    )
+    .py()?;
+    Ok(t(y))
 }
 
 fn pool_attrs(

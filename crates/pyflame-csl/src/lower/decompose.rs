@@ -1,5 +1,5 @@
-//! Rewrites the fused CPU ops that have no CSL lowering rule (normalization and attention
-//! kernels) into the primitive ops they stand for, so graphs built with `nn.LayerNorm`,
+//! Rewrites the fused CPU ops that have no CSL lowering rule (normalization, attention and
+//! convolution-epilogue kernels) into the primitive ops they stand for, so graphs built with `nn.LayerNorm`,
 //! `F.group_norm`, `F.batch_norm` or `F.scaled_dot_product_attention` still lower (as they
 //! did when those functions were compositions). Other graphs are returned untouched.
 
@@ -16,7 +16,10 @@ fn err(e: pyflame_core::Error) -> CslError {
 }
 
 fn fused(op: &Op) -> bool {
-    matches!(op, Op::NormApply { .. } | Op::Attention(_))
+    matches!(
+        op,
+        Op::NormApply { .. } | Op::Attention(_) | Op::Conv2dFused(_)
+    )
 }
 
 /// `g` with every [`Op::NormApply`] and [`Op::Attention`] replaced by primitive ops, or
@@ -51,6 +54,12 @@ pub fn expand(g: &Graph) -> Result<Option<Graph>, CslError> {
                 norm(&ins[0], *mode, *eps, w.as_ref(), b.as_ref()).map_err(err)?
             }
             Op::Attention(a) => attention(node, &ins, *a).map_err(err)?,
+            Op::Conv2dFused(e) => {
+                let y = build::conv2d(&ins[0], &ins[1], e.conv).map_err(err)?;
+                let bias = e.bias.then(|| &ins[2]);
+                let residual = e.residual.then(|| &ins[2 + e.bias as usize]);
+                build::conv2d_epilogue_composed(y, bias, residual, e.clamp).map_err(err)?
+            }
             _ if unchanged => node.clone(),
             _ => Node::untracked(
                 node.op.clone(),

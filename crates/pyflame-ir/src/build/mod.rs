@@ -12,6 +12,7 @@ fn fmt_shape(s: &[usize]) -> String {
 }
 
 mod attention;
+mod conv_fused;
 mod elementwise;
 mod linalg;
 mod norm;
@@ -21,6 +22,7 @@ mod shape;
 mod sources;
 
 pub use attention::*;
+pub use conv_fused::*;
 pub use elementwise::*;
 pub use linalg::*;
 pub use norm::*;

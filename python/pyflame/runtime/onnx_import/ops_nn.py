@@ -67,7 +67,14 @@ def _pad_explicit(x: pf.Tensor, begin: List[int], end: List[int], value: float) 
     return F.pad(x, flat, mode="constant", value=value)
 
 
-def _conv(ctx: OpContext, node: Any, xs: List[Value]) -> pf.Tensor:
+def _conv(
+    ctx: OpContext,
+    node: Any,
+    xs: List[Value],
+    residual: Optional[pf.Tensor] = None,
+    clamp: Optional[Tuple[float, float]] = None,
+) -> pf.Tensor:
+    """Conv (bias, residual and a clamp fused into the kernel when given)."""
     x = ctx.t(xs[0])
     w = ctx.t(xs[1])
     b = ctx.t(xs[2]) if len(xs) > 2 and xs[2] is not None else None
@@ -79,13 +86,22 @@ def _conv(ctx: OpContext, node: Any, xs: List[Value]) -> pf.Tensor:
     x, one_d = _to2d(x)
     if one_d:
         w = w.unsqueeze(3)
+        residual = residual.unsqueeze(3) if residual is not None else None
     if begin != end:
         x = _pad_explicit(x, _pair(begin, 0), _pair(end, 0), 0.0)
         begin = [0] * nd
-    return_t = _core.conv2d(
-        x, w, b, _pair(s, 1), _pair(begin, 0), _pair(d, 1), int(node.attrs.get("group", 1))
+    y = _core.conv2d(
+        x,
+        w,
+        b,
+        _pair(s, 1),
+        _pair(begin, 0),
+        _pair(d, 1),
+        int(node.attrs.get("group", 1)),
+        residual=residual,
+        clamp=clamp,
     )
-    return return_t.squeeze(3) if one_d else return_t
+    return y.squeeze(3) if one_d else y
 
 
 def _activation(node: Any, y: pf.Tensor) -> pf.Tensor:
@@ -105,14 +121,30 @@ def _activation(node: Any, y: pf.Tensor) -> pf.Tensor:
     raise BackendError(f"unknown fused activation {act!r}")
 
 
+def _clamp_of(node: Any) -> Optional[Tuple[float, float]]:
+    """The fused activation as the (min, max) clamp the conv kernel applies, if it is one."""
+    act = node.attrs.get("activation", "")
+    if act == "Relu":
+        return (0.0, math.inf)
+    if act == "Clip":
+        return (float(node.attrs["activation_min"]), float(node.attrs["activation_max"]))
+    return None
+
+
 register("Conv")(_conv)
 
 
 @register("FusedConv")
 def _fused_conv(ctx: OpContext, node: Any, xs: List[Value]) -> Any:
-    y = _conv(ctx, node, xs[:3])
-    if len(xs) > 3 and xs[3] is not None:  # residual input (Conv + Add [+ Relu])
-        y = y + ctx.t(xs[3])
+    residual = ctx.t(xs[3]) if len(xs) > 3 and xs[3] is not None else None  # Conv + Add
+    clamp = _clamp_of(node)
+    y = _conv(ctx, node, xs[:3])  # lazy: only its shape is looked at when the kernel fuses
+    kernel_act = clamp is not None or not node.attrs.get("activation", "")
+    # A broadcast residual or another activation is applied after the convolution.
+    if kernel_act and (residual is None or list(residual.shape) == list(y.shape)):
+        return _conv(ctx, node, xs[:3], residual=residual, clamp=clamp)
+    if residual is not None:
+        y = y + residual
     return _activation(node, y)
 
 
