@@ -59,3 +59,15 @@ def test_max_pool_matches_numpy_windows(k, s, p, d, ceil, dtype):
     ref = reference(x, k, s, p, d, ceil)
     assert y.shape == ref.shape
     np.testing.assert_array_equal(y, ref)
+
+
+def test_wide_rows_and_many_planes():
+    # Rows wider than the on-stack row buffer, and enough planes to run in parallel.
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 3, 5, 300)).astype(np.float32)
+    x[1, 0, 2, 299] = np.nan
+    y = F.max_pool2d(pf.tensor(x), 3, stride=2, padding=1).numpy()
+    np.testing.assert_array_equal(y, reference(x, 3, 2, 1, 1, False))
+    x = rng.standard_normal((8, 64, 16, 16)).astype(np.float32)
+    y = F.max_pool2d(pf.tensor(x), 3, stride=2, padding=1).numpy()
+    np.testing.assert_array_equal(y, reference(x, 3, 2, 1, 1, False))

@@ -289,3 +289,20 @@ def test_sum_of_reduction_chain(rng):
     y = x.sum(dim=2).max(dim=1).values.sum()
     ref = a.astype(np.float64).sum(axis=2).max(axis=1).sum()
     assert y.item() == pytest.approx(ref, rel=1e-5, abs=1e-5)
+
+
+@pytest.mark.parametrize("dt", ["float32", "float64", "int64"])
+@pytest.mark.parametrize("inner", [1, 2, 3, 4, 5])
+def test_short_trailing_rows(dt, inner):
+    # Rows of 1-4 elements reduce across rows at once (a global pool on a 1x1 or 2x2 plane).
+    rng = np.random.default_rng(inner)
+    a = (rng.standard_normal((33, 7, inner)) * 4).astype(dt)
+    if dt != "int64":
+        a[3, 2, inner - 1] = np.nan
+    x = t(a, dt)
+    U.assert_tensor_close(x.sum(dim=-1), a.sum(axis=-1), out_dtype=dt)
+    U.assert_tensor_close(x.prod(dim=-1), a.prod(axis=-1), out_dtype=dt)
+    U.assert_tensor_close(x.amax(dim=-1), a.max(axis=-1), out_dtype=dt, exact=True)
+    U.assert_tensor_close(x.amin(dim=-1), a.min(axis=-1), out_dtype=dt, exact=True)
+    if dt != "int64":
+        U.assert_tensor_close(x.mean(dim=-1), a.mean(axis=-1), out_dtype=dt)

@@ -226,9 +226,9 @@ multiversion! {
     fn grad_plane_2x2<T: Element>(plane: &[T], g: &[T], dx: &mut [T], w: usize, wo: usize) = grad_plane_2x2_body;
 }
 
-/// Max of every window of one plane into `out` (`ho x wo`): the max over each window's
-/// columns for every input row, then over its rows (the second pass runs along whole
-/// output rows, so it vectorizes). All-padding windows give -inf; NaN wins.
+/// Max of every window of one plane into `out` (`ho x wo`): for each output row, the max
+/// over its window rows along the whole input width (contiguous, so it vectorizes), then
+/// over each window's columns of that row. All-padding windows give -inf; NaN wins.
 #[inline(always)]
 fn max_plane_separable_body<const FMA: bool, T: Element>(
     plane: &[T],
@@ -256,24 +256,31 @@ fn max_plane_separable_body<const FMA: bool, T: Element>(
         };
         (lo, hi.max(lo), off)
     };
-    let mut rows = vec![ninf; h * wo];
-    for (src, dst) in plane.chunks_exact(w).zip(rows.chunks_exact_mut(wo.max(1))) {
-        // tap by tap over whole rows of windows (a stride-1 tap vectorizes)
+    // Rows first: for each output row, the max over its window rows, over the whole width
+    // (contiguous, so it vectorizes), then the taps of each window along that row.
+    let mut stack = [ninf; 256];
+    let mut heap = Vec::new();
+    let column_max: &mut [T] = if w <= stack.len() {
+        &mut stack[..w]
+    } else {
+        heap.resize(w, ninf);
+        &mut heap
+    };
+    for (oy, dst) in out.chunks_exact_mut(wo.max(1)).enumerate().take(ho) {
+        column_max.fill(ninf);
+        let (y0, y1, ybase) = taps(oy, kh, sh, ph, dh, h);
+        for ky in y0..y1 {
+            let r = (ybase + (ky * dh) as isize) as usize;
+            for (d, &v) in column_max.iter_mut().zip(&plane[r * w..(r + 1) * w]) {
+                *d = nan_max(v, *d);
+            }
+        }
+        dst.fill(ninf);
         for kx in 0..kw {
             let (lo, hi, off) = valid(kx);
             if lo < hi {
                 let first = (lo as isize * sw as isize + off) as usize;
-                max_strided(&src[first..], sw, &mut dst[lo..hi]);
-            }
-        }
-    }
-    for (oy, dst) in out.chunks_exact_mut(wo.max(1)).enumerate().take(ho) {
-        dst.fill(ninf);
-        let (y0, y1, ybase) = taps(oy, kh, sh, ph, dh, h);
-        for ky in y0..y1 {
-            let r = (ybase + (ky * dh) as isize) as usize;
-            for (d, &v) in dst.iter_mut().zip(&rows[r * wo..(r + 1) * wo]) {
-                *d = nan_max(v, *d);
+                max_strided(&column_max[first..], sw, &mut dst[lo..hi]);
             }
         }
     }

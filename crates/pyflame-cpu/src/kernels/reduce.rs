@@ -341,8 +341,28 @@ multiversion! {
     fn block_reduce<T: ReduceElement>(kind: ReduceKind, xs: &[T]) -> Acc<T> = block_reduce_body;
 }
 
+/// Rows of a compile-time length `R`: the loop runs across rows (interleaved loads), not
+/// along one row, so many rows reduce at once.
+#[inline(always)]
+fn rows_reduce_fixed<T: ReduceElement, const K: u8, const R: usize>(xs: &[T], out: &mut [T]) {
+    for (o, row) in out.iter_mut().zip(xs.chunks_exact(R)) {
+        let mut acc = ident::<Acc<T>, K>();
+        for x in &row[..R] {
+            acc = op::<Acc<T>, K>(acc, x.to_acc());
+        }
+        *o = T::from_acc(acc);
+    }
+}
+
 #[inline(always)]
 fn rows_reduce_k<T: ReduceElement, const K: u8>(xs: &[T], r: usize, out: &mut [T]) {
+    match r {
+        1 => return rows_reduce_fixed::<T, K, 1>(xs, out),
+        2 => return rows_reduce_fixed::<T, K, 2>(xs, out),
+        3 => return rows_reduce_fixed::<T, K, 3>(xs, out),
+        4 => return rows_reduce_fixed::<T, K, 4>(xs, out),
+        _ => {}
+    }
     for (o, row) in out.iter_mut().zip(xs.chunks_exact(r)) {
         *o = T::from_acc(lanes_reduce::<T, K>(row));
     }
