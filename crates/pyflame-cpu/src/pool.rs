@@ -232,30 +232,12 @@ multiversion! {
 #[inline(always)]
 fn max_plane_separable_body<const FMA: bool, T: Element>(
     plane: &[T],
-    hw: (usize, usize),
-    out_hw: (usize, usize),
-    p: &PoolParams,
+    windows: &Windows,
     out: &mut [T],
 ) {
-    let ((h, w), (ho, wo)) = (hw, out_hw);
-    let [kh, kw] = p.kernel;
-    let [sh, sw] = p.stride;
-    let [ph, pw] = p.padding;
-    let [dh, dw] = p.dilation;
+    let (w, wo) = (windows.width, windows.cols.len());
+    let [dh, dw] = windows.dilation;
     let ninf = T::from_f64(f64::NEG_INFINITY);
-    // Output columns whose tap `kx` falls inside the row: `lo..hi` (the rest read padding).
-    let valid = |kx: usize| {
-        let off = (kx * dw) as isize - pw as isize;
-        let lo = if off < 0 { (-off) as usize } else { 0 }
-            .div_ceil(sw)
-            .min(wo);
-        let hi = if off >= w as isize {
-            0
-        } else {
-            ((w as isize - 1 - off) as usize / sw + 1).min(wo)
-        };
-        (lo, hi.max(lo), off)
-    };
     // Rows first: for each output row, the max over its window rows, over the whole width
     // (contiguous, so it vectorizes), then the taps of each window along that row.
     let mut stack = [ninf; 256];
@@ -266,48 +248,73 @@ fn max_plane_separable_body<const FMA: bool, T: Element>(
         heap.resize(w, ninf);
         &mut heap
     };
-    for (oy, dst) in out.chunks_exact_mut(wo.max(1)).enumerate().take(ho) {
-        column_max.fill(ninf);
-        let (y0, y1, ybase) = taps(oy, kh, sh, ph, dh, h);
-        for ky in y0..y1 {
+    for (dst, &(y0, y1, ybase)) in out.chunks_exact_mut(wo.max(1)).zip(&windows.rows) {
+        let row = |ky: usize| {
             let r = (ybase + (ky * dh) as isize) as usize;
-            for (d, &v) in column_max.iter_mut().zip(&plane[r * w..(r + 1) * w]) {
+            &plane[r * w..(r + 1) * w]
+        };
+        // Write-only passes of up to three rows: a conditional update in place would be a
+        // masked store, which the next row's loads cannot forward from.
+        match y1 - y0 {
+            0 => column_max.fill(ninf),
+            1 => column_max.copy_from_slice(row(y0)),
+            2 => {
+                let (a, b) = (row(y0), row(y0 + 1));
+                for (d, (&a, &b)) in column_max.iter_mut().zip(a.iter().zip(b)) {
+                    *d = nan_max(a, b);
+                }
+            }
+            _ => {
+                let (a, b, c) = (row(y0), row(y0 + 1), row(y0 + 2));
+                for (d, ((&a, &b), &c)) in column_max.iter_mut().zip(a.iter().zip(b).zip(c)) {
+                    *d = nan_max(a, nan_max(b, c));
+                }
+            }
+        }
+        for ky in (y0 + 3)..y1 {
+            for (d, &v) in column_max.iter_mut().zip(row(ky)) {
                 *d = nan_max(v, *d);
             }
         }
-        dst.fill(ninf);
-        for kx in 0..kw {
-            let (lo, hi, off) = valid(kx);
-            if lo < hi {
-                let first = (lo as isize * sw as isize + off) as usize;
-                max_strided(&column_max[first..], sw, &mut dst[lo..hi]);
+        // Each window's taps in a register (a read-modify-write of `dst` per tap would
+        // chain every tap through memory).
+        for (d, &(x0, x1, xbase)) in dst.iter_mut().zip(&windows.cols) {
+            let mut m = ninf;
+            for kx in x0..x1 {
+                m = nan_max(column_max[(xbase + (kx * dw) as isize) as usize], m);
             }
-        }
-    }
-}
-
-/// `dst[i] = nan_max(src[i * stride], dst[i])`: one kernel tap of a row of windows.
-#[inline(always)]
-fn max_strided<T: Element>(src: &[T], stride: usize, dst: &mut [T]) {
-    let n = dst.len();
-    if n == 0 {
-        return;
-    }
-    let src = &src[..(n - 1) * stride + 1];
-    if stride == 1 {
-        for (d, &v) in dst.iter_mut().zip(src) {
-            *d = nan_max(v, *d);
-        }
-    } else {
-        for (i, d) in dst.iter_mut().enumerate() {
-            *d = nan_max(src[i * stride], *d);
+            *d = m;
         }
     }
 }
 
 multiversion! {
     /// See [`max_plane_separable_body`].
-    fn max_plane_separable<T: Element>(plane: &[T], hw: (usize, usize), out_hw: (usize, usize), p: &PoolParams, out: &mut [T]) = max_plane_separable_body;
+    fn max_plane_separable<T: Element>(plane: &[T], windows: &Windows, out: &mut [T]) = max_plane_separable_body;
+}
+
+/// The window taps of every output row and column (see [`taps`]), computed once per call
+/// (they involve divisions, and are the same for every plane).
+struct Windows {
+    rows: Vec<(usize, usize, isize)>,
+    cols: Vec<(usize, usize, isize)>,
+    width: usize,
+    dilation: [usize; 2],
+}
+
+impl Windows {
+    fn new(p: &PoolParams, (h, w): (usize, usize), (ho, wo): (usize, usize)) -> Self {
+        Windows {
+            rows: (0..ho)
+                .map(|o| taps(o, p.kernel[0], p.stride[0], p.padding[0], p.dilation[0], h))
+                .collect(),
+            cols: (0..wo)
+                .map(|o| taps(o, p.kernel[1], p.stride[1], p.padding[1], p.dilation[1], w))
+                .collect(),
+            width: w,
+            dilation: p.dilation,
+        }
+    }
 }
 
 /// Max pooling forward.
@@ -316,6 +323,7 @@ pub fn max_pool2d(x: &Value, p: &PoolParams, out_shape: &[usize], dtype: DType) 
     let xv = materialize(x, acc)?;
     let (h, w, ho, wo) = (x.shape[2], x.shape[3], out_shape[2], out_shape[3]);
     let mut out = Storage::uninit(acc, numel(out_shape))?;
+    let windows = Windows::new(p, (h, w), (ho, wo));
     macro_rules! go {
         ($T:ty) => {{
             let xs = &xv.storage.as_slice::<$T>()?[xv.offset..xv.offset + xv.numel()];
@@ -335,7 +343,7 @@ pub fn max_pool2d(x: &Value, p: &PoolParams, out_shape: &[usize], dtype: DType) 
                     }
                     return;
                 }
-                max_plane_separable(plane, (h, w), (ho, wo), p, o);
+                max_plane_separable(plane, &windows, o);
             });
         }};
     }
