@@ -214,14 +214,13 @@ pub fn conv2d(
     out_shape: &[usize],
     dtype: DType,
 ) -> Result<Value> {
-    let (out, _) = conv2d_storage(x, w, p, out_shape, compute_dtype(dtype), None)?;
+    let out = conv2d_storage(x, w, p, out_shape, compute_dtype(dtype))?;
     finish(out, out_shape, dtype)
 }
 
 /// Forward convolution followed by its epilogue (`clamp(y + bias[o] + residual)`, see
-/// [`Epilogue`]): applied by the pixel kernel as it stores each tile, else in place right
-/// after the convolution while the output is still in cache; `dtype` is float32 or float64
-/// (the builder composes plain ops for other dtypes).
+/// [`Epilogue`]), applied in place while the output is still in cache; `dtype` is float32
+/// or float64 (the builder composes plain ops for other dtypes).
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_fused(
     x: &Value,
@@ -234,43 +233,35 @@ pub fn conv2d_fused(
     dtype: DType,
 ) -> Result<Value> {
     let acc = compute_dtype(dtype);
+    let mut out = conv2d_storage(x, w, p, out_shape, acc)?;
     let bias = bias.map(|b| contiguous(b, acc)).transpose()?;
     let residual = residual.map(|r| contiguous(r, acc)).transpose()?;
     let plane = out_shape[2] * out_shape[3];
-    macro_rules! epilogue {
-        ($T:ty) => {
-            Epilogue::<$T> {
+    macro_rules! go {
+        ($T:ty) => {{
+            let e = Epilogue::<$T> {
                 bias: bias.as_ref().map(|b| slice::<$T>(b)).transpose()?,
                 residual: residual.as_ref().map(|r| slice::<$T>(r)).transpose()?,
                 clamp: clamp.map(|(lo, hi)| (<$T>::from_f64(lo), <$T>::from_f64(hi))),
-            }
-        };
+            };
+            e.apply(out.as_mut_slice::<$T>()?, plane, out_shape[1]);
+        }};
     }
-    let in_kernel = if acc == DType::Float32 {
-        Some(epilogue!(f32))
-    } else {
-        None
-    };
-    let (mut out, applied) = conv2d_storage(x, w, p, out_shape, acc, in_kernel.as_ref())?;
-    if !applied {
-        match acc {
-            DType::Float64 => epilogue!(f64).apply(out.as_mut_slice::<f64>()?, plane, out_shape[1]),
-            _ => epilogue!(f32).apply(out.as_mut_slice::<f32>()?, plane, out_shape[1]),
-        }
+    match acc {
+        DType::Float64 => go!(f64),
+        _ => go!(f32),
     }
     finish(out, out_shape, dtype)
 }
 
-/// The forward convolution's output in the compute dtype `acc`, and whether `epilogue` was
-/// applied to it (only the pixel kernel applies it as it stores).
+/// The forward convolution's output in the compute dtype `acc`.
 fn conv2d_storage(
     x: &Value,
     w: &Value,
     p: &ConvParams,
     out_shape: &[usize],
     acc: DType,
-    epilogue: Option<&Epilogue<'_, f32>>,
-) -> Result<(Storage, bool)> {
+) -> Result<Storage> {
     let (xv, wv) = (contiguous(x, acc)?, contiguous(w, acc)?);
     let g = Geom::new(&x.shape, &w.shape, out_shape, p.groups);
     let mut out = Storage::uninit(acc, numel(out_shape))?;
@@ -283,14 +274,12 @@ fn conv2d_storage(
                     storage: &wv.storage,
                     offset: wv.offset,
                 });
-                if crate::conv_direct::forward(xs, ws, source, &g, p, o)? {
-                    return Ok((out, false));
+                if !crate::conv_direct::forward(xs, ws, source, &g, p, o)?
+                    && !crate::conv_pixels::forward(xs, ws, source, &g, p, o)?
+                {
+                    crate::conv_batched::forward(xs, ws, &g, p, o)?;
                 }
-                if crate::conv_pixels::forward(xs, ws, source, &g, p, epilogue, o)? {
-                    return Ok((out, epilogue.is_some()));
-                }
-                crate::conv_batched::forward(xs, ws, &g, p, o)?;
-                return Ok((out, false));
+                return Ok(out);
             }
             let per_image = g.o * g.hw();
             let (parallel, par) = par_for(g.n, g.o * g.hw() * g.ckk());
@@ -328,7 +317,7 @@ fn conv2d_storage(
         DType::Float64 => go!(f64),
         _ => go!(f32),
     }
-    Ok((out, false))
+    Ok(out)
 }
 
 /// Gradient of the convolution with respect to its input: `gy` [N, O, Ho, Wo], `w`.

@@ -50,23 +50,6 @@ impl<T: Element + Add<Output = T>> Epilogue<'_, T> {
         }
     }
 
-    /// The epilogue of one value: output position `at`, of channel `channel`.
-    #[inline(always)]
-    pub(crate) fn one(&self, v: T, channel: usize, at: usize) -> T {
-        let mut v = v;
-        if let Some(bias) = self.bias {
-            v = v + bias[channel];
-        }
-        if let Some(residual) = self.residual {
-            v = v + residual[at];
-        }
-        match self.clamp {
-            Some((lo, _)) if v <= lo => lo,
-            Some((_, hi)) if v >= hi => hi,
-            _ => v,
-        }
-    }
-
     /// Applies the epilogue to `values`, output positions `first..` of channel `channel`.
     #[inline]
     pub(crate) fn run(&self, values: &mut [T], channel: usize, first: usize) {

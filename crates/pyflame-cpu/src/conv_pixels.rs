@@ -7,7 +7,6 @@
 
 use crate::conv::{ConvFloat, ConvParams, Geom};
 use crate::conv_direct::{choice, pad_planes, Choice};
-use crate::conv_epilogue::Epilogue;
 use crate::conv_tiles::{self, WeightView};
 use crate::pack_cache::{self, PackSpec, WeightSource};
 use pyflame_core::Result;
@@ -54,7 +53,6 @@ pub(crate) fn forward<T: ConvFloat>(
     source: Option<WeightSource<'_>>,
     g: &Geom,
     p: &ConvParams,
-    epilogue: Option<&Epilogue<'_, f32>>,
     out: &mut [T],
 ) -> Result<bool> {
     let Some(w) = T::as_f32(ws) else {
@@ -103,11 +101,6 @@ pub(crate) fn forward<T: ConvFloat>(
     let chunks = tiles.div_ceil(per_task);
     let dst = SharedOut(out.as_mut_ptr().cast::<f32>());
     let plane_stride = g.n * plane;
-    // The fused epilogue (bias, residual, clamp) on each value as it is stored.
-    let finish = |v: f32, channel: usize, at: usize| match epilogue {
-        Some(e) => e.one(v, channel, at),
-        None => v,
-    };
     (0..blocks * chunks).into_par_iter().for_each(|task| {
         let (block, chunk) = (task / chunks, task % chunks);
         let a = &packed[block * g.c * kk * TILE_CHANNELS..][..g.c * kk * TILE_CHANNELS];
@@ -137,11 +130,9 @@ pub(crate) fn forward<T: ConvFloat>(
                 let base = target(first) + o0 * hw;
                 for j in 0..channels {
                     for (i, values) in tile.iter().take(count).enumerate() {
-                        let at = base + j * hw + i;
-                        let v = finish(values[j], o0 + j, at);
                         // SAFETY: (pixel, channel) pairs are distinct across tasks and
                         // inside the [N, O, ho, wo] output.
-                        unsafe { *dst.ptr().add(at) = v };
+                        unsafe { *dst.ptr().add(base + j * hw + i) = values[j] };
                     }
                 }
                 continue;
@@ -149,11 +140,9 @@ pub(crate) fn forward<T: ConvFloat>(
             for (i, values) in tile.iter().take(count).enumerate() {
                 let base = target(first + i) + o0 * hw;
                 for (j, &v) in values.iter().take(channels).enumerate() {
-                    let at = base + j * hw;
-                    let v = finish(v, o0 + j, at);
                     // SAFETY: (pixel, channel) pairs are distinct across tasks and inside
                     // the [N, O, ho, wo] output.
-                    unsafe { *dst.ptr().add(at) = v };
+                    unsafe { *dst.ptr().add(base + j * hw) = v };
                 }
             }
         }
