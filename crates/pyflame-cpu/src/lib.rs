@@ -7,6 +7,7 @@ mod conv_batched;
 mod conv_direct;
 mod conv_pixels;
 mod conv_tiles;
+mod epilogue;
 pub mod exec;
 pub mod fused;
 pub mod kernels;
