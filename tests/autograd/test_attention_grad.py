@@ -123,7 +123,8 @@ def test_empty_inputs():
 @pytest.mark.parametrize(
     "shape,lk,threads",
     [
-        ((8, 4, 128), 128, 2),  # BERT's heads: one 128-row block per head
+        ((8, 4, 128), 128, 2),  # BERT's heads: one 128-row block per head, heads side by side
+        ((2, 3, 70), 70, 2),  # too few row blocks for the threads: heads one after another
         ((6, 300), 257, 2),  # 128-row blocks with a 44-row tail, odd key count
         ((5, 131), 1025, 2),  # keys beyond the wide-block limit: 64-row blocks
         ((3, 200), 90, 2),  # too few batch entries for two threads: 64-row blocks
@@ -131,9 +132,10 @@ def test_empty_inputs():
     ],
 )
 def test_forward_block_sizes_match_numpy(shape, lk, threads, dt):
-    """The forward pass takes 128-row query blocks when the batch keeps the threads busy;
-    every block layout (with tails, odd key counts, strided head views, an additive padding
-    mask) equals the NumPy reference."""
+    """The forward pass takes 128-row query blocks when the batch keeps the threads busy
+    and stores 4-D results heads side by side when the row blocks do; every layout (with
+    tails, odd key counts, strided head views, an additive padding mask, causal or not)
+    equals the NumPy reference, also after the heads are merged back."""
     rng = np.random.default_rng(len(shape) + lk)
     d, dv = 24, 20
     *batch, lq = shape
@@ -149,3 +151,12 @@ def test_forward_block_sizes_match_numpy(shape, lk, threads, dt):
     ref = _reference(q.astype(np.float64), kv[..., :d], kv[..., d:], add=add)
     tol = 1e-5 if dt == np.float32 else 1e-12
     np.testing.assert_allclose(out.numpy(), ref, rtol=tol, atol=tol)
+    if len(batch) == 2:
+        b0, h = batch
+        merged = out.transpose(1, 2).reshape([b0, lq, h * dv]) * 2.0
+        ref_m = np.swapaxes(ref, 1, 2).reshape(b0, lq, h * dv) * 2.0
+        np.testing.assert_allclose(merged.numpy(), ref_m, rtol=tol, atol=tol)
+        causal = F.scaled_dot_product_attention(pf.tensor(q), tk, tv, is_causal=True)
+        pool.eval(causal)
+        ref_c = _reference(q.astype(np.float64), kv[..., :d], kv[..., d:], causal=True)
+        np.testing.assert_allclose(causal.numpy(), ref_c, rtol=tol, atol=tol)
