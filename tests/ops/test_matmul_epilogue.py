@@ -186,3 +186,13 @@ def test_profile_shows_the_fused_step() -> None:
     assert "mm+fused" in res.stderr
     assert float(res.stdout) == pytest.approx(33.0)
     assert " matmul " not in res.stderr
+
+
+def test_weight_beyond_block_limit() -> None:
+    """A right-hand matrix over 8 MiB is multiplied whole (gemm's own blocking), then the
+    program runs: same results."""
+    rng = np.random.default_rng(7)
+    x, w, b, _ = _operands(rng, 64, 1024, 2100, "float32")
+    tx, tw, tb = (U.make(a, "float32") for a in (x, w, b))
+    out = F.gelu(pf.matmul(tx, tw) + tb).numpy()
+    np.testing.assert_allclose(out, _ref_gelu(x @ w + b), **_tol("float32", 1024))

@@ -7,9 +7,10 @@
 //! [`fuse`] rewrites a schedule (the matmul and its reshapes lose their steps; the program's
 //! step becomes [`StepKind::MatmulEpilogue`]); [`run`] executes such a step. When the product
 //! or one of its reshapes must keep its value (someone outside the graph refers to it, or it
-//! is saved for a backward pass), or the product is too short to split into row blocks for
-//! the threads, [`run`] computes the product whole and runs the program after it, exactly as
-//! the unfused schedule would.
+//! is saved for a backward pass), the product is too short to split into row blocks for the
+//! threads, or its right-hand matrix is too large to be streamed once per block, [`run`]
+//! computes the product whole and runs the program after it, exactly as the unfused
+//! schedule would.
 
 use crate::exec::{program_input, run_matmul};
 use crate::fused::{BlockData, Input, Program};
@@ -24,9 +25,14 @@ use std::sync::Arc;
 /// Elements of one block of product rows (1 MiB of f32): with the program's registers it stays
 /// in a core's L2 cache while the program reads it.
 const BLOCK_ELEMS: usize = 1 << 18;
-/// Fewest rows of a parallel block when the product has enough rows: every block repacks the
-/// right-hand matrix, which costs ~5-10% of a 128-row block's multiply-adds and less above.
-const MIN_PARALLEL_ROWS: usize = 128;
+/// Fewest rows of a block when the product has enough rows: every block repacks the
+/// right-hand matrix. In a gemm microbenchmark (two threads) 128-row blocks were 15-25%
+/// slower than gemm's own threading for `[1024, 768] x [768, 3072]`; 256-row blocks were
+/// within noise of it for right-hand matrices of 1 to 25 MB.
+const MIN_BLOCK_ROWS: usize = 256;
+/// Largest right-hand matrix (bytes) multiplied by blocks: each block streams it again, so
+/// matrices that do not stay in cache (LM heads, wide FFNs) keep gemm's own blocking.
+const MAX_RHS_BYTES: usize = 8 << 20;
 /// Products with less work (m * n * k) than this run on one thread (as in `matmul`).
 const PARALLEL_WORK: usize = 1 << 18;
 
@@ -106,21 +112,25 @@ fn product_chain(
     Some((c, views))
 }
 
-/// Rows per block for an `m x k` by `k x n` product on `threads` threads, or `None` when the
-/// product is too short to give every thread a block (the caller then runs it whole, on
-/// gemm's own threading).
-fn rows_per_block(m: usize, k: usize, n: usize, threads: usize) -> Option<usize> {
+/// Rows per block for an `m x k` by `k x n` product of `elem`-byte values on `threads`
+/// threads, or `None` when blocks do not pay: the product is too short to give every thread
+/// a block, or its right-hand matrix is larger than [`MAX_RHS_BYTES`] (the caller then runs
+/// it whole, on gemm's own threading).
+fn rows_per_block(m: usize, k: usize, n: usize, elem: usize, threads: usize) -> Option<usize> {
+    if k.saturating_mul(n).saturating_mul(elem) > MAX_RHS_BYTES {
+        return None;
+    }
     let cache_rows = (BLOCK_ELEMS / n.max(1)).max(1);
     if threads <= 1 || m.saturating_mul(n).saturating_mul(k) < PARALLEL_WORK {
-        return Some(cache_rows.max(MIN_PARALLEL_ROWS).min(m));
+        return Some(cache_rows.max(MIN_BLOCK_ROWS).min(m));
     }
     if m < 16 * threads {
         return None;
     }
-    // Two blocks per thread balance the load; at least MIN_PARALLEL_ROWS rows unless that
+    // Two blocks per thread balance the load; at least MIN_BLOCK_ROWS rows unless that
     // would leave a thread without a block.
     let balanced = m.div_ceil(2 * threads).next_multiple_of(16);
-    let floor = MIN_PARALLEL_ROWS.min(m.div_ceil(threads).next_multiple_of(16));
+    let floor = MIN_BLOCK_ROWS.min(m.div_ceil(threads).next_multiple_of(16));
     Some(cache_rows.min(balanced).max(floor).min(m))
 }
 
@@ -258,7 +268,8 @@ pub(crate) fn run(
     let (m, n) = (mm.shape[nd - 2], mm.shape[nd - 1]);
     let k = a.shape[a.shape.len() - 1];
     let kept = keep[matmul] || views.iter().any(|&v| keep[v]);
-    let plan = rows_per_block(m, k, n, rayon::current_num_threads());
+    let elem = mm.dtype.size();
+    let plan = rows_per_block(m, k, n, elem, rayon::current_num_threads());
     let (Some(rb), false) = (plan, kept) else {
         // The unfused order: the product, its reshapes, then the program over them.
         let mut v = run_matmul(a, b, &mm.shape, mm.dtype)?;
@@ -300,15 +311,22 @@ mod tests {
     #[test]
     fn block_rows_cover_the_threads() {
         // BERT's projections: 1024 rows on two threads -> four blocks of 256 rows.
-        assert_eq!(rows_per_block(1024, 256, 1024, 2), Some(256));
-        assert_eq!(rows_per_block(1024, 256, 256, 2), Some(256));
-        assert_eq!(rows_per_block(1024, 1024, 256, 2), Some(256));
+        assert_eq!(rows_per_block(1024, 256, 1024, 4, 2), Some(256));
+        assert_eq!(rows_per_block(1024, 256, 256, 4, 2), Some(256));
+        assert_eq!(rows_per_block(1024, 1024, 256, 4, 2), Some(256));
+        // Wide products keep 256-row blocks (each block repacks the right-hand matrix).
+        assert_eq!(rows_per_block(2048, 512, 2048, 4, 2), Some(256));
+        assert_eq!(rows_per_block(300, 512, 512, 4, 2), Some(160));
         // Short products: one thread's share each, or whole on gemm's threading.
-        assert_eq!(rows_per_block(100, 512, 512, 2), Some(64));
-        assert_eq!(rows_per_block(20, 512, 512, 2), None);
-        // Small work or one thread: blocks of cache size, in sequence.
-        assert_eq!(rows_per_block(10, 8, 8, 4), Some(10));
-        assert_eq!(rows_per_block(4096, 64, 64, 1), Some(4096));
-        assert_eq!(rows_per_block(4096, 64, 4096, 1), Some(128));
+        assert_eq!(rows_per_block(100, 512, 512, 4, 2), Some(64));
+        assert_eq!(rows_per_block(20, 512, 512, 4, 2), None);
+        // Right-hand matrices beyond 8 MiB stay with gemm's own blocking.
+        assert_eq!(rows_per_block(1024, 768, 3072, 4, 2), None);
+        assert_eq!(rows_per_block(1024, 768, 1536, 8, 2), None);
+        assert_eq!(rows_per_block(1024, 768, 1536, 4, 2), Some(256));
+        // Small work or one thread: blocks of cache size (at least 256 rows), in sequence.
+        assert_eq!(rows_per_block(10, 8, 8, 4, 4), Some(10));
+        assert_eq!(rows_per_block(4096, 64, 64, 4, 1), Some(4096));
+        assert_eq!(rows_per_block(4096, 64, 4096, 4, 1), Some(256));
     }
 }
