@@ -117,3 +117,46 @@ def test_empty_inputs():
     q, v = pf.randn([2, 3, 0]), pf.randn([2, 3, 2]).requires_grad_()
     F.scaled_dot_product_attention(q, q, v).sum().backward()  # D = 0: uniform weights
     np.testing.assert_allclose(v.grad.numpy(), np.ones((2, 3, 2)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "shape,lk,threads",
+    [
+        ((8, 4, 128), 128, 2),  # BERT's heads: one 128-row block per head, heads side by side
+        ((2, 3, 70), 70, 2),  # too few row blocks for the threads: heads one after another
+        ((6, 300), 257, 2),  # 128-row blocks with a 44-row tail, odd key count
+        ((5, 131), 1025, 2),  # keys beyond the wide-block limit: 64-row blocks
+        ((3, 200), 90, 2),  # too few batch entries for two threads: 64-row blocks
+        ((3, 200), 90, 1),  # one thread: 128-row blocks
+    ],
+)
+def test_forward_block_sizes_match_numpy(shape, lk, threads, dt):
+    """The forward pass takes 128-row query blocks when the batch keeps the threads busy
+    and stores 4-D results heads side by side when the row blocks do; every layout (with
+    tails, odd key counts, strided head views, an additive padding mask, causal or not)
+    equals the NumPy reference, also after the heads are merged back."""
+    rng = np.random.default_rng(len(shape) + lk)
+    d, dv = 24, 20
+    *batch, lq = shape
+    q = rng.standard_normal((*batch, lq, d)).astype(dt)
+    # k and v as strided views of one buffer, like the heads of a fused QKV projection
+    kv = rng.standard_normal((*batch, lk, d + dv)).astype(dt)
+    add = np.where(rng.random((lk,)) < 0.2, -1e9, 0.0).astype(dt)
+    tkv = pf.tensor(kv)
+    tk, tv = tkv[..., :d], tkv[..., d:]
+    pool = _core.ThreadPool(threads)
+    out = F.scaled_dot_product_attention(pf.tensor(q), tk, tv, attn_mask=pf.tensor(add))
+    pool.eval(out)
+    ref = _reference(q.astype(np.float64), kv[..., :d], kv[..., d:], add=add)
+    tol = 1e-5 if dt == np.float32 else 1e-12
+    np.testing.assert_allclose(out.numpy(), ref, rtol=tol, atol=tol)
+    if len(batch) == 2:
+        b0, h = batch
+        merged = out.transpose(1, 2).reshape([b0, lq, h * dv]) * 2.0
+        ref_m = np.swapaxes(ref, 1, 2).reshape(b0, lq, h * dv) * 2.0
+        np.testing.assert_allclose(merged.numpy(), ref_m, rtol=tol, atol=tol)
+        causal = F.scaled_dot_product_attention(pf.tensor(q), tk, tv, is_causal=True)
+        pool.eval(causal)
+        ref_c = _reference(q.astype(np.float64), kv[..., :d], kv[..., d:], causal=True)
+        np.testing.assert_allclose(causal.numpy(), ref_c, rtol=tol, atol=tol)

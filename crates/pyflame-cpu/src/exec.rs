@@ -75,10 +75,22 @@ fn run_schedule(g: &Graph, schedule: &crate::schedule::Schedule) -> Result<()> {
         let i = step.node;
         let node = &g.nodes[i];
         let started = profile.then(std::time::Instant::now);
-        let value = run_step(g, i, &step.kind, &slots)?;
+        let value = match &step.kind {
+            StepKind::MatmulEpilogue {
+                program,
+                inputs,
+                slot,
+                matmul,
+                views,
+            } => crate::epilogue::run(g, i, program, inputs, *slot, *matmul, views, &slots, &keep)?,
+            kind => run_step(g, i, kind, &slots)?,
+        };
         if let Some(t0) = started {
             let kind = match &step.kind {
                 StepKind::Fused { program, .. } => format!("fused[{}]", program.instrs.len()),
+                StepKind::MatmulEpilogue { program, .. } => {
+                    format!("mm+fused[{}]", program.instrs.len())
+                }
                 StepKind::Reduce { .. } => "reduce".to_string(),
                 StepKind::Source => "source".to_string(),
                 StepKind::View => "view".to_string(),
@@ -137,17 +149,19 @@ fn slot(slots: &[Option<Value>], j: usize) -> Result<&Value> {
         .ok_or_else(|| Error::Invalid(format!("internal: value of graph node %{j} is missing")))
 }
 
+/// Program input for graph node `j`: its value, or the scalar of an inlined `full`.
+pub(crate) fn program_input(g: &Graph, j: usize, slots: &[Option<Value>]) -> Result<Input> {
+    match (&slots[j], &g.nodes[j].op) {
+        (Some(v), _) => Ok(Input::Tensor(v.clone())),
+        (None, Op::Full { value }) => Ok(Input::Scalar(*value)),
+        _ => Err(Error::Invalid(format!(
+            "internal: program input %{j} is not available"
+        ))),
+    }
+}
+
 fn program_inputs(g: &Graph, inputs: &[usize], slots: &[Option<Value>]) -> Result<Vec<Input>> {
-    inputs
-        .iter()
-        .map(|&j| match (&slots[j], &g.nodes[j].op) {
-            (Some(v), _) => Ok(Input::Tensor(v.clone())),
-            (None, Op::Full { value }) => Ok(Input::Scalar(*value)),
-            _ => Err(Error::Invalid(format!(
-                "internal: program input %{j} is not available"
-            ))),
-        })
-        .collect()
+    inputs.iter().map(|&j| program_input(g, j, slots)).collect()
 }
 
 fn run_step(g: &Graph, i: usize, kind: &StepKind, slots: &[Option<Value>]) -> Result<Value> {
@@ -184,6 +198,9 @@ fn run_step(g: &Graph, i: usize, kind: &StepKind, slots: &[Option<Value>]) -> Re
             )
         }
         StepKind::View => movement::view(&node.op, slot(slots, ins[0])?, &node.shape),
+        StepKind::MatmulEpilogue { .. } => Err(Error::Invalid(
+            "internal: matmul epilogue steps run through epilogue::run".into(),
+        )),
         StepKind::Kernel => match &node.op {
             Op::MatMul => run_matmul(
                 slot(slots, ins[0])?,
@@ -486,7 +503,8 @@ fn operand_strides(v: &Value, batch: &[usize]) -> Result<Option<(isize, isize, i
     })
 }
 
-fn run_matmul(a: &Value, b: &Value, out_shape: &[usize], dtype: DType) -> Result<Value> {
+/// `a @ b` (batched, broadcast) into a new contiguous value of `out_shape`.
+pub(crate) fn run_matmul(a: &Value, b: &Value, out_shape: &[usize], dtype: DType) -> Result<Value> {
     let nd = out_shape.len();
     let batch_shape = &out_shape[..nd - 2];
     let (m, n) = (out_shape[nd - 2], out_shape[nd - 1]);

@@ -8,6 +8,7 @@ mod conv_direct;
 mod conv_epilogue;
 mod conv_pixels;
 mod conv_tiles;
+mod epilogue;
 pub mod exec;
 pub mod fused;
 pub mod kernels;

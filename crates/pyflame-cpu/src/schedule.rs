@@ -37,6 +37,22 @@ pub enum StepKind {
         /// elements after the reduced block
         inner: usize,
     },
+    /// A float matmul (inputs `g.input_index[matmul]`) whose product is read, directly or
+    /// through the reshapes `views`, only by a fused program: the product is computed by
+    /// blocks of rows and the program runs on each block while it is in cache (see
+    /// [`crate::epilogue`]).
+    MatmulEpilogue {
+        /// the program (computes this step's node)
+        program: Program,
+        /// graph positions of the program inputs
+        inputs: Vec<usize>,
+        /// which program input reads the product
+        slot: usize,
+        /// graph position of the matmul
+        matmul: usize,
+        /// reshapes from the product to `inputs[slot]`, in application order
+        views: Vec<usize>,
+    },
     /// A source op (full, arange, random ...).
     Source,
     /// A view (reshape, permute, expand, slice) of input 0.
@@ -170,11 +186,24 @@ pub fn build(g: &Graph) -> Result<Schedule> {
         };
         steps.push(Step { node: i, kind });
     }
+    let steps = crate::epilogue::fuse(g, steps, &consumers, &is_output);
     // Liveness: free a buffer after the last step that reads it (outputs are kept by nodes).
     let mut last: Vec<Option<usize>> = vec![None; n];
     for (s, step) in steps.iter().enumerate() {
         let reads: Vec<usize> = match &step.kind {
             StepKind::Fused { inputs, .. } | StepKind::Reduce { inputs, .. } => inputs.clone(),
+            StepKind::MatmulEpilogue {
+                inputs,
+                slot,
+                matmul,
+                ..
+            } => inputs
+                .iter()
+                .enumerate()
+                .filter(|&(k, _)| k != *slot)
+                .map(|(_, &j)| j)
+                .chain(g.input_index[*matmul].iter().copied())
+                .collect(),
             _ => g.input_index[step.node].clone(),
         };
         for j in reads {

@@ -6,8 +6,16 @@ use pyflame_core::{numel, Element, Error, Result, Storage};
 use pyflame_ir::Value;
 
 /// How one input is read.
+#[derive(Clone)]
 pub(super) enum Loader<'a> {
     Scalar(f64),
+    /// A contiguous block of the input held outside any storage (a matmul epilogue's freshly
+    /// computed rows): element `i` of the input is `data[i - base]`, for the range the block
+    /// covers.
+    Block {
+        data: BlockData<'a>,
+        base: usize,
+    },
     Contiguous {
         storage: &'a Storage,
         offset: usize,
@@ -20,6 +28,16 @@ pub(super) enum Loader<'a> {
         shape: Vec<usize>,
         strides: Vec<isize>,
     },
+}
+
+/// A contiguous run of computed values that a program reads as one of its inputs (see
+/// [`super::Program::fill_range_with_block`]).
+#[derive(Clone, Copy, Debug)]
+pub enum BlockData<'a> {
+    /// float32 values
+    F32(&'a [f32]),
+    /// float64 values
+    F64(&'a [f64]),
 }
 
 /// Broadcast strides of `v` against `out_shape` (`v`'s shape must broadcast to it).
@@ -239,6 +257,17 @@ fn gather_strided<T: Element, C: Compute>(
 pub(super) fn load_into<C: Compute>(loader: &Loader, start: usize, dst: &mut [C]) -> Result<()> {
     match loader {
         Loader::Scalar(v) => dst.fill(C::from_f64(*v)),
+        Loader::Block { data, base } => {
+            let range = start
+                .checked_sub(*base)
+                .map(|lo| lo..lo + dst.len())
+                .ok_or_else(|| Error::Invalid("internal: read before an epilogue block".into()))?;
+            let missing = || Error::Invalid("internal: read past an epilogue block".into());
+            match data {
+                BlockData::F32(d) => convert_slice(d.get(range).ok_or_else(missing)?, dst),
+                BlockData::F64(d) => convert_slice(d.get(range).ok_or_else(missing)?, dst),
+            }
+        }
         Loader::Contiguous { storage, offset } => {
             pyflame_core::dispatch_dtype!(storage.dtype(), T => {
                 let s = storage.as_slice::<T>()?;

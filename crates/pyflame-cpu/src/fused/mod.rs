@@ -14,7 +14,7 @@ mod load;
 
 use compact::{dest, remap, sources};
 use interp::{Flags, Scratch};
-pub use load::broadcast_strides;
+pub use load::{broadcast_strides, BlockData};
 use load::{make_loader, Loader};
 
 use pyflame_core::{numel, DType, Element, Error, Result, Storage};
@@ -388,7 +388,39 @@ impl Program {
         if flags.int_div_zero {
             return Err(Error::Invalid("integer division by zero".into()));
         }
+        if flags.neg_int_pow {
+            return Err(Error::Invalid(
+                "integers to negative integer powers are not allowed".into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// [`Program::fill_range`] with input `slot` read from `block` instead of its prepared
+    /// loader: `block[0]` is flat element `block_start` of that input, and the block must cover
+    /// `[start, start + out.len())`. A matmul epilogue uses this to run the program on rows
+    /// of the product while they are in cache, before the product exists as a tensor.
+    pub fn fill_range_with_block<T: Element>(
+        &self,
+        inputs: &PreparedInputs,
+        slot: usize,
+        block: BlockData<'_>,
+        block_start: usize,
+        start: usize,
+        out: &mut [T],
+    ) -> Result<()> {
+        if slot >= inputs.loaders.len() {
+            return Err(Error::Invalid(
+                "internal: epilogue input out of range".into(),
+            ));
+        }
+        let mut loaders = inputs.loaders.clone();
+        loaders[slot] = Loader::Block {
+            data: block,
+            base: block_start,
+        };
+        let prepared = PreparedInputs { loaders };
+        self.fill_range(&prepared, start, out)
     }
 
     /// Prepares loaders for repeated [`Program::fill_range`] calls.

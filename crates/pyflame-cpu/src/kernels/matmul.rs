@@ -343,6 +343,77 @@ fn gemm_batched<T: GemmScalar>(d: Dims, a: MatRef<'_, T>, b: MatRef<'_, T>, out:
     }
 }
 
+/// Rows `rows` of the single product `a @ b` (`a` is `m x k`, `b` is `k x n`; batch entry 0 of
+/// both views) into `dst` (contiguous `rows.len() x n`), on the calling thread.
+fn matmul_rows<T: GemmScalar>(
+    (m, k, n): (usize, usize, usize),
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    rows: std::ops::Range<usize>,
+    dst: &mut [T],
+) -> Result<()> {
+    if rows.start > rows.end || rows.end > m {
+        return Err(Error::Invalid(format!(
+            "matmul: rows {rows:?} outside a product of {m} rows"
+        )));
+    }
+    let count = rows.end - rows.start;
+    if dst.len() != count * n {
+        return Err(Error::Invalid(format!(
+            "matmul: row block has {} elements, expected {count}x{n}",
+            dst.len()
+        )));
+    }
+    a.validate("a", 1, m, k)?;
+    b.validate("b", 1, k, n)?;
+    if count == 0 || n == 0 {
+        return Ok(());
+    }
+    if k == 0 {
+        dst.fill(T::ZERO);
+        return Ok(());
+    }
+    // Element (0, rows.start, 0) of `a` was validated (k > 0), so its index is in bounds.
+    let a_rows = MatRef {
+        offset: a.index(0, rows.start, 0),
+        ..a
+    };
+    let d = Dims {
+        batch: 1,
+        m: count,
+        k,
+        n,
+    };
+    gemm_one(d, a_rows, b, 0, dst, Parallelism::None);
+    Ok(())
+}
+
+/// Rows `rows` of the float32 product `a @ b` (`a` is `m x k`, `b` is `k x n`; batch entry 0 of
+/// both views) into `dst` (contiguous `rows.len() x n`), single-threaded. Blocked products
+/// use it to process each block of rows while it is in cache (matmul epilogues). Returns
+/// [`Error::Invalid`] for rows outside `0..m`, a wrong `dst` length or views that reach
+/// outside their slices.
+pub fn matmul_rows_f32(
+    dims: (usize, usize, usize),
+    a: MatRef<'_, f32>,
+    b: MatRef<'_, f32>,
+    rows: std::ops::Range<usize>,
+    dst: &mut [f32],
+) -> Result<()> {
+    matmul_rows(dims, a, b, rows, dst)
+}
+
+/// [`matmul_rows_f32`] for float64.
+pub fn matmul_rows_f64(
+    dims: (usize, usize, usize),
+    a: MatRef<'_, f64>,
+    b: MatRef<'_, f64>,
+    rows: std::ops::Range<usize>,
+    dst: &mut [f64],
+) -> Result<()> {
+    matmul_rows(dims, a, b, rows, dst)
+}
+
 impl sealed::Sealed for f32 {
     fn matmul_validated(d: Dims, a: MatRef<'_, Self>, b: MatRef<'_, Self>, out: &mut [Self]) {
         gemm_batched(d, a, b, out);
