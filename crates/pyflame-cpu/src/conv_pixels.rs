@@ -124,6 +124,21 @@ pub(crate) fn forward<T: ConvFloat>(
             unsafe { tile_avx512(count, &args, &mut tile) };
             let o0 = block * TILE_CHANNELS;
             let channels = TILE_CHANNELS.min(g.o - o0);
+            // A local copy of the pointer: through the closure's capture it was reloaded
+            // for every store (the stores might have changed it, as far as the compiler knew).
+            let dst = dst.ptr();
+            if first / hw == (first + count - 1) / hw && count == TILE_PIXELS {
+                // One image, a whole tile: the pixels are consecutive in every channel
+                // plane, so each channel gets one run of six values.
+                let base = target(first) + o0 * hw;
+                let at = |j: usize| base + j * hw;
+                for (j, run) in transpose(&tile).iter().take(channels).enumerate() {
+                    // SAFETY: (pixel, channel) pairs are distinct across tasks and inside
+                    // the [N, O, ho, wo] output.
+                    unsafe { std::ptr::copy_nonoverlapping(run.as_ptr(), dst.add(at(j)), 6) };
+                }
+                continue;
+            }
             if first / hw == (first + count - 1) / hw {
                 // One image: the pixels are consecutive in every channel plane, so each
                 // channel gets one run of `count` values (one cache line, not six visits).
@@ -132,7 +147,7 @@ pub(crate) fn forward<T: ConvFloat>(
                     for (i, values) in tile.iter().take(count).enumerate() {
                         // SAFETY: (pixel, channel) pairs are distinct across tasks and
                         // inside the [N, O, ho, wo] output.
-                        unsafe { *dst.ptr().add(base + j * hw + i) = values[j] };
+                        unsafe { *dst.add(base + j * hw + i) = values[j] };
                     }
                 }
                 continue;
@@ -142,12 +157,17 @@ pub(crate) fn forward<T: ConvFloat>(
                 for (j, &v) in values.iter().take(channels).enumerate() {
                     // SAFETY: (pixel, channel) pairs are distinct across tasks and inside
                     // the [N, O, ho, wo] output.
-                    unsafe { *dst.ptr().add(base + j * hw) = v };
+                    unsafe { *dst.add(base + j * hw) = v };
                 }
             }
         }
     });
     Ok(true)
+}
+
+/// The tile channel-major: `[channel][pixel]`.
+fn transpose(tile: &[[f32; TILE_CHANNELS]; TILE_PIXELS]) -> [[f32; TILE_PIXELS]; TILE_CHANNELS] {
+    std::array::from_fn(|j| std::array::from_fn(|i| tile[i][j]))
 }
 
 /// The output pointer, shared by tasks that write distinct elements.
