@@ -43,6 +43,19 @@ pub(crate) fn fill_row<T: ConvFloat>(
 ) {
     let (sh, sw) = (p.stride[0], p.stride[1]);
     let (ph, pw) = (p.padding[0] as isize, p.padding[1] as isize);
+    let off = (kj * p.dilation[1]) as isize - pw;
+    // Output columns `lo..hi` read inside the row (`ox * sw + off` in `0..w`); the same for
+    // every row, so the checks are made once.
+    let lo = if off < 0 {
+        ((-off) as usize).div_ceil(sw).min(g.wo)
+    } else {
+        0
+    };
+    let hi = if off >= g.w as isize {
+        lo
+    } else {
+        ((g.w as isize - 1 - off) as usize / sw + 1).clamp(lo, g.wo)
+    };
     for oy in 0..g.ho {
         let iy = (oy * sh + ki * p.dilation[0]) as isize - ph;
         let out_row = &mut dst[oy * g.wo..(oy + 1) * g.wo];
@@ -51,17 +64,18 @@ pub(crate) fn fill_row<T: ConvFloat>(
             continue;
         }
         let src = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
-        let off = (kj * p.dilation[1]) as isize - pw;
-        if sw == 1 && off >= 0 && off as usize + g.wo <= g.w {
-            out_row.copy_from_slice(&src[off as usize..off as usize + g.wo]);
+        out_row[..lo].fill(T::default());
+        out_row[hi..].fill(T::default());
+        if lo == hi {
+            continue;
+        }
+        let first = (lo as isize * sw as isize + off) as usize;
+        if sw == 1 {
+            out_row[lo..hi].copy_from_slice(&src[first..first + (hi - lo)]);
         } else {
-            for (ox, o) in out_row.iter_mut().enumerate() {
-                let ix = (ox * sw) as isize + off;
-                *o = if ix >= 0 && ix < g.w as isize {
-                    src[ix as usize]
-                } else {
-                    T::default()
-                };
+            let src = &src[first..];
+            for (o, &v) in out_row[lo..hi].iter_mut().zip(src.iter().step_by(sw)) {
+                *o = v;
             }
         }
     }
