@@ -41,12 +41,23 @@ impl<T: Element + Add<Output = T>> Epilogue<'_, T> {
         }
     }
 
-    /// `block` starts at flat output index `start` (a multiple of `plane`).
+    /// `block` starts at flat output index `start` (a multiple of `plane`): the bias plane by
+    /// plane, then the residual and the clamp over the whole block (small planes, such as
+    /// the 1x1 and 2x2 maps of deep layers, would otherwise pay a call per plane).
     fn planes(&self, block: &mut [T], start: usize, plane: usize, channels: usize) {
-        for (j, values) in block.chunks_mut(plane).enumerate() {
-            let first = start + j * plane;
-            let channel = first / plane % channels;
-            self.run(values, channel, first);
+        if let Some(bias) = self.bias {
+            for (j, values) in block.chunks_mut(plane).enumerate() {
+                let b = bias[(start / plane + j) % channels];
+                values.iter_mut().for_each(|v| *v = *v + b);
+            }
+        }
+        let mut rest = Epilogue {
+            bias: None,
+            ..*self
+        };
+        if rest.residual.is_some() || rest.clamp.is_some() {
+            rest.residual = self.residual.map(|r| &r[start..start + block.len()]);
+            rest.run(block, 0, 0);
         }
     }
 
