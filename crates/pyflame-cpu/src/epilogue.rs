@@ -135,42 +135,17 @@ fn rows_per_block(m: usize, k: usize, n: usize, elem: usize, threads: usize) -> 
 }
 
 /// Element types of products computed by blocks.
-trait ProductElem: Element {
-    fn rows(
-        dims: (usize, usize, usize),
-        a: MatRef<'_, Self>,
-        b: MatRef<'_, Self>,
-        rows: std::ops::Range<usize>,
-        dst: &mut [Self],
-    ) -> Result<()>;
+trait ProductElem: Element + matmul::GemmScalar {
     fn block(data: &[Self]) -> BlockData<'_>;
 }
 
 impl ProductElem for f32 {
-    fn rows(
-        dims: (usize, usize, usize),
-        a: MatRef<'_, f32>,
-        b: MatRef<'_, f32>,
-        rows: std::ops::Range<usize>,
-        dst: &mut [f32],
-    ) -> Result<()> {
-        matmul::matmul_rows_f32(dims, a, b, rows, dst)
-    }
     fn block(data: &[f32]) -> BlockData<'_> {
         BlockData::F32(data)
     }
 }
 
 impl ProductElem for f64 {
-    fn rows(
-        dims: (usize, usize, usize),
-        a: MatRef<'_, f64>,
-        b: MatRef<'_, f64>,
-        rows: std::ops::Range<usize>,
-        dst: &mut [f64],
-    ) -> Result<()> {
-        matmul::matmul_rows_f64(dims, a, b, rows, dst)
-    }
     fn block(data: &[f64]) -> BlockData<'_> {
         BlockData::F64(data)
     }
@@ -215,7 +190,7 @@ fn blocked<T: Element, P: ProductElem>(
         let r0 = bi * rb;
         let mut scratch = Storage::uninit(product_dtype, rows * n)?;
         let tmp = scratch.as_mut_slice::<P>()?;
-        P::rows((m, k, n), ar, br, r0..r0 + rows, tmp)?;
+        matmul::matmul_rows((m, k, n), ar, br, r0..r0 + rows, tmp)?;
         program.fill_range_with_block(&prepared, slot, P::block(tmp), r0 * n, r0 * n, dst)
     };
     let blocks = m.div_ceil(rb);

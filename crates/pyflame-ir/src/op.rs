@@ -241,6 +241,20 @@ pub struct ConvAttrs {
     pub groups: usize,
 }
 
+impl ConvAttrs {
+    /// Appends the attributes to a structural key (see [`Op::encode`]).
+    fn encode(&self, key: &mut Vec<u64>) {
+        key.extend(
+            self.stride
+                .iter()
+                .chain(&self.padding)
+                .chain(&self.dilation)
+                .map(|&v| v as u64),
+        );
+        key.push(self.groups as u64);
+    }
+}
+
 /// The inference-time epilogue of [`Op::Conv2dFused`]: `clamp(conv + bias + residual)`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ConvEpilogue {
@@ -685,26 +699,12 @@ impl Op {
                     _ => 28,
                 };
                 key.push(t);
-                key.extend(
-                    a.stride
-                        .iter()
-                        .chain(&a.padding)
-                        .chain(&a.dilation)
-                        .map(|&v| v as u64),
-                );
-                key.push(a.groups as u64);
+                a.encode(key);
             }
             Op::Conv2dFused(e) => {
-                let c = &e.conv;
                 key.push(38);
-                key.extend(
-                    c.stride
-                        .iter()
-                        .chain(&c.padding)
-                        .chain(&c.dilation)
-                        .map(|&v| v as u64),
-                );
-                key.extend([c.groups as u64, e.bias as u64, e.residual as u64]);
+                e.conv.encode(key);
+                key.extend([e.bias as u64, e.residual as u64]);
                 match e.clamp {
                     Some((lo, hi)) => key.extend([1, lo.to_bits(), hi.to_bits()]),
                     None => key.push(0),

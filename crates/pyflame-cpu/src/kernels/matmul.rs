@@ -243,7 +243,7 @@ pub fn matmul<T: MatmulElement>(
 // -------------------------------------------------------------------------------------------
 
 /// Types the `gemm` crate multiplies natively.
-trait GemmScalar: Copy + Send + Sync + 'static {
+pub(crate) trait GemmScalar: Copy + Send + Sync + 'static {
     const ZERO: Self;
     const ONE: Self;
 }
@@ -343,9 +343,12 @@ fn gemm_batched<T: GemmScalar>(d: Dims, a: MatRef<'_, T>, b: MatRef<'_, T>, out:
     }
 }
 
-/// Rows `rows` of the single product `a @ b` (`a` is `m x k`, `b` is `k x n`; batch entry 0 of
-/// both views) into `dst` (contiguous `rows.len() x n`), on the calling thread.
-fn matmul_rows<T: GemmScalar>(
+/// Rows `rows` of the product `a @ b` (`a` is `m x k`, `b` is `k x n`; batch entry 0 of
+/// both views) into `dst` (contiguous `rows.len() x n`), single-threaded. Blocked products
+/// use it to process each block of rows while it is in cache (matmul epilogues). Returns
+/// `Error::Invalid` for rows outside `0..m`, a wrong `dst` length or views that reach
+/// outside their slices.
+pub(crate) fn matmul_rows<T: GemmScalar>(
     (m, k, n): (usize, usize, usize),
     a: MatRef<'_, T>,
     b: MatRef<'_, T>,
@@ -386,32 +389,6 @@ fn matmul_rows<T: GemmScalar>(
     };
     gemm_one(d, a_rows, b, 0, dst, Parallelism::None);
     Ok(())
-}
-
-/// Rows `rows` of the float32 product `a @ b` (`a` is `m x k`, `b` is `k x n`; batch entry 0 of
-/// both views) into `dst` (contiguous `rows.len() x n`), single-threaded. Blocked products
-/// use it to process each block of rows while it is in cache (matmul epilogues). Returns
-/// [`Error::Invalid`] for rows outside `0..m`, a wrong `dst` length or views that reach
-/// outside their slices.
-pub fn matmul_rows_f32(
-    dims: (usize, usize, usize),
-    a: MatRef<'_, f32>,
-    b: MatRef<'_, f32>,
-    rows: std::ops::Range<usize>,
-    dst: &mut [f32],
-) -> Result<()> {
-    matmul_rows(dims, a, b, rows, dst)
-}
-
-/// [`matmul_rows_f32`] for float64.
-pub fn matmul_rows_f64(
-    dims: (usize, usize, usize),
-    a: MatRef<'_, f64>,
-    b: MatRef<'_, f64>,
-    rows: std::ops::Range<usize>,
-    dst: &mut [f64],
-) -> Result<()> {
-    matmul_rows(dims, a, b, rows, dst)
 }
 
 impl sealed::Sealed for f32 {
