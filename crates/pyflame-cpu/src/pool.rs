@@ -230,67 +230,172 @@ multiversion! {
 /// over its window rows along the whole input width (contiguous, so it vectorizes), then
 /// over each window's columns of that row. All-padding windows give -inf; NaN wins.
 #[inline(always)]
-fn max_plane_separable_body<const FMA: bool, T: Element>(
-    plane: &[T],
+fn max_plane_separable_body<const FMA: bool, T: PoolElement>(
+    planes: &[T],
     windows: &Windows,
     out: &mut [T],
 ) {
-    let (w, wo) = (windows.width, windows.cols.len());
+    let (h, w, wo) = (windows.height, windows.width, windows.cols.len());
+    let out_plane = windows.rows.len() * wo;
     let [dh, dw] = windows.dilation;
     let ninf = T::from_f64(f64::NEG_INFINITY);
-    // Rows first: for each output row, the max over its window rows, over the whole width
-    // (contiguous, so it vectorizes), then the taps of each window along that row.
-    let mut stack = [ninf; 256];
-    let mut heap = Vec::new();
-    let column_max: &mut [T] = if w <= stack.len() {
-        &mut stack[..w]
-    } else {
-        heap.resize(w, ninf);
-        &mut heap
-    };
-    for (dst, &(y0, y1, ybase)) in out.chunks_exact_mut(wo.max(1)).zip(&windows.rows) {
-        let row = |ky: usize| {
-            let r = (ybase + (ky * dh) as isize) as usize;
-            &plane[r * w..(r + 1) * w]
-        };
-        // Write-only passes of up to three rows: a conditional update in place would be a
-        // masked store, which the next row's loads cannot forward from.
-        match y1 - y0 {
-            0 => column_max.fill(ninf),
-            1 => column_max.copy_from_slice(row(y0)),
-            2 => {
-                let (a, b) = (row(y0), row(y0 + 1));
-                for (d, (&a, &b)) in column_max.iter_mut().zip(a.iter().zip(b)) {
-                    *d = nan_max(a, b);
+    // Rows first: for every output row of a plane, the max over its window rows along the
+    // whole width (contiguous, so it vectorizes) into `column_max`; then the taps of each
+    // window along those rows. The two phases run plane by plane, so the second reads rows
+    // whose stores have completed (a load right after narrower stores to the same bytes
+    // waits for them). `ROW_SLACK` readable values follow for the vectorized stride-2 pass.
+    let ho = windows.rows.len();
+    let mut buf = vec![ninf; ho * w + ROW_SLACK];
+    if h * w == 0 {
+        // Every window reads only padding.
+        out.fill(ninf);
+        return;
+    }
+    for (plane, out) in planes
+        .chunks_exact(h * w)
+        .zip(out.chunks_exact_mut(out_plane))
+    {
+        for (column_max, &(y0, y1, ybase)) in buf.chunks_exact_mut(w).zip(&windows.rows) {
+            let row = |ky: usize| {
+                let r = (ybase + (ky * dh) as isize) as usize;
+                &plane[r * w..(r + 1) * w]
+            };
+            // Write-only passes of up to three rows: a conditional update in place would be a
+            // masked store, which the next row's loads cannot forward from.
+            match y1 - y0 {
+                0 => column_max.fill(ninf),
+                1 => column_max.copy_from_slice(row(y0)),
+                2 => {
+                    let (a, b) = (row(y0), row(y0 + 1));
+                    for (d, (&a, &b)) in column_max.iter_mut().zip(a.iter().zip(b)) {
+                        *d = nan_max(a, b);
+                    }
+                }
+                _ => {
+                    let (a, b, c) = (row(y0), row(y0 + 1), row(y0 + 2));
+                    for (d, ((&a, &b), &c)) in column_max.iter_mut().zip(a.iter().zip(b).zip(c)) {
+                        *d = nan_max(a, nan_max(b, c));
+                    }
                 }
             }
-            _ => {
-                let (a, b, c) = (row(y0), row(y0 + 1), row(y0 + 2));
-                for (d, ((&a, &b), &c)) in column_max.iter_mut().zip(a.iter().zip(b).zip(c)) {
-                    *d = nan_max(a, nan_max(b, c));
+            for ky in (y0 + 3)..y1 {
+                for (d, &v) in column_max.iter_mut().zip(row(ky)) {
+                    *d = nan_max(v, *d);
                 }
             }
         }
-        for ky in (y0 + 3)..y1 {
-            for (d, &v) in column_max.iter_mut().zip(row(ky)) {
-                *d = nan_max(v, *d);
+        for (oy, dst) in out.chunks_exact_mut(wo.max(1)).enumerate() {
+            let row_buf = &buf[oy * w..];
+            // Interior windows of 3 columns at stride 2: vectorized where the CPU allows.
+            let (lo, hi) = match windows.stride2 {
+                Some(shift) if T::max3_stride2(row_buf, shift, windows.interior, dst) => {
+                    windows.interior
+                }
+                _ => (0, 0),
+            };
+            // The other windows with their taps in a register (a read-modify-write of `dst`
+            // per tap would chain every tap through memory).
+            for (ox, (d, &(x0, x1, xbase))) in dst.iter_mut().zip(&windows.cols).enumerate() {
+                if (lo..hi).contains(&ox) {
+                    continue;
+                }
+                let mut m = ninf;
+                for kx in x0..x1 {
+                    m = nan_max(row_buf[(xbase + (kx * dw) as isize) as usize], m);
+                }
+                *d = m;
             }
-        }
-        // Each window's taps in a register (a read-modify-write of `dst` per tap would
-        // chain every tap through memory).
-        for (d, &(x0, x1, xbase)) in dst.iter_mut().zip(&windows.cols) {
-            let mut m = ninf;
-            for kx in x0..x1 {
-                m = nan_max(column_max[(xbase + (kx * dw) as isize) as usize], m);
-            }
-            *d = m;
         }
     }
 }
 
+/// Values a row buffer holds past the row, so that the vectorized pass may read whole
+/// vectors.
+const ROW_SLACK: usize = 64;
+
+/// Element types of max pooling, with a vectorized pass for 3-wide windows at stride 2.
+trait PoolElement: Element {
+    /// `dst[ox] = max(row[2 ox - shift ..= 2 ox - shift + 2])` (NaN wins) for `ox` in
+    /// `lo..hi`, every such window inside the row, and `ROW_SLACK` readable values after
+    /// the row; `false` (nothing written) when there is no vectorized version.
+    fn max3_stride2(
+        _row: &[Self],
+        _shift: usize,
+        _range: (usize, usize),
+        _dst: &mut [Self],
+    ) -> bool {
+        false
+    }
+}
+
+impl PoolElement for f64 {}
+
+impl PoolElement for f32 {
+    fn max3_stride2(row: &[f32], shift: usize, (lo, hi): (usize, usize), dst: &mut [f32]) -> bool {
+        if lo >= hi || !crate::kernels::simd::has_avx512() {
+            return false;
+        }
+        let first = 2 * lo - shift;
+        let count = hi - lo;
+        // Whole vectors of 16 outputs read 2 * 16 * ceil(count / 16) + 16 values.
+        if first + 32 * count.div_ceil(16) + 16 > row.len() || hi > dst.len() {
+            return false;
+        }
+        // SAFETY: AVX-512 checked above; the reads stay inside `row` (checked above) and
+        // the masked stores inside `dst[lo..hi]`.
+        unsafe { max3_stride2_avx512(row.as_ptr().add(first), dst.as_mut_ptr().add(lo), count) };
+        true
+    }
+}
+
+/// `dst[i] = max(v[2i], v[2i + 1], v[2i + 2])` (NaN wins) for `i < count`, 16 at a time.
+///
+/// # Safety
+/// Needs AVX-512F; `v` readable for `32 * ceil(count / 16) + 16` values, `dst` writable
+/// for `count`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn max3_stride2_avx512(v: *const f32, dst: *mut f32, count: usize) {
+    use std::arch::x86_64::*;
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    // max that returns NaN when either operand is NaN (MAXPS alone returns the second).
+    let nan_max = |a: __m512, b: __m512| {
+        let either_nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(a, b);
+        _mm512_mask_blend_ps(either_nan, _mm512_max_ps(a, b), _mm512_add_ps(a, b))
+    };
+    let mut i = 0;
+    while i < count {
+        let p = v.add(2 * i);
+        let (a, b, c) = (
+            _mm512_loadu_ps(p),
+            _mm512_loadu_ps(p.add(16)),
+            _mm512_loadu_ps(p.add(32)),
+        );
+        let e = _mm512_permutex2var_ps(a, even, b); // v[2j]
+        let o = _mm512_permutex2var_ps(a, odd, b); // v[2j + 1]
+                                                   // v[2j + 2]: the even values shifted down one lane, then v[32] (lane 0 of `c`).
+        let e2 = _mm512_castsi512_ps(_mm512_alignr_epi32::<1>(
+            _mm512_castps_si512(c),
+            _mm512_castps_si512(e),
+        ));
+        let m = nan_max(nan_max(e, o), e2);
+        let n = (count - i).min(16);
+        let mask: __mmask16 = if n == 16 { 0xffff } else { (1u16 << n) - 1 };
+        _mm512_mask_storeu_ps(dst.add(i), mask, m);
+        i += 16;
+    }
+}
+
+/// Not reachable: `has_avx512` is false off x86-64.
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn max3_stride2_avx512(_v: *const f32, _dst: *mut f32, _count: usize) {
+    unreachable!("needs AVX-512")
+}
+
 multiversion! {
     /// See [`max_plane_separable_body`].
-    fn max_plane_separable<T: Element>(plane: &[T], windows: &Windows, out: &mut [T]) = max_plane_separable_body;
+    fn max_plane_separable<T: PoolElement>(planes: &[T], windows: &Windows, out: &mut [T]) = max_plane_separable_body;
 }
 
 /// The window taps of every output row and column (see [`taps`]), computed once per call
@@ -298,21 +403,37 @@ multiversion! {
 struct Windows {
     rows: Vec<(usize, usize, isize)>,
     cols: Vec<(usize, usize, isize)>,
+    height: usize,
     width: usize,
     dilation: [usize; 2],
+    /// Output columns `[lo, hi)` whose windows lie wholly inside the row.
+    interior: (usize, usize),
+    /// For 3-wide, undilated windows at stride 2 with at most 2 columns of padding: the
+    /// padding, so that window `ox` starts at column `2 ox - padding`.
+    stride2: Option<usize>,
 }
 
 impl Windows {
     fn new(p: &PoolParams, (h, w): (usize, usize), (ho, wo): (usize, usize)) -> Self {
+        let cols: Vec<(usize, usize, isize)> = (0..wo)
+            .map(|o| taps(o, p.kernel[1], p.stride[1], p.padding[1], p.dilation[1], w))
+            .collect();
+        let whole = |c: &(usize, usize, isize)| c.0 == 0 && c.1 == p.kernel[1];
+        let lo = cols.iter().position(whole).unwrap_or(wo);
+        let hi = lo + cols[lo..].iter().take_while(|c| whole(c)).count();
+        let stride2 =
+            (p.kernel[1] == 3 && p.stride[1] == 2 && p.dilation[1] == 1 && p.padding[1] <= 2)
+                .then_some(p.padding[1]);
         Windows {
             rows: (0..ho)
                 .map(|o| taps(o, p.kernel[0], p.stride[0], p.padding[0], p.dilation[0], h))
                 .collect(),
-            cols: (0..wo)
-                .map(|o| taps(o, p.kernel[1], p.stride[1], p.padding[1], p.dilation[1], w))
-                .collect(),
+            cols,
+            height: h,
             width: w,
             dilation: p.dilation,
+            interior: (lo, hi),
+            stride2,
         }
     }
 }
@@ -327,9 +448,16 @@ pub fn max_pool2d(x: &Value, p: &PoolParams, out_shape: &[usize], dtype: DType) 
     macro_rules! go {
         ($T:ty) => {{
             let xs = &xv.storage.as_slice::<$T>()?[xv.offset..xv.offset + xv.numel()];
-            planes(out.as_mut_slice::<$T>()?, ho * wo, |i, o| {
-                let plane = &xs[i * h * w..(i + 1) * h * w];
-                if is_2x2(p, (h, w), (ho, wo)) {
+            // Several planes per call: the per-call setup is then paid once for all.
+            let k = (1024 / (ho * wo).max(1)).max(1);
+            planes(out.as_mut_slice::<$T>()?, k * ho * wo, |ci, o| {
+                let count = o.len() / (ho * wo).max(1);
+                let first = &xs[ci * k * h * w..][..count * h * w];
+                if !is_2x2(p, (h, w), (ho, wo)) {
+                    max_plane_separable(first, &windows, o);
+                    return;
+                }
+                for (plane, o) in first.chunks_exact(h * w).zip(o.chunks_exact_mut(ho * wo)) {
                     for (oy, row) in o.chunks_mut(wo.max(1)).enumerate() {
                         let r0 = &plane[2 * oy * w..][..2 * wo];
                         let r1 = &plane[(2 * oy + 1) * w..][..2 * wo];
@@ -341,9 +469,7 @@ pub fn max_pool2d(x: &Value, p: &PoolParams, out_shape: &[usize], dtype: DType) 
                             *dst = nan_max(nan_max(a[0], a[1]), nan_max(b[0], b[1]));
                         }
                     }
-                    return;
                 }
-                max_plane_separable(plane, &windows, o);
             });
         }};
     }
