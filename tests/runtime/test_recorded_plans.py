@@ -4,6 +4,10 @@ still compute from its own inputs."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pyflame as pf
 import pyflame_rt as ort
@@ -111,3 +115,50 @@ def test_template_refuses_nodes_evaluated_while_building():
     y = h + 1.0
     with pytest.raises(ValueError, match="evaluated while it was built"):
         pf._core.Template([y], [x])
+
+
+_DEEP_SCRIPT = """
+import numpy as np, pyflame_rt as ort
+rng = np.random.default_rng(0)
+g = ort.Graph("deep")
+g.add_input("x", [2, 16, 12, 12], np.float32)
+ws = []
+prev = "x"
+for i in range(8):
+    w = (rng.standard_normal((16, 16, 3, 3)) * 0.2).astype(np.float32)
+    ws.append(w)
+    g.add_initializer(f"w{i}", w)
+    g.add_node(f"c{i}", "Conv", [prev, f"w{i}"], [f"c{i}"], {"pads": [1, 1, 1, 1]})
+    g.add_node(f"r{i}", "Relu", [f"c{i}"], [f"y{i}"])
+    prev = f"y{i}"
+g.add_output(prev)
+sess = ort.InferenceSession(g)
+def ref(x):
+    y = x.astype(np.float64)
+    for w in ws:
+        p = np.pad(y, ((0, 0), (0, 0), (1, 1), (1, 1)))
+        out = np.zeros_like(y)
+        for i in range(3):
+            for j in range(3):
+                out += np.einsum("nchw,oc->nohw", p[:, :, i:i + 12, j:j + 12], w[:, :, i, j])
+        y = np.maximum(out, 0)
+    return y
+for run in range(40):
+    x = rng.standard_normal((2, 16, 12, 12)).astype(np.float32)
+    (y,) = sess.run(None, {"x": x})
+    if run % 8 == 0:
+        np.testing.assert_allclose(y, ref(x), rtol=1e-3, atol=1e-3)
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("threads", ["1", "2", "4"])
+def test_recorded_deep_graph_with_spinning_workers(threads):
+    # Recorded graphs of 6+ kernels run on a pool thread while the other workers spin for
+    # work; with more workers than cores, or none, every run must finish and be right.
+    env = dict(os.environ, RAYON_NUM_THREADS=threads)
+    out = subprocess.run(
+        [sys.executable, "-c", _DEEP_SCRIPT], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
