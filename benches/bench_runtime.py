@@ -22,14 +22,21 @@ MODELS = os.environ.get("PYFLAME_RT_MODELS", os.path.join(ROOT, "target", "onnx_
 
 
 def interleaved(fa, fb, reps: int):
-    """Median seconds of fa and fb, alternating calls so drift hits both equally."""
+    """Median seconds of fa and fb, alternating calls so drift hits both equally.
+
+    Each timed call follows an untimed call of the same library: ONNX Runtime's worker
+    threads keep spinning for a while after a run, and would otherwise compete with the
+    other library's timed call for the cores.
+    """
     fa()
     fb()
     ta, tb = [], []
     for _ in range(reps):
+        fa()
         t = time.perf_counter()
         fa()
         ta.append(time.perf_counter() - t)
+        fb()
         t = time.perf_counter()
         fb()
         tb.append(time.perf_counter() - t)

@@ -46,13 +46,15 @@ fn evaluate_with(outputs: &[NodeRef], handoff: bool) -> Result<()> {
         rayon::scope(|s| {
             // The other workers stay awake for the whole graph, taking the kernels' parallel
             // work as soon as it is split off instead of being woken (and waited for) once
-            // per kernel. A helper no worker picked up runs, and returns at once, when the
+            // per kernel; idle, they yield the core to any other runnable thread. A helper no worker picked up runs, and returns at once, when the
             // scope ends.
             for _ in 1..rayon::current_num_threads() {
                 s.spawn(|_| {
                     while !done.load(std::sync::atomic::Ordering::Acquire) {
                         if rayon::yield_now() != Some(rayon::Yield::Executed) {
-                            std::hint::spin_loop();
+                            // Give the core away if something else wants it (on a loaded
+                            // machine a pure spin would take it from the thread that has work).
+                            std::thread::yield_now();
                         }
                     }
                 });
