@@ -143,11 +143,28 @@ def ref(x):
                 out += np.einsum("nchw,oc->nohw", p[:, :, i:i + 12, j:j + 12], w[:, :, i, j])
         y = np.maximum(out, 0)
     return y
-for run in range(40):
-    x = rng.standard_normal((2, 16, 12, 12)).astype(np.float32)
-    (y,) = sess.run(None, {"x": x})
-    if run % 8 == 0:
-        np.testing.assert_allclose(y, ref(x), rtol=1e-3, atol=1e-3)
+def work(seed):
+    local = np.random.default_rng(seed)
+    for run in range(40):
+        x = local.standard_normal((2, 16, 12, 12)).astype(np.float32)
+        (y,) = sess.run(None, {"x": x})
+        if run % 8 == 0:
+            np.testing.assert_allclose(y, ref(x), rtol=1e-3, atol=1e-3)
+work(1)
+# Two Python threads running recorded graphs at once (the run releases the GIL).
+import threading
+errors = []
+def guarded(seed):
+    try:
+        work(seed)
+    except Exception as e:
+        errors.append(e)
+threads = [threading.Thread(target=guarded, args=(s,)) for s in (2, 3)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+assert not errors, errors
 print("ok")
 """
 
@@ -155,7 +172,8 @@ print("ok")
 @pytest.mark.parametrize("threads", ["1", "2", "4"])
 def test_recorded_deep_graph_with_spinning_workers(threads):
     # Recorded graphs of 6+ kernels run on a pool thread while the other workers spin for
-    # work; with more workers than cores, or none, every run must finish and be right.
+    # work; with more workers than cores, or none, and with two graphs running at once,
+    # every run must finish and be right.
     env = dict(os.environ, RAYON_NUM_THREADS=threads)
     out = subprocess.run(
         [sys.executable, "-c", _DEEP_SCRIPT], env=env, capture_output=True, text=True, timeout=300

@@ -46,18 +46,10 @@ fn evaluate_with(outputs: &[NodeRef], handoff: bool) -> Result<()> {
         rayon::scope(|s| {
             // The other workers stay awake for the whole graph, taking the kernels' parallel
             // work as soon as it is split off instead of being woken (and waited for) once
-            // per kernel; idle, they yield the core to any other runnable thread. A helper no worker picked up runs, and returns at once, when the
+            // per kernel (see `spin_for_work`). A helper no worker picked up runs, and returns at once, when the
             // scope ends.
             for _ in 1..rayon::current_num_threads() {
-                s.spawn(|_| {
-                    while !done.load(std::sync::atomic::Ordering::Acquire) {
-                        if rayon::yield_now() != Some(rayon::Yield::Executed) {
-                            // Give the core away if something else wants it (on a loaded
-                            // machine a pure spin would take it from the thread that has work).
-                            std::thread::yield_now();
-                        }
-                    }
-                });
+                s.spawn(|_| spin_for_work(&done));
             }
             let result = run_schedule(&g, &schedule);
             done.store(true, std::sync::atomic::Ordering::Release);
@@ -65,6 +57,31 @@ fn evaluate_with(outputs: &[NodeRef], handoff: bool) -> Result<()> {
         })
     } else {
         run_schedule(&g, &schedule)
+    }
+}
+
+/// How long a spinning worker waits without finding work before it goes back to rayon's
+/// own sleep.
+const SPIN_IDLE: std::time::Duration = std::time::Duration::from_micros(500);
+
+/// Takes pending pool work until `done` or until none has come for [`SPIN_IDLE`]. The bound
+/// matters when graphs run concurrently: a worker waiting inside one graph's parallel loop
+/// may pick up the spinner of another graph, and the two spinners must not wait for each
+/// other forever.
+fn spin_for_work(done: &std::sync::atomic::AtomicBool) {
+    let mut idle_since: Option<std::time::Instant> = None;
+    while !done.load(std::sync::atomic::Ordering::Acquire) {
+        if rayon::yield_now() == Some(rayon::Yield::Executed) {
+            idle_since = None;
+            continue;
+        }
+        let now = std::time::Instant::now();
+        if now.duration_since(*idle_since.get_or_insert(now)) > SPIN_IDLE {
+            return;
+        }
+        // Give the core away if something else wants it (on a loaded machine a pure spin
+        // would take it from the thread that has the work).
+        std::thread::yield_now();
     }
 }
 
