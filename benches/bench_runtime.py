@@ -1,8 +1,10 @@
 """pyflame_rt vs onnxruntime: latency (interleaved medians), session creation, peak memory.
 
-Needs the models of scripts/make_onnx_models.py and onnxruntime (dev only).
+Needs the models of scripts/make_onnx_models.py and onnxruntime (dev only). ONNX Runtime
+runs with its default settings (its worker threads spin between runs); the libraries run in
+alternating blocks of calls (see `interleaved`).
 
-    python benches/bench_runtime.py [--reps 30]
+    python benches/bench_runtime.py [--reps 240]
 """
 
 from __future__ import annotations
@@ -21,25 +23,28 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = os.environ.get("PYFLAME_RT_MODELS", os.path.join(ROOT, "target", "onnx_models"))
 
 
-def interleaved(fa, fb, reps: int):
-    """Median seconds of fa and fb, alternating calls so drift hits both equally.
+def interleaved(fa, fb, reps: int, blocks: int = 6):
+    """Median seconds of `reps` calls each of fa and fb, run in alternating blocks.
 
-    Each timed call follows an untimed call of the same library: ONNX Runtime's worker
-    threads keep spinning for a while after a run, and would otherwise compete with the
-    other library's timed call for the cores.
+    Each library gets a few untimed calls and a short pause before its block: ONNX Runtime's
+    worker threads (and pyflame_rt's, during a graph) spin waiting for work, and a block
+    right after the other library's would share the cores with those spinning threads.
+    Blocks alternate their order so slow drift of the machine hits both equally.
     """
-    fa()
-    fb()
-    ta, tb = [], []
-    for _ in range(reps):
-        fa()
-        t = time.perf_counter()
-        fa()
-        ta.append(time.perf_counter() - t)
-        fb()
-        t = time.perf_counter()
-        fb()
-        tb.append(time.perf_counter() - t)
+    ta: list = []
+    tb: list = []
+    per_block = max(1, reps // blocks)
+    for blk in range(blocks):
+        order = ((fa, ta), (fb, tb)) if blk % 2 == 0 else ((fb, tb), (fa, ta))
+        for f, acc in order:
+            for _ in range(2):
+                f()
+            time.sleep(0.05)
+            f()
+            for _ in range(per_block):
+                t = time.perf_counter()
+                f()
+                acc.append(time.perf_counter() - t)
     return statistics.median(ta), statistics.median(tb)
 
 
@@ -72,7 +77,7 @@ def main() -> None:
     import pyflame_rt
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--reps", type=int, default=30)
+    ap.add_argument("--reps", type=int, default=240, help="timed calls per library and case")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     resnet = os.path.join(MODELS, "resnet18.onnx")
@@ -94,10 +99,10 @@ def main() -> None:
             cb.append(time.perf_counter() - t)
         a, b = statistics.median(ca), statistics.median(cb)
         rows.append((f"{name} session creation", a, b))
-    # ORT's worker threads spin after each run by default, which steals the (2) cores from
-    # the interleaved pyflame_rt call; turn spinning off so each side gets the machine.
+    # ONNX Runtime with its default settings (the issue's target). Its worker threads spin
+    # for a while after each run; the untimed call before each timed one (`interleaved`)
+    # keeps that spinning out of the other library's timed call.
     so = onnxruntime.SessionOptions()
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     pf_r = pyflame_rt.InferenceSession(resnet, pso)
     ort_r = onnxruntime.InferenceSession(resnet, so, providers=["CPUExecutionProvider"])
     for bsz in (1, 32):
