@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -38,9 +37,10 @@ def build(lib: str, model: str, seed: int = 0) -> tuple:
         def flatten(x):
             return x.reshape(x.shape[0], -1)
     else:
-        # Idle OpenMP workers sleep instead of spinning (a spinning pool would steal a core
-        # from PyFlame's steps, which alternate with torch's in this benchmark).
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        # PyTorch with its default settings (its OpenMP workers spin for a while after each
+        # parallel region; the untimed step before each timed one in `interleave_steps`
+        # absorbs that). Until session 4 this set OMP_WAIT_POLICY=PASSIVE, which made
+        # PyTorch's small steps 2-2.5x slower than its default.
         import torch as fw
         from torch import nn, optim
 
