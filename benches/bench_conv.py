@@ -74,7 +74,6 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cpu-time", action="store_true")
     args = ap.parse_args()
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("RAYON_NUM_THREADS", str(args.threads))
     import pyflame as pf
     import pyflame.nn.functional as F

@@ -19,7 +19,6 @@ Usage: python benches/bench_norm_attention.py [--reps N] [--only ln,bn,bn2d,mha,
 from __future__ import annotations
 
 import argparse
-import os
 
 import numpy as np
 from bench_training import interleave_steps
@@ -35,7 +34,6 @@ def build(lib: str, model: str, seed: int = 0):
         def tensor(a):
             return fw.tensor(a)
     else:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         import torch as fw
         from torch import nn, optim
         from torch.nn import functional as F

@@ -39,9 +39,8 @@ import pyflame as pf
 
 
 def load_torch():
-    # Idle OpenMP workers sleep instead of spinning: in a side-by-side run a spinning torch
-    # pool would steal one of this machine's two cores from the library timed next.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # PyTorch with its default settings (until session 4 this set OMP_WAIT_POLICY=PASSIVE,
+    # which slows PyTorch's small parallel ops).
     try:
         import torch  # optional comparison only
     except Exception as exc:  # ImportError, or a broken install raising OSError
