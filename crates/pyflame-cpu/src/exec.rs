@@ -19,8 +19,8 @@ pub fn evaluate(outputs: &[NodeRef]) -> Result<()> {
 /// calling thread and waited for (two thread wake-ups per kernel; a batch-1 ResNet-18 went
 /// from ~2.1 to ~1.4 ms), and the other workers spin (taking pending work) until the graph
 /// is done instead of sleeping between kernels (batch-1 ResNet-18 1.14 -> 1.05 ms), as ONNX
-/// Runtime's intra-op threads do. Used for recorded inference graphs. Training keeps [`evaluate`]:
-/// buffers freed on a pool thread go back to that thread's malloc arena, which made a
+/// Runtime's intra-op threads do. Used for recorded inference graphs. Training keeps
+/// [`evaluate`]: buffers freed on a pool thread go back to that thread's malloc arena, which made a
 /// ResNet-18 training step's peak memory jump between ~410 and ~630 MiB from run to run.
 pub fn evaluate_from_pool(outputs: &[NodeRef]) -> Result<()> {
     evaluate_with(outputs, true)
@@ -46,8 +46,8 @@ fn evaluate_with(outputs: &[NodeRef], handoff: bool) -> Result<()> {
         rayon::scope(|s| {
             // The other workers stay awake for the whole graph, taking the kernels' parallel
             // work as soon as it is split off instead of being woken (and waited for) once
-            // per kernel (see `spin_for_work`). A helper no worker picked up runs, and returns at once, when the
-            // scope ends.
+            // per kernel (see `spin_for_work`). A spinner no worker picked up runs, and
+            // returns at once, when the scope ends.
             for _ in 1..rayon::current_num_threads() {
                 s.spawn(|_| spin_for_work(&done));
             }

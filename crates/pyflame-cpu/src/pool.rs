@@ -372,9 +372,10 @@ unsafe fn max3_stride2_avx512(v: *const f32, dst: *mut f32, count: usize) {
             _mm512_loadu_ps(p.add(16)),
             _mm512_loadu_ps(p.add(32)),
         );
-        let e = _mm512_permutex2var_ps(a, even, b); // v[2j]
-        let o = _mm512_permutex2var_ps(a, odd, b); // v[2j + 1]
-                                                   // v[2j + 2]: the even values shifted down one lane, then v[32] (lane 0 of `c`).
+        // e = v[2j], o = v[2j + 1], e2 = v[2j + 2] (the even values shifted down one lane,
+        // then v[32], lane 0 of `c`).
+        let e = _mm512_permutex2var_ps(a, even, b);
+        let o = _mm512_permutex2var_ps(a, odd, b);
         let e2 = _mm512_castsi512_ps(_mm512_alignr_epi32::<1>(
             _mm512_castps_si512(c),
             _mm512_castps_si512(e),
