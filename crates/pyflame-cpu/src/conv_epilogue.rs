@@ -51,29 +51,15 @@ impl<T: Element + Add<Output = T>> Epilogue<'_, T> {
                 values.iter_mut().for_each(|v| *v = *v + b);
             }
         }
-        let mut rest = Epilogue {
-            bias: None,
-            ..*self
-        };
-        if rest.residual.is_some() || rest.clamp.is_some() {
-            rest.residual = self.residual.map(|r| &r[start..start + block.len()]);
-            rest.run(block, 0, 0);
-        }
-    }
-
-    /// Applies the epilogue to `values`, output positions `first..` of channel `channel`.
-    #[inline]
-    pub(crate) fn run(&self, values: &mut [T], channel: usize, first: usize) {
-        if let Some(bias) = self.bias {
-            let b = bias[channel];
-            values.iter_mut().for_each(|v| *v = *v + b);
-        }
         if let Some(residual) = self.residual {
-            let r = &residual[first..first + values.len()];
-            values.iter_mut().zip(r).for_each(|(v, &r)| *v = *v + r);
+            let residual = &residual[start..start + block.len()];
+            block
+                .iter_mut()
+                .zip(residual)
+                .for_each(|(v, &r)| *v = *v + r);
         }
         if let Some((lo, hi)) = self.clamp {
-            values.iter_mut().for_each(|v| {
+            block.iter_mut().for_each(|v| {
                 let x = *v;
                 *v = if x <= lo {
                     lo

@@ -127,28 +127,16 @@ pub(crate) fn forward<T: ConvFloat>(
             // A local copy of the pointer: through the closure's capture it was reloaded
             // for every store (the stores might have changed it, as far as the compiler knew).
             let dst = dst.ptr();
-            if first / hw == (first + count - 1) / hw && count == TILE_PIXELS {
-                // One image, a whole tile: the pixels are consecutive in every channel
-                // plane, so each channel gets one run of six values.
+            if first / hw == (first + count - 1) / hw {
+                // One image: the pixels are consecutive in every channel plane, so each
+                // channel gets one run of `count` values.
                 let base = target(first) + o0 * hw;
-                let at = |j: usize| base + j * hw;
                 for (j, run) in transpose(&tile).iter().take(channels).enumerate() {
                     // SAFETY: (pixel, channel) pairs are distinct across tasks and inside
                     // the [N, O, ho, wo] output.
-                    unsafe { std::ptr::copy_nonoverlapping(run.as_ptr(), dst.add(at(j)), 6) };
-                }
-                continue;
-            }
-            if first / hw == (first + count - 1) / hw {
-                // One image: the pixels are consecutive in every channel plane, so each
-                // channel gets one run of `count` values (one cache line, not six visits).
-                let base = target(first) + o0 * hw;
-                for j in 0..channels {
-                    for (i, values) in tile.iter().take(count).enumerate() {
-                        // SAFETY: (pixel, channel) pairs are distinct across tasks and
-                        // inside the [N, O, ho, wo] output.
-                        unsafe { *dst.add(base + j * hw + i) = values[j] };
-                    }
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(run.as_ptr(), dst.add(base + j * hw), count)
+                    };
                 }
                 continue;
             }

@@ -43,14 +43,17 @@ pub fn conv2d_fused(
             )));
         }
     }
+    let dtype = y.dtype;
     let extras = bias.into_iter().chain(residual);
-    let dtype = extras
-        .clone()
-        .fold(y.dtype, |d, e| DType::promote(d, e.dtype));
-    let grad = [x, w].into_iter().chain(extras).any(|n| n.requires_grad());
+    let grad = [x, w]
+        .into_iter()
+        .chain(extras.clone())
+        .any(|n| n.requires_grad());
     let plain = bias.is_none() && residual.is_none() && clamp.is_none();
     // Extras of a wider dtype than the convolution's are added after it, as composed.
-    let promotes = dtype != y.dtype;
+    let promotes = extras
+        .into_iter()
+        .any(|e| DType::promote(dtype, e.dtype) != dtype);
     if plain || grad || promotes || !matches!(dtype, DType::Float32 | DType::Float64) {
         return conv2d_epilogue_composed(y, bias, residual, clamp);
     }
