@@ -124,7 +124,9 @@ fn rows_per_block(m: usize, k: usize, n: usize, elem: usize, threads: usize) -> 
     if threads <= 1 || m.saturating_mul(n).saturating_mul(k) < PARALLEL_WORK {
         return Some(cache_rows.max(MIN_BLOCK_ROWS).min(m));
     }
-    if m < 16 * threads {
+    if m < 16 * threads || (n > m && m < threads * MIN_BLOCK_ROWS) {
+        // Too few rows for blocks worth their repacking: the product splits its columns
+        // over the threads instead (`matmul`), and the program runs after it.
         return None;
     }
     // Two blocks per thread balance the load; at least MIN_BLOCK_ROWS rows unless that
@@ -291,9 +293,12 @@ mod tests {
         assert_eq!(rows_per_block(1024, 1024, 256, 4, 2), Some(256));
         // Wide products keep 256-row blocks (each block repacks the right-hand matrix).
         assert_eq!(rows_per_block(2048, 512, 2048, 4, 2), Some(256));
-        assert_eq!(rows_per_block(300, 512, 512, 4, 2), Some(160));
-        // Short products: one thread's share each, or whole on gemm's threading.
-        assert_eq!(rows_per_block(100, 512, 512, 4, 2), Some(64));
+        assert_eq!(rows_per_block(300, 256, 256, 4, 2), Some(160));
+        // Short products: one thread's share each, or whole (split by columns when wider
+        // than tall: an MLP layer on a batch of 128).
+        assert_eq!(rows_per_block(100, 64, 64, 4, 2), Some(64));
+        assert_eq!(rows_per_block(300, 512, 512, 4, 2), None);
+        assert_eq!(rows_per_block(128, 784, 256, 4, 2), None);
         assert_eq!(rows_per_block(20, 512, 512, 4, 2), None);
         // Right-hand matrices beyond 8 MiB stay with gemm's own blocking.
         assert_eq!(rows_per_block(1024, 768, 3072, 4, 2), None);

@@ -110,6 +110,9 @@ fn run_schedule(g: &Graph, schedule: &crate::schedule::Schedule) -> Result<()> {
         }
     }
     let profile = profiling();
+    // Step timings are printed after the evaluation: writing between steps would let the
+    // worker threads fall asleep and charge their wake-up to the next step.
+    let mut timings: Vec<String> = Vec::new();
     for (s, step) in schedule.steps.iter().enumerate() {
         let i = step.node;
         let node = &g.nodes[i];
@@ -135,14 +138,14 @@ fn run_schedule(g: &Graph, schedule: &crate::schedule::Schedule) -> Result<()> {
                 StepKind::View => "view".to_string(),
                 StepKind::Kernel => "kernel".to_string(),
             };
-            eprintln!(
+            timings.push(format!(
                 "pyflame-profile {:>9.1} us  {:<12} {:<20} {:?} {}",
                 t0.elapsed().as_secs_f64() * 1e6,
                 kind,
                 node.op.name(),
                 node.shape,
                 node.dtype
-            );
+            ));
         }
         if keep[i] {
             node.set_value(value.clone());
@@ -151,6 +154,9 @@ fn run_schedule(g: &Graph, schedule: &crate::schedule::Schedule) -> Result<()> {
         for &j in &schedule.free_after[s] {
             slots[j] = None;
         }
+    }
+    for line in timings {
+        eprintln!("{line}");
     }
     Ok(())
 }

@@ -139,9 +139,16 @@ fn adam<T: AdamFloat>(ins: &[&[T]], a: &AdamAttrs, out: &mut [T], n: usize) {
             amsgrad_max(part(4), v_out, vmax_out);
             update(part(0), m_out, vmax_out, row(0), c);
         } else {
-            let (m_out, v_out) = (row(1), row(2));
-            moments(part(1), part(2), part(3), m_out, v_out, c);
-            update(part(0), m_out, v_out, row(0), c);
+            adam_plain(
+                part(0),
+                part(1),
+                part(2),
+                part(3),
+                row(0),
+                row(1),
+                row(2),
+                c,
+            );
         }
     };
     if tasks > 1 {
@@ -166,6 +173,34 @@ fn moments_body<const FMA: bool, T: AdamFloat>(
         let gi = g[i];
         m_out[i] = m[i].add(gi.sub(m[i]).mul(c.one_minus_beta1));
         v_out[i] = v[i].mul(c.beta2).add(c.one_minus_beta2.mul(gi).mul(gi));
+    }
+}
+
+/// Adam without amsgrad in one pass: [`moments_body`] and [`update_body`] per element, so
+/// each input is read once.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn adam_plain_body<const FMA: bool, T: AdamFloat>(
+    p: &[T],
+    g: &[T],
+    m: &[T],
+    v: &[T],
+    p_out: &mut [T],
+    m_out: &mut [T],
+    v_out: &mut [T],
+    c: Coefficients<T>,
+) {
+    let n = p.len();
+    let (g, m, v) = (&g[..n], &m[..n], &v[..n]);
+    let (p_out, m_out, v_out) = (&mut p_out[..n], &mut m_out[..n], &mut v_out[..n]);
+    for i in 0..n {
+        let gi = g[i];
+        let mi = m[i].add(gi.sub(m[i]).mul(c.one_minus_beta1));
+        let vi = v[i].mul(c.beta2).add(c.one_minus_beta2.mul(gi).mul(gi));
+        let denom = vi.sqrt().div(c.bias_correction2_sqrt).add(c.eps);
+        p_out[i] = p[i].sub(c.step_size.mul(mi.div(denom)));
+        m_out[i] = mi;
+        v_out[i] = vi;
     }
 }
 
@@ -200,6 +235,11 @@ fn update_body<const FMA: bool, T: AdamFloat>(
 multiversion! {
     /// See [`moments_body`].
     fn moments<T: AdamFloat>(g: &[T], m: &[T], v: &[T], m_out: &mut [T], v_out: &mut [T], c: Coefficients<T>) = moments_body;
+}
+multiversion! {
+    /// See [`adam_plain_body`].
+    #[allow(clippy::too_many_arguments)]
+    fn adam_plain<T: AdamFloat>(p: &[T], g: &[T], m: &[T], v: &[T], p_out: &mut [T], m_out: &mut [T], v_out: &mut [T], c: Coefficients<T>) = adam_plain_body;
 }
 multiversion! {
     /// See [`amsgrad_max_body`].

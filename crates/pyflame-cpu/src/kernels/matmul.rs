@@ -157,13 +157,13 @@ impl Dims {
     }
 
     /// True for products worth two threads but too small for gemm's own parallel split:
-    /// they are split by output rows instead.
-    fn split_rows(&self) -> bool {
+    /// their output is split by rows or columns instead ([`gemm_split`]).
+    fn split_output(&self) -> bool {
         let threads = rayon::current_num_threads();
         threads > 1
-            && self.work() >= ROW_SPLIT_MIN_WORK
-            && self.work() < ROW_SPLIT_MAX_WORK
-            && self.m >= 16 * threads
+            && self.work() >= SPLIT_MIN_WORK
+            && self.work() < SPLIT_MAX_WORK
+            && (self.m >= 16 * threads || self.n >= 16 * threads)
             && self.n > 0
     }
 
@@ -177,10 +177,10 @@ impl Dims {
     }
 }
 
-/// Smallest product (m*n*k) split by rows over the threads.
-const ROW_SPLIT_MIN_WORK: usize = 1 << 18;
+/// Smallest product (m*n*k) split by rows or columns over the threads.
+const SPLIT_MIN_WORK: usize = 1 << 18;
 /// Products from this size on use gemm's own parallelism.
-const ROW_SPLIT_MAX_WORK: usize = 1 << 28;
+const SPLIT_MAX_WORK: usize = 1 << 28;
 
 mod sealed {
     use super::MatRef;
@@ -273,39 +273,110 @@ fn gemm_one<T: GemmScalar>(
     par: Parallelism,
 ) {
     debug_assert_eq!(dst.len(), d.m * d.n);
+    // SAFETY: `dst` is an exclusive, contiguous m x n block.
+    unsafe { gemm_raw(d, a, b, bi, dst.as_mut_ptr(), d.n, par) }
+}
+
+/// `dst = a[bi] @ b[bi]` into the `m x n` block at `dst` whose rows are `dst_row_stride`
+/// elements apart (columns contiguous).
+///
+/// # Safety
+/// `matmul` must have validated the views for `d` (every element (bi, i, p) of `a` for
+/// i < m, p < k and (bi, p, j) of `b` for p < k, j < n is inside its slice), and the block at
+/// `dst` must be valid for writes and not accessed by anyone else during the call.
+unsafe fn gemm_raw<T: GemmScalar>(
+    d: Dims,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    bi: usize,
+    dst: *mut T,
+    dst_row_stride: usize,
+    par: Parallelism,
+) {
     if d.k == 0 {
-        dst.fill(T::ZERO);
+        for i in 0..d.m {
+            std::slice::from_raw_parts_mut(dst.add(i * dst_row_stride), d.n).fill(T::ZERO);
+        }
         return;
     }
-    // SAFETY: `matmul` validated that every element (bi, i, p) of `a` for i < m, p < k and
-    // (bi, p, j) of `b` for p < k, j < n lies inside the slices, so the base pointers below
-    // (element (bi, 0, 0)) are in bounds and gemm only reads elements of that set; `dst` is an
-    // exclusive, contiguous m x n block (row stride n, column stride 1). With
-    // `read_dst = false` gemm computes dst = 1 * lhs @ rhs without reading dst.
-    unsafe {
-        let lhs = a.data.as_ptr().offset(a.batch_offset(bi));
-        let rhs = b.data.as_ptr().offset(b.batch_offset(bi));
-        gemm::gemm(
-            d.m,
-            d.n,
-            d.k,
-            dst.as_mut_ptr(),
-            1,
-            d.n as isize,
-            false,
-            lhs,
-            a.col_stride,
-            a.row_stride,
-            rhs,
-            b.col_stride,
-            b.row_stride,
-            T::ZERO,
-            T::ONE,
-            false,
-            false,
-            false,
-            par,
-        );
+    // The base pointers below (element (bi, 0, 0)) are in bounds and gemm only reads elements
+    // of the validated set. With `read_dst = false` gemm computes dst = 1 * lhs @ rhs without
+    // reading dst.
+    let lhs = a.data.as_ptr().offset(a.batch_offset(bi));
+    let rhs = b.data.as_ptr().offset(b.batch_offset(bi));
+    gemm::gemm(
+        d.m,
+        d.n,
+        d.k,
+        dst,
+        1,
+        dst_row_stride as isize,
+        false,
+        lhs,
+        a.col_stride,
+        a.row_stride,
+        rhs,
+        b.col_stride,
+        b.row_stride,
+        T::ZERO,
+        T::ONE,
+        false,
+        false,
+        false,
+        par,
+    );
+}
+
+/// Mid-size products on several threads, each with a single-threaded GEMM over its share of
+/// the output: gemm's own threading costs more than it gains at these sizes. Every thread
+/// packs the whole operand it shares with the others, so the output is split along the
+/// larger dimension: by columns when `n > m` (each thread packs all of `a` and its columns
+/// of `b`), otherwise by rows.
+fn gemm_split<T: GemmScalar>(d: Dims, a: MatRef<'_, T>, b: MatRef<'_, T>, out: &mut [T]) {
+    let threads = rayon::current_num_threads();
+    let mn = d.m * d.n;
+    if d.n > d.m && d.n >= 16 * threads {
+        // Column blocks of whole 16-wide vectors.
+        let cols = d.n.div_ceil(threads).next_multiple_of(16);
+        let parts = d.n.div_ceil(cols);
+        for (bi, dst) in out.chunks_mut(mn).enumerate() {
+            let base = dst.as_mut_ptr() as usize;
+            (0..parts).into_par_iter().for_each(|part| {
+                let c0 = part * cols;
+                let sub = Dims {
+                    n: cols.min(d.n - c0),
+                    ..d
+                };
+                let b_cols = MatRef {
+                    offset: (b.offset as isize + c0 as isize * b.col_stride) as usize,
+                    ..b
+                };
+                // SAFETY: `matmul` validated the views for `d`; columns c0.. of `b` are a
+                // subset. Each part writes columns [c0, c0 + sub.n) of every row of this
+                // matrix's block of `out`, which no other part touches.
+                unsafe {
+                    let dst = (base as *mut T).add(c0);
+                    gemm_raw(sub, a, b_cols, bi, dst, d.n, Parallelism::None);
+                }
+            });
+        }
+        return;
+    }
+    let rows = d.m.div_ceil(threads);
+    for (bi, dst) in out.chunks_mut(mn).enumerate() {
+        dst.par_chunks_mut(rows * d.n)
+            .enumerate()
+            .for_each(|(part, block)| {
+                let sub = Dims {
+                    m: block.len() / d.n,
+                    ..d
+                };
+                let a_rows = MatRef {
+                    offset: (a.offset as isize + (part * rows) as isize * a.row_stride) as usize,
+                    ..a
+                };
+                gemm_one(sub, a_rows, b, bi, block, Parallelism::None);
+            });
     }
 }
 
@@ -315,26 +386,8 @@ fn gemm_batched<T: GemmScalar>(d: Dims, a: MatRef<'_, T>, b: MatRef<'_, T>, out:
         out.par_chunks_mut(mn)
             .enumerate()
             .for_each(|(bi, dst)| gemm_one(d, a, b, bi, dst, Parallelism::None));
-    } else if d.split_rows() {
-        // Mid-size products: gemm's internal threading costs more than it gains here, so
-        // give each thread a contiguous block of output rows and a single-threaded GEMM.
-        let threads = rayon::current_num_threads();
-        let rows = d.m.div_ceil(threads);
-        for (bi, dst) in out.chunks_mut(mn).enumerate() {
-            dst.par_chunks_mut(rows * d.n)
-                .enumerate()
-                .for_each(|(part, block)| {
-                    let sub = Dims {
-                        m: block.len() / d.n,
-                        ..d
-                    };
-                    let a_rows = MatRef {
-                        offset: a.offset + part * rows * a.row_stride as usize,
-                        ..a
-                    };
-                    gemm_one(sub, a_rows, b, bi, block, Parallelism::None);
-                });
-        }
+    } else if d.split_output() {
+        gemm_split(d, a, b, out);
     } else {
         let par = d.per_matrix_parallelism();
         for (bi, dst) in out.chunks_mut(mn).enumerate() {
