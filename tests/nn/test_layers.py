@@ -50,6 +50,14 @@ def test_cross_entropy_errors():
         F.cross_entropy(x, pf.tensor([0, 7, 1]))
     with pytest.raises(IndexError):
         F.nll_loss(x, pf.tensor([0, -3, 1]))
+    # Targets not computed yet are checked through the graph, with the same message.
+    lazy = pf.tensor([0, 3, 1]) * 2
+    assert not lazy.is_evaluated()
+    with pytest.raises(IndexError, match="Target 6 is out of bounds"):
+        F.cross_entropy(x, lazy)
+    # ignore_index values are not out of range.
+    loss = F.cross_entropy(x, pf.tensor([0, -100, 1]), ignore_index=-100)
+    assert np.isfinite(loss.item())
     with pytest.raises(ValueError, match="label_smoothing"):
         F.cross_entropy(x, pf.tensor([0, 1, 1]), label_smoothing=1.5)
     with pytest.raises(ValueError):

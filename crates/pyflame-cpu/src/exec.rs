@@ -7,26 +7,32 @@ use crate::schedule::{schedule_for, StepKind};
 use crate::{attention, conv, movement, norm, pool, softmax, sources};
 use pyflame_core::{dispatch_dtype, numel, DType, Element, Error, Result, Storage};
 use pyflame_ir::{ConvAttrs, Graph, NodeRef, Op, PoolAttrs, PoolKind, ReduceOp, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Evaluates `outputs` (and whatever they depend on) and stores their values in the nodes.
+///
+/// Graphs of several kernels run on a thread of the global rayon pool (see [`evaluate_in`]).
 pub fn evaluate(outputs: &[NodeRef]) -> Result<()> {
-    evaluate_with(outputs, false)
+    evaluate_in(None, outputs)
 }
 
-/// [`evaluate`], run from a pool thread when the graph has several kernels: each kernel's
-/// parallel loop is then stolen by the other workers instead of being handed over from the
-/// calling thread and waited for (two thread wake-ups per kernel; a batch-1 ResNet-18 went
-/// from ~2.1 to ~1.4 ms), and the other workers spin (taking pending work) until the graph
-/// is done instead of sleeping between kernels (batch-1 ResNet-18 1.14 -> 1.05 ms), as ONNX
-/// Runtime's intra-op threads do. Used for recorded inference graphs. Training keeps
-/// [`evaluate`]: buffers freed on a pool thread go back to that thread's malloc arena, which made a
-/// ResNet-18 training step's peak memory jump between ~410 and ~630 MiB from run to run.
-pub fn evaluate_from_pool(outputs: &[NodeRef]) -> Result<()> {
-    evaluate_with(outputs, true)
-}
-
-fn evaluate_with(outputs: &[NodeRef], handoff: bool) -> Result<()> {
+/// [`evaluate`] on the threads of `pool` (`None`: the global pool).
+///
+/// A graph of at least [`HANDOFF_MIN_STEPS`] steps runs on the pool's first worker, and the
+/// other workers spin (taking pending work, see [`spin_for_work`]) until it is done, as ONNX
+/// Runtime's intra-op threads and PyTorch's OpenMP threads do. Run from the calling thread,
+/// each kernel's parallel loop would be handed over to the pool and waited for: two thread
+/// wake-ups per kernel, each costing tens to hundreds of microseconds on a virtual machine
+/// (a batch-1 ResNet-18 went from ~2.1 to ~1.05 ms with the hand-off and spinning workers, an
+/// MLP training step ~15% faster). Always the *first* worker: buffers come from that
+/// thread's malloc arena, and a graph landing on a different worker each time would spread
+/// a training run's activations over several arenas (a ResNet-18 step's peak memory varied
+/// between ~410 and ~630 MiB that way). The calling thread only waits for the result.
+///
+/// Small graphs, and calls from inside a pool's worker (nested evaluation), run on the
+/// current thread.
+pub fn evaluate_in(pool: Option<&rayon::ThreadPool>, outputs: &[NodeRef]) -> Result<()> {
     let pending: Vec<NodeRef> = outputs
         .iter()
         .filter(|n| !n.is_realized())
@@ -37,26 +43,42 @@ fn evaluate_with(outputs: &[NodeRef], handoff: bool) -> Result<()> {
     }
     let g = Graph::capture(&pending, true);
     let schedule = schedule_for(&g)?;
-    // A single op keeps the calling thread (the one hand-off would cost more than it saves).
-    if handoff
-        && schedule.steps.len() >= HANDOFF_MIN_STEPS
-        && rayon::current_thread_index().is_none()
-    {
-        let done = std::sync::atomic::AtomicBool::new(false);
-        rayon::scope(|s| {
-            // The other workers stay awake for the whole graph, taking the kernels' parallel
-            // work as soon as it is split off instead of being woken (and waited for) once
-            // per kernel (see `spin_for_work`). A spinner no worker picked up runs, and
-            // returns at once, when the scope ends.
-            for _ in 1..rayon::current_num_threads() {
-                s.spawn(|_| spin_for_work(&done));
-            }
-            let result = run_schedule(&g, &schedule);
-            done.store(true, std::sync::atomic::Ordering::Release);
-            result
-        })
-    } else {
-        run_schedule(&g, &schedule)
+    if rayon::current_thread_index().is_some() {
+        return run_schedule(&g, &schedule);
+    }
+    if schedule.steps.len() < HANDOFF_MIN_STEPS {
+        // One hand-off would cost more than it saves.
+        return match pool {
+            Some(p) => p.install(|| run_schedule(&g, &schedule)),
+            None => run_schedule(&g, &schedule),
+        };
+    }
+    let done = AtomicBool::new(false);
+    let result = Mutex::new(None);
+    let on_each_worker = |ctx: rayon::BroadcastContext<'_>| {
+        if ctx.index() != 0 {
+            spin_for_work(&done);
+            return;
+        }
+        let r = run_schedule(&g, &schedule);
+        done.store(true, Ordering::Release);
+        if let Ok(mut slot) = result.lock() {
+            *slot = Some(r);
+        }
+    };
+    match pool {
+        Some(p) => {
+            p.broadcast(on_each_worker);
+        }
+        None => {
+            rayon::broadcast(on_each_worker);
+        }
+    }
+    match result.into_inner() {
+        Ok(Some(r)) => r,
+        _ => Err(Error::Invalid(
+            "internal: the evaluating worker did not report a result".into(),
+        )),
     }
 }
 
@@ -68,9 +90,9 @@ const SPIN_IDLE: std::time::Duration = std::time::Duration::from_micros(500);
 /// matters when graphs run concurrently: a worker waiting inside one graph's parallel loop
 /// may pick up the spinner of another graph, and the two spinners must not wait for each
 /// other forever.
-fn spin_for_work(done: &std::sync::atomic::AtomicBool) {
+fn spin_for_work(done: &AtomicBool) {
     let mut idle_since: Option<std::time::Instant> = None;
-    while !done.load(std::sync::atomic::Ordering::Acquire) {
+    while !done.load(Ordering::Acquire) {
         if rayon::yield_now() == Some(rayon::Yield::Executed) {
             idle_since = None;
             continue;
@@ -85,7 +107,7 @@ fn spin_for_work(done: &std::sync::atomic::AtomicBool) {
     }
 }
 
-/// Kernel steps from which [`evaluate_from_pool`] moves to a pool thread.
+/// Kernel steps from which [`evaluate_in`] moves to a pool thread.
 const HANDOFF_MIN_STEPS: usize = 6;
 
 /// Runs every step of `schedule` over the captured graph `g`.

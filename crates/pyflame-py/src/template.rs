@@ -50,15 +50,9 @@ impl PyTemplate {
             .map(value_from_numpy)
             .collect::<PyResult<Vec<_>>>()?;
         let outputs = self.inner.instantiate(values).py()?;
-        let evaluate = || pyflame_cpu::exec::evaluate_from_pool(&outputs);
-        match &pool {
-            Some(p) => {
-                let pool = p.get();
-                py.detach(|| pool.install(evaluate))
-            }
-            None => py.detach(evaluate),
-        }
-        .py()?;
+        let pool = pool.as_ref().map(|p| p.get());
+        py.detach(|| pyflame_cpu::exec::evaluate_in(pool.map(|p| &p.pool), &outputs))
+            .py()?;
         outputs
             .iter()
             .map(|n| {

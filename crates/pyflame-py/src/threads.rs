@@ -12,15 +12,9 @@ use pyo3::types::PyTuple;
 /// A pool of `num_threads` worker threads (named `pyflame-pool-<i>`) that evaluates tensors.
 #[pyclass(name = "ThreadPool", module = "pyflame._core", frozen)]
 pub struct PyThreadPool {
-    pool: rayon::ThreadPool,
+    /// the worker threads
+    pub(crate) pool: rayon::ThreadPool,
     num_threads: usize,
-}
-
-impl PyThreadPool {
-    /// Runs `f` on one of this pool's threads (parallel loops inside use this pool).
-    pub(crate) fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        self.pool.install(f)
-    }
 }
 
 #[pymethods]
@@ -60,7 +54,7 @@ impl PyThreadPool {
                     .map_err(|_| PyTypeError::new_err("ThreadPool.eval() takes tensors"))
             })
             .collect::<PyResult<_>>()?;
-        py.detach(|| self.pool.install(|| pyflame_cpu::exec::evaluate(&nodes)))
+        py.detach(|| pyflame_cpu::exec::evaluate_in(Some(&self.pool), &nodes))
             .py()
     }
 
