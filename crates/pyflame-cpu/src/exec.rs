@@ -19,7 +19,7 @@ pub fn evaluate(outputs: &[NodeRef]) -> Result<()> {
 
 /// [`evaluate`] on the threads of `pool` (`None`: the global pool).
 ///
-/// A graph of at least [`HANDOFF_MIN_STEPS`] steps runs on a worker of the pool, and the
+/// A graph of at least [`HANDOFF_MIN_STEPS`] steps runs on the pool's first worker, and the
 /// other workers spin (taking pending work, see [`spin_for_work`]) until it is done, as ONNX
 /// Runtime's intra-op threads and PyTorch's OpenMP threads do. Run from the calling thread,
 /// each kernel's parallel loop would be handed over to the pool and waited for: two thread
@@ -27,14 +27,14 @@ pub fn evaluate(outputs: &[NodeRef]) -> Result<()> {
 /// (a batch-1 ResNet-18 went from ~2.1 to ~1.05 ms with the hand-off and spinning workers, an
 /// MLP training step ~15% faster). The calling thread only waits for the result.
 ///
-/// Buffers are then allocated on whichever worker runs the graph; with glibc's default of
-/// one malloc arena per thread a training run's activations spread over several arenas
-/// (a ResNet-18 step's peak memory varied between ~410 and ~630 MiB), so the Python module
-/// limits glibc to one arena (`pyflame-py`'s `malloc_arena`). Running every graph on the
-/// first worker instead (`rayon::broadcast`) was 2-4% slower in A/Bs (batch-1 ResNet-18,
-/// MLP training step): that worker may be the one asleep.
+/// Always the *first* worker: the graph's buffers come from that thread's malloc arena
+/// (glibc has one per thread). Graphs landing on whichever worker is free spread a training
+/// run's activations over every worker's arena, each keeping its own freed memory: a
+/// ResNet-18 step's peak memory doubled (~765 against ~384 MiB from the Python thread; ~407
+/// on the first worker). Limiting glibc to one arena instead made the small CNN training step
+/// 10-15% slower (lock contention and the main heap's trimming and regrowth).
 ///
-/// Small graphs on the global pool run on the calling thread.
+/// Small graphs, and nested evaluations (from inside a pool), run on the current thread.
 pub fn evaluate_in(pool: Option<&rayon::ThreadPool>, outputs: &[NodeRef]) -> Result<()> {
     let pending: Vec<NodeRef> = outputs
         .iter()
@@ -47,28 +47,42 @@ pub fn evaluate_in(pool: Option<&rayon::ThreadPool>, outputs: &[NodeRef]) -> Res
     let g = Graph::capture(&pending, true);
     let schedule = schedule_for(&g)?;
     let small = schedule.steps.len() < HANDOFF_MIN_STEPS;
-    let run = || {
-        if small {
-            return run_schedule(&g, &schedule);
-        }
-        let done = AtomicBool::new(false);
-        rayon::scope(|s| {
-            // A spinner no worker picked up runs, and returns at once, when the scope ends.
-            for _ in 1..rayon::current_num_threads() {
-                s.spawn(|_| spin_for_work(&done));
+    if small || rayon::current_thread_index().is_some() {
+        // One hand-off would cost more than a small graph saves; a nested evaluation stays
+        // on its worker.
+        return match pool {
+            Some(p) if p.current_thread_index().is_none() => {
+                p.install(|| run_schedule(&g, &schedule))
             }
-            let result = run_schedule(&g, &schedule);
-            done.store(true, Ordering::Release);
-            result
-        })
+            _ => run_schedule(&g, &schedule),
+        };
+    }
+    let done = AtomicBool::new(false);
+    let result = Mutex::new(None);
+    let on_each_worker = |ctx: rayon::BroadcastContext<'_>| {
+        if ctx.index() != 0 {
+            spin_for_work(&done);
+            return;
+        }
+        let r = run_schedule(&g, &schedule);
+        done.store(true, Ordering::Release);
+        if let Ok(mut slot) = result.lock() {
+            *slot = Some(r);
+        }
     };
     match pool {
-        // From outside `p`, `install` runs `run` on one of its workers; from inside, in place.
-        Some(p) => p.install(run),
-        // One hand-off would cost more than a small graph saves.
-        None if small => run_schedule(&g, &schedule),
-        // `rayon::scope` called from outside the global pool runs its body on a worker.
-        None => run(),
+        Some(p) => {
+            p.broadcast(on_each_worker);
+        }
+        None => {
+            rayon::broadcast(on_each_worker);
+        }
+    }
+    match result.into_inner() {
+        Ok(Some(r)) => r,
+        _ => Err(Error::Invalid(
+            "internal: the evaluating worker did not report a result".into(),
+        )),
     }
 }
 

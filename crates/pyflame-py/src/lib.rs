@@ -8,7 +8,6 @@ mod errors;
 mod functions;
 mod graph;
 mod indexing;
-mod malloc_arena;
 mod nn_ops;
 mod ops;
 mod template;
@@ -21,7 +20,6 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
-    malloc_arena::use_one_arena();
     m.add_class::<tensor::PyTensor>()?;
     m.add_class::<dtype::PyDType>()?;
     m.add_class::<dtype::PyMeshLayout>()?;
