@@ -210,7 +210,15 @@ fn gather_strided<T: Element, C: Compute>(
     dst: &mut [C],
 ) {
     let nd = shape.len();
-    let mut idx = vec![0usize; nd];
+    // The multi-index of `start`; on the stack for the usual ranks (this runs per chunk).
+    let mut idx_stack = [0usize; 8];
+    let mut idx_heap = Vec::new();
+    let idx: &mut [usize] = if nd <= idx_stack.len() {
+        &mut idx_stack[..nd]
+    } else {
+        idx_heap.resize(nd, 0);
+        &mut idx_heap
+    };
     let mut rem = start;
     for i in (0..nd).rev() {
         idx[i] = rem % shape[i];

@@ -49,52 +49,58 @@ pub fn reduce(op: ReduceOp, x: &NodeRef, axes: Option<&[i64]>, keepdim: bool) ->
         )));
     }
     let adjacent = axes.windows(2).all(|w| w[1] == w[0] + 1);
-    let kept_shape: Vec<usize> = (0..x.shape.len())
-        .filter(|a| !axes.contains(a))
-        .map(|a| x.shape[a])
-        .collect();
-    // Non-adjacent axes: move the reduced axes to the end (a free view), reduce the tail.
-    let (input, red_axes) = if adjacent {
-        (x.clone(), axes.clone())
-    } else {
-        let mut perm: Vec<usize> = (0..x.shape.len()).filter(|a| !axes.contains(a)).collect();
-        let k = perm.len();
-        perm.extend(axes.iter().copied());
-        (
-            permute(x, &perm.iter().map(|&p| p as i64).collect::<Vec<_>>())?,
-            (k..x.shape.len()).collect(),
-        )
-    };
-    let out_shape: Vec<usize> = if keepdim && adjacent {
+    if !adjacent {
+        return reduce_in_runs(op, x, &axes, keepdim);
+    }
+    let out_shape: Vec<usize> = if keepdim {
         x.shape
             .iter()
             .enumerate()
             .map(|(i, &d)| if axes.contains(&i) { 1 } else { d })
             .collect()
     } else {
-        kept_shape
+        (0..x.shape.len())
+            .filter(|a| !axes.contains(a))
+            .map(|a| x.shape[a])
+            .collect()
     };
-    let node = Node::new(
-        Op::Reduce {
-            op,
-            axes: red_axes,
-            keepdim: keepdim && adjacent,
-        },
-        vec![input],
+    Ok(Node::new(
+        Op::Reduce { op, axes, keepdim },
+        vec![x.clone()],
         out_shape,
         dtype,
         x.layout,
-    );
-    if keepdim && !adjacent {
+    ))
+}
+
+/// A reduction over non-adjacent `axes` (sorted): one reduction per run of adjacent axes, the
+/// innermost run first, so each reads contiguous data (the bias gradient of a convolution,
+/// `sum` over (0, 2, 3) of `[N, C, H, W]`, sums each image's planes and then the images,
+/// instead of reading a permuted view with short runs). Every run of a `mean` averages equal
+/// groups, so the mean of the means is the mean.
+fn reduce_in_runs(op: ReduceOp, x: &NodeRef, axes: &[usize], keepdim: bool) -> Result<NodeRef> {
+    let mut runs: Vec<Vec<i64>> = Vec::new();
+    for &a in axes {
+        match runs.last_mut() {
+            Some(run) if run.last() == Some(&(a as i64 - 1)) => run.push(a as i64),
+            _ => runs.push(vec![a as i64]),
+        }
+    }
+    // Reducing a later run without keepdim leaves the indices of earlier axes unchanged.
+    let mut out = x.clone();
+    for run in runs.iter().rev() {
+        out = reduce(op, &out, Some(run), false)?;
+    }
+    if keepdim {
         let shape: Vec<i64> = x
             .shape
             .iter()
             .enumerate()
             .map(|(i, &d)| if axes.contains(&i) { 1 } else { d as i64 })
             .collect();
-        return reshape(&node, &shape);
+        return reshape(&out, &shape);
     }
-    Ok(node)
+    Ok(out)
 }
 
 /// Index of the maximum (or minimum) along `axis`, or of the flattened tensor.
