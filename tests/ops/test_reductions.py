@@ -306,3 +306,42 @@ def test_short_trailing_rows(dt, inner):
     U.assert_tensor_close(x.amin(dim=-1), a.min(axis=-1), out_dtype=dt, exact=True)
     if dt != "int64":
         U.assert_tensor_close(x.mean(dim=-1), a.mean(axis=-1), out_dtype=dt)
+
+
+@pytest.mark.parametrize("dim", [(0, 2, 3), (0, 2, 4), (1, 3), (0, 4), (0, 1, 3, 4)])
+@pytest.mark.parametrize("keepdim", [False, True], ids=["nokeep", "keep"])
+def test_reductions_over_separate_runs_of_axes(dim, keepdim, rng):
+    # Non-adjacent axes reduce one run of adjacent axes at a time (innermost first).
+    a = rng.standard_normal((3, 4, 5, 2, 6)).astype(np.float32)
+    x = t(a)
+    for name in ("sum", "mean"):
+        out = getattr(x, name)(dim=dim, keepdim=keepdim)
+        ref = getattr(np, name)(a.astype(np.float64), axis=dim, keepdims=keepdim)
+        U.assert_tensor_close(out, ref, out_dtype="float32")
+    ints = rng.integers(-4, 5, a.shape).astype(np.int32)
+    np.testing.assert_array_equal(
+        pf.tensor(ints).sum(dim=dim, keepdim=keepdim).numpy(),
+        ints.astype(np.int64).sum(axis=dim, keepdims=keepdim),
+    )
+    assert pf.tensor(ints).sum(dim=dim).dtype == pf.int64
+    small = (rng.random(a.shape) + 0.5).astype(np.float64)
+    np.testing.assert_allclose(
+        pf.tensor(small).prod(dim=dim, keepdim=keepdim).numpy(),
+        small.prod(axis=dim, keepdims=keepdim),
+        rtol=1e-12,
+    )
+    np.testing.assert_array_equal(
+        x.amax(dim=dim, keepdim=keepdim).numpy(), a.max(axis=dim, keepdims=keepdim)
+    )
+    np.testing.assert_array_equal(
+        x.amin(dim=dim, keepdim=keepdim).numpy(), a.min(axis=dim, keepdims=keepdim)
+    )
+
+
+def test_gradient_of_a_reduction_over_separate_axes(rng):
+    a = rng.standard_normal((2, 3, 4, 5))
+    x = pf.tensor(a, requires_grad=True)
+    w = rng.standard_normal(3)
+    ((x.mean(dim=(0, 2, 3)) * pf.tensor(w)).sum()).backward()
+    expected = np.broadcast_to(w.reshape(1, 3, 1, 1) / (2 * 4 * 5), a.shape)
+    np.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-12)
