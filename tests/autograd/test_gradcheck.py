@@ -296,3 +296,52 @@ def test_conv_shape_errors_are_clear():
         pf._core.conv2d(pf.zeros([1, 1, 2, 2]), pf.zeros([1, 1, 3, 3]))
     with pytest.raises(ValueError):
         pf._core.max_pool2d(pf.zeros([1, 1, 4, 4]), 2, 0)
+
+
+def test_values_after_backward_without_retaining_the_graph():
+    # After backward (graph not retained) the executor no longer keeps intermediate values
+    # for a later backward pass; values still referenced from Python are kept, the others are
+    # recomputed if anything needs them again, and gradients are unchanged.
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((4, 5))
+    w = rng.standard_normal((5, 3))
+    x = pf.tensor(a, requires_grad=True)
+    wt = pf.tensor(w, requires_grad=True)
+    hidden = pf.relu(x @ wt)  # held: its value is kept
+    pre = x @ wt + 1.0  # held but lazy
+    loss = (pf.relu(pre) * hidden).sum()
+    loss.backward()
+    pf.eval(x.grad, wt.grad)
+    h = np.maximum(a @ w, 0)
+    p = a @ w + 1.0
+    mask = (p > 0).astype(float)
+    g_hidden = np.maximum(p, 0) * (a @ w > 0)
+    g_pre = h * mask
+    expected_x = (g_hidden + g_pre) @ w.T
+    np.testing.assert_allclose(x.grad.numpy(), expected_x, rtol=1e-10)
+    np.testing.assert_allclose(wt.grad.numpy(), a.T @ (g_hidden + g_pre), rtol=1e-10)
+    assert hidden.is_evaluated()
+    np.testing.assert_allclose(hidden.numpy(), h, rtol=1e-12)
+    np.testing.assert_allclose(pre.numpy(), p, rtol=1e-12)
+    np.testing.assert_allclose(loss.item(), (np.maximum(p, 0) * h).sum(), rtol=1e-12)
+
+
+def test_forward_evaluated_before_backward_keeps_what_backward_needs():
+    # loss.item() before backward (a logging training loop): the forward values backward
+    # uses are kept, not recomputed, and the gradients are right.
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((6, 4))
+    x = pf.tensor(a, requires_grad=True)
+    loss = (pf.relu(x * 2.0 - 0.5) ** 2).sum()
+    value = loss.item()
+    assert value == pytest.approx((np.maximum(2 * a - 0.5, 0) ** 2).sum())
+    loss.backward()
+    np.testing.assert_allclose(
+        x.grad.numpy(), 2 * np.maximum(2 * a - 0.5, 0) * 2 * (2 * a - 0.5 > 0), rtol=1e-12
+    )
+
+
+def test_relu_gradient_like_pytorch_at_zero_and_nan():
+    x = pf.tensor([-1.0, 0.0, 2.0, float("nan")], requires_grad=True)
+    pf.relu(x).sum().backward()
+    assert x.grad.tolist() == [0.0, 0.0, 1.0, 1.0]  # torch 2.13 gives the same

@@ -108,8 +108,15 @@ pub fn backward(root: &NodeRef, grad: Option<NodeRef>, retain_graph: bool) -> Re
     }
     if !retain_graph {
         for node in &order {
-            if node.is_realized() && node.num_inputs() > 0 {
+            if node.num_inputs() == 0 {
+                continue;
+            }
+            if node.is_realized() {
                 node.release_inputs();
+            } else {
+                // Its value is still needed (by the gradient expressions, which hold it),
+                // but not for another backward pass.
+                node.mark_grad_taken();
             }
         }
     }

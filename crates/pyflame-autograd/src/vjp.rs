@@ -91,7 +91,16 @@ pub fn vjp(node: &NodeRef, inputs: &[NodeRef], g: &NodeRef) -> Result<Vec<Option
                     let d = mul(out, &bin(BinaryOp::Sub, &scalar(1.0, out), out)?)?;
                     mul(g, &d)?
                 }
-                UnaryOp::Relu => masked(g, &bin(BinaryOp::Gt, x, &scalar(0.0, x))?)?,
+                // From the output, as PyTorch does (zero where out <= 0, so a NaN passes the
+                // gradient): the input need not be kept for backward, so the producer of `x`
+                // (a convolution's bias add, a normalization) fuses with the ReLU.
+                UnaryOp::Relu => masked(
+                    g,
+                    &un(
+                        UnaryOp::LogicalNot,
+                        &bin(BinaryOp::Le, out, &scalar(0.0, out))?,
+                    )?,
+                )?,
                 UnaryOp::Gelu => {
                     // d/dx x*Phi(x) = Phi(x) + x*phi(x)
                     let cdf = mul(

@@ -130,8 +130,10 @@ fn run_schedule(g: &Graph, schedule: &crate::schedule::Schedule) -> Result<()> {
         keep[o] = true;
     }
     for (j, node) in g.nodes.iter().enumerate() {
-        // Referenced from outside this graph, or saved for a later backward pass.
-        if Arc::strong_count(node) > 1 + in_graph_refs[j] || node.requires_grad() {
+        // Referenced from outside this graph, or saved for a backward pass not built yet.
+        if Arc::strong_count(node) > 1 + in_graph_refs[j]
+            || (node.requires_grad() && !node.grad_taken())
+        {
             keep[j] = true;
         }
     }

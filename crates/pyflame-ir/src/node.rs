@@ -28,6 +28,7 @@ pub struct Node {
     value: RwLock<Option<Value>>,
     retain_inputs: AtomicBool,
     requires_grad: AtomicBool,
+    grad_taken: AtomicBool,
     grad: Mutex<Option<NodeRef>>,
 }
 
@@ -70,6 +71,7 @@ impl Node {
             inputs: Mutex::new(inputs),
             value: RwLock::new(None),
             retain_inputs: AtomicBool::new(false),
+            grad_taken: AtomicBool::new(false),
             requires_grad: AtomicBool::new(false),
             grad: Mutex::new(None),
         })
@@ -118,6 +120,19 @@ impl Node {
             let dropped = std::mem::take(&mut *self.lock_inputs());
             drop_iteratively(dropped);
         }
+    }
+
+    /// Marks an unrealized node whose gradient a backward pass has already built without
+    /// retaining the graph: no later backward pass goes through it (PyTorch would refuse a
+    /// second one), so the executor need not keep its value for one. If something does need
+    /// the value again, the node is still linked to its inputs and is recomputed.
+    pub fn mark_grad_taken(&self) {
+        self.grad_taken.store(true, Ordering::Relaxed);
+    }
+
+    /// See [`Node::mark_grad_taken`].
+    pub fn grad_taken(&self) -> bool {
+        self.grad_taken.load(Ordering::Relaxed)
     }
 
     /// Keep inputs after realization (autograd needs the graph for backward).
