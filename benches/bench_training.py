@@ -38,9 +38,9 @@ def build(lib: str, model: str, seed: int = 0) -> tuple:
             return x.reshape(x.shape[0], -1)
     else:
         # PyTorch with its default settings (its OpenMP workers spin for a while after each
-        # parallel region; the untimed step before each timed one in `interleave_steps`
-        # absorbs that). Until session 4 this set OMP_WAIT_POLICY=PASSIVE, which made
-        # PyTorch's small steps 2-2.5x slower than its default.
+        # parallel region; `interleave_steps` pauses between the libraries' blocks). Until
+        # session 4 this set OMP_WAIT_POLICY=PASSIVE, which made PyTorch's small steps
+        # 2-2.5x slower than its default.
         import torch as fw
         from torch import nn, optim
 
@@ -135,13 +135,19 @@ def build(lib: str, model: str, seed: int = 0) -> tuple:
     return step
 
 
-def bench(model: str, reps: int) -> dict:
+def bench(model: str, reps: int, block: int = 5) -> dict:
     """Median step time of each library for `model` (see :func:`interleave_steps`)."""
-    return interleave_steps({lib: build(lib, model) for lib in ("pf", "torch")}, reps)
+    return interleave_steps({lib: build(lib, model) for lib in ("pf", "torch")}, reps, block=block)
 
 
-def interleave_steps(steps: dict, reps: int) -> dict:
-    """Median seconds of each step function, timed in alternating order (3 warm-up rounds)."""
+def interleave_steps(steps: dict, reps: int, pause: float = 0.02, block: int = 5) -> dict:
+    """Median seconds of each step function, in alternating blocks (3 warm-up rounds first).
+
+    Each library's block starts after a `pause` (so the other library's worker threads, which
+    spin for a while after their work as PyTorch's OpenMP threads do, are idle again) and two
+    untimed steps (which wake this library's threads); then `block` consecutive steps are
+    timed, as in a training loop. `reps` blocks per library.
+    """
     for _ in range(3):
         for s in steps.values():
             s()
@@ -149,11 +155,13 @@ def interleave_steps(steps: dict, reps: int) -> dict:
     for r in range(reps):
         order = ["pf", "torch"] if r % 2 == 0 else ["torch", "pf"]
         for lib in order:
-            # An untimed step first absorbs the other library's still-spinning threads.
+            time.sleep(pause)
             steps[lib]()
-            t0 = time.perf_counter()
             steps[lib]()
-            times[lib].append(time.perf_counter() - t0)
+            for _ in range(block):
+                t0 = time.perf_counter()
+                steps[lib]()
+                times[lib].append(time.perf_counter() - t0)
     return {lib: statistics.median(ts) for lib, ts in times.items()}
 
 
@@ -212,7 +220,11 @@ def main() -> None:
     print("| benchmark | pyflame ms | torch ms | time ratio pf/torch |")
     print("|---|---:|---:|---:|")
     for model in args.only.split(","):
-        r = bench(model, args.reps if model != "resnet" else max(4, args.reps // 3))
+        r = (
+            bench(model, max(4, args.reps // 3), block=2)
+            if model == "resnet"
+            else bench(model, args.reps)
+        )
         print(
             f"| {names[model]} | {r['pf'] * 1e3:.2f} | {r['torch'] * 1e3:.2f} "
             f"| {r['pf'] / r['torch']:.2f}x |"
