@@ -461,29 +461,27 @@ impl Program {
                         }
                     },
                     Instr::Where { dst, cond, a, b } => {
-                        let c = files.i64(cond, len);
+                        // Branch-free bit selection over zipped iterators, so it vectorizes (a
+                        // plain `if` compiled to a scalar load from one of two addresses);
+                        // `dst` is a register distinct from `cond`, `a` and `b`.
+                        macro_rules! select {
+                            ($file:ident, $U:ty, $to:expr, $from:expr) => {{
+                                let (c, x, y) =
+                                    (files.i64(cond, len), files.$file(a, len), files.$file(b, len));
+                                files
+                                    .$file(dst, len)
+                                    .iter_mut()
+                                    .zip(c.iter().zip(x.iter().zip(y.iter())))
+                                    .for_each(|(o, (&c, (&x, &y)))| {
+                                        let m = <$U>::from(c != 0).wrapping_neg();
+                                        *o = $from(($to(x) & m) | ($to(y) & !m));
+                                    })
+                            }};
+                        }
                         match dst.kind {
-                            Kind::F32 => {
-                                let (x, y, d) =
-                                    (files.f32(a, len), files.f32(b, len), files.f32(dst, len));
-                                for i in 0..len {
-                                    d[i] = if c[i] != 0 { x[i] } else { y[i] }
-                                }
-                            }
-                            Kind::F64 => {
-                                let (x, y, d) =
-                                    (files.f64(a, len), files.f64(b, len), files.f64(dst, len));
-                                for i in 0..len {
-                                    d[i] = if c[i] != 0 { x[i] } else { y[i] }
-                                }
-                            }
-                            Kind::I64 => {
-                                let (x, y, d) =
-                                    (files.i64(a, len), files.i64(b, len), files.i64(dst, len));
-                                for i in 0..len {
-                                    d[i] = if c[i] != 0 { x[i] } else { y[i] }
-                                }
-                            }
+                            Kind::F32 => select!(f32, u32, f32::to_bits, f32::from_bits),
+                            Kind::F64 => select!(f64, u64, f64::to_bits, f64::from_bits),
+                            Kind::I64 => select!(i64, u64, |v: i64| v as u64, |v: u64| v as i64),
                         }
                     }
                     Instr::Convert { dst, src } => {
