@@ -345,3 +345,7 @@ def test_relu_gradient_like_pytorch_at_zero_and_nan():
     x = pf.tensor([-1.0, 0.0, 2.0, float("nan")], requires_grad=True)
     pf.relu(x).sum().backward()
     assert x.grad.tolist() == [0.0, 0.0, 1.0, 1.0]  # torch 2.13 gives the same
+    # an infinite upstream gradient stays 0 where the ReLU is off (not inf * 0 = NaN)
+    y = pf.tensor([-1.0, 2.0], requires_grad=True)
+    pf.relu(y).backward(pf.tensor([float("inf"), 1.0]))
+    assert y.grad.tolist() == [0.0, 1.0]

@@ -20,11 +20,6 @@ fn un(op: UnaryOp, a: &NodeRef) -> Result<NodeRef> {
     build::unary(op, a)
 }
 
-/// `g * mask` where mask is a bool node, in g's dtype.
-fn masked(g: &NodeRef, mask: &NodeRef) -> Result<NodeRef> {
-    mul(g, &build::cast(mask, g.dtype))
-}
-
 fn shape_i64(s: &[usize]) -> Vec<i64> {
     s.iter().map(|&d| d as i64).collect()
 }
@@ -92,14 +87,13 @@ pub fn vjp(node: &NodeRef, inputs: &[NodeRef], g: &NodeRef) -> Result<Vec<Option
                     mul(g, &d)?
                 }
                 // From the output, as PyTorch does (zero where out <= 0, so a NaN passes the
-                // gradient): the input need not be kept for backward, so the producer of `x`
+                // gradient, and an infinite gradient is not turned into NaN by a product with
+                // a zero mask): the input need not be kept for backward, so the producer of `x`
                 // (a convolution's bias add, a normalization) fuses with the ReLU.
-                UnaryOp::Relu => masked(
+                UnaryOp::Relu => build::where_(
+                    &bin(BinaryOp::Le, out, &scalar(0.0, out))?,
+                    &scalar(0.0, g),
                     g,
-                    &un(
-                        UnaryOp::LogicalNot,
-                        &bin(BinaryOp::Le, out, &scalar(0.0, out))?,
-                    )?,
                 )?,
                 UnaryOp::Gelu => {
                     // d/dx x*Phi(x) = Phi(x) + x*phi(x)

@@ -466,8 +466,11 @@ impl Program {
                         // `dst` is a register distinct from `cond`, `a` and `b`.
                         macro_rules! select {
                             ($file:ident, $U:ty, $to:expr, $from:expr) => {{
-                                let (c, x, y) =
-                                    (files.i64(cond, len), files.$file(a, len), files.$file(b, len));
+                                let (c, x, y) = (
+                                    files.i64(cond, len),
+                                    files.$file(a, len),
+                                    files.$file(b, len),
+                                );
                                 files
                                     .$file(dst, len)
                                     .iter_mut()
