@@ -20,3 +20,20 @@ if _OPS_DIR not in sys.path:
 def rng():
     """A fresh, deterministically seeded NumPy generator for each test."""
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def run_script_ok():
+    """Runs a Python script in a fresh process with ``RAYON_NUM_THREADS=threads`` and checks
+    that it exits cleanly and prints ``ok``."""
+    import subprocess
+
+    def run(script: str, threads: str) -> None:
+        env = dict(os.environ, RAYON_NUM_THREADS=threads)
+        out = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "ok"
+
+    return run

@@ -4,10 +4,6 @@ still compute from its own inputs."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pyflame as pf
 import pyflame_rt as ort
@@ -170,13 +166,8 @@ print("ok")
 
 
 @pytest.mark.parametrize("threads", ["1", "2", "4"])
-def test_recorded_deep_graph_with_spinning_workers(threads):
+def test_recorded_deep_graph_with_spinning_workers(threads, run_script_ok):
     # Recorded graphs of 6+ kernels run on a pool thread while the other workers spin for
     # work; with more workers than cores, or none, and with two graphs running at once,
     # every run must finish and be right.
-    env = dict(os.environ, RAYON_NUM_THREADS=threads)
-    out = subprocess.run(
-        [sys.executable, "-c", _DEEP_SCRIPT], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "ok"
+    run_script_ok(_DEEP_SCRIPT, threads)
