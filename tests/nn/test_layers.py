@@ -50,7 +50,7 @@ def test_cross_entropy_errors():
         F.cross_entropy(x, pf.tensor([0, 7, 1]))
     with pytest.raises(IndexError):
         F.nll_loss(x, pf.tensor([0, -3, 1]))
-    # Targets not computed yet are checked through the graph, with the same message.
+    # Targets not computed yet are computed first, with the same message.
     lazy = pf.tensor([0, 3, 1]) * 2
     assert not lazy.is_evaluated()
     with pytest.raises(IndexError, match="Target 6 is out of bounds"):

@@ -58,32 +58,25 @@ pub fn evaluate_in(pool: Option<&rayon::ThreadPool>, outputs: &[NodeRef]) -> Res
         };
     }
     let done = AtomicBool::new(false);
-    let result = Mutex::new(None);
+    // Worker 0 runs the graph and returns its result; the others spin until it is done.
     let on_each_worker = |ctx: rayon::BroadcastContext<'_>| {
         if ctx.index() != 0 {
             spin_for_work(&done);
-            return;
+            return None;
         }
-        let r = run_schedule(&g, &schedule);
+        let result = run_schedule(&g, &schedule);
         done.store(true, Ordering::Release);
-        if let Ok(mut slot) = result.lock() {
-            *slot = Some(r);
-        }
+        Some(result)
     };
-    match pool {
-        Some(p) => {
-            p.broadcast(on_each_worker);
-        }
-        None => {
-            rayon::broadcast(on_each_worker);
-        }
-    }
-    match result.into_inner() {
-        Ok(Some(r)) => r,
-        _ => Err(Error::Invalid(
+    let results = match pool {
+        Some(p) => p.broadcast(on_each_worker),
+        None => rayon::broadcast(on_each_worker),
+    };
+    results.into_iter().flatten().next().unwrap_or_else(|| {
+        Err(Error::Invalid(
             "internal: the evaluating worker did not report a result".into(),
-        )),
-    }
+        ))
+    })
 }
 
 /// How long a spinning worker waits without finding work before it goes back to rayon's

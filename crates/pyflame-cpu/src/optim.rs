@@ -158,6 +158,23 @@ fn adam<T: AdamFloat>(ins: &[&[T]], a: &AdamAttrs, out: &mut [T], n: usize) {
     }
 }
 
+/// New first and second moments of one element: `m + (g - m)(1 - beta1)`,
+/// `v beta2 + (1 - beta2) g^2`.
+#[inline(always)]
+fn moment_pair<T: AdamFloat>(g: T, m: T, v: T, c: &Coefficients<T>) -> (T, T) {
+    (
+        m.add(g.sub(m).mul(c.one_minus_beta1)),
+        v.mul(c.beta2).add(c.one_minus_beta2.mul(g).mul(g)),
+    )
+}
+
+/// New parameter from its moments: `p - step_size m / (sqrt(second) / bc2_sqrt + eps)`.
+#[inline(always)]
+fn stepped<T: AdamFloat>(p: T, m: T, second: T, c: &Coefficients<T>) -> T {
+    let denom = second.sqrt().div(c.bias_correction2_sqrt).add(c.eps);
+    p.sub(c.step_size.mul(m.div(denom)))
+}
+
 #[inline(always)]
 fn moments_body<const FMA: bool, T: AdamFloat>(
     g: &[T],
@@ -170,14 +187,12 @@ fn moments_body<const FMA: bool, T: AdamFloat>(
     let n = g.len();
     let (m, v, m_out, v_out) = (&m[..n], &v[..n], &mut m_out[..n], &mut v_out[..n]);
     for i in 0..n {
-        let gi = g[i];
-        m_out[i] = m[i].add(gi.sub(m[i]).mul(c.one_minus_beta1));
-        v_out[i] = v[i].mul(c.beta2).add(c.one_minus_beta2.mul(gi).mul(gi));
+        (m_out[i], v_out[i]) = moment_pair(g[i], m[i], v[i], &c);
     }
 }
 
-/// Adam without amsgrad in one pass: [`moments_body`] and [`update_body`] per element, so
-/// each input is read once.
+/// Adam without amsgrad in one pass (moments and update per element), so each input is
+/// read once.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn adam_plain_body<const FMA: bool, T: AdamFloat>(
@@ -194,11 +209,8 @@ fn adam_plain_body<const FMA: bool, T: AdamFloat>(
     let (g, m, v) = (&g[..n], &m[..n], &v[..n]);
     let (p_out, m_out, v_out) = (&mut p_out[..n], &mut m_out[..n], &mut v_out[..n]);
     for i in 0..n {
-        let gi = g[i];
-        let mi = m[i].add(gi.sub(m[i]).mul(c.one_minus_beta1));
-        let vi = v[i].mul(c.beta2).add(c.one_minus_beta2.mul(gi).mul(gi));
-        let denom = vi.sqrt().div(c.bias_correction2_sqrt).add(c.eps);
-        p_out[i] = p[i].sub(c.step_size.mul(mi.div(denom)));
+        let (mi, vi) = moment_pair(g[i], m[i], v[i], &c);
+        p_out[i] = stepped(p[i], mi, vi, &c);
         m_out[i] = mi;
         v_out[i] = vi;
     }
@@ -227,8 +239,7 @@ fn update_body<const FMA: bool, T: AdamFloat>(
     let n = p.len();
     let (m, second, out) = (&m[..n], &second[..n], &mut out[..n]);
     for i in 0..n {
-        let denom = second[i].sqrt().div(c.bias_correction2_sqrt).add(c.eps);
-        out[i] = p[i].sub(c.step_size.mul(m[i].div(denom)));
+        out[i] = stepped(p[i], m[i], second[i], &c);
     }
 }
 

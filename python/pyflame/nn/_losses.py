@@ -169,18 +169,12 @@ def _check_targets(target: Tensor, c: int, ignore_index: int) -> None:
         raise TypeError(
             f"expected class-index targets of an integer dtype, got {target.dtype.name}"
         )
-    if target.is_evaluated():
-        # Targets usually arrive computed (from a data loader): check the values in place
-        # instead of evaluating a graph for it on every step.
-        values = target.numpy()
-        out_of_range = ((values < 0) | (values >= c)) & (values != ignore_index)
-        if out_of_range.any():
-            raise IndexError(f"Target {int(np.abs(values[out_of_range]).max())} is out of bounds.")
-        return
-    bad = ((target < 0) | (target >= c)) & (target != ignore_index)
-    if bool(bad.any().item()):
-        value = int(pf.where(bad, target, pf.zeros_like(target)).abs().max().item())
-        raise IndexError(f"Target {value} is out of bounds.")
+    # Checked on the values (computed first if needed: targets usually arrive computed from
+    # a data loader), not by evaluating a graph on every step.
+    values = target.numpy()
+    out_of_range = ((values < 0) | (values >= c)) & (values != ignore_index)
+    if out_of_range.any():
+        raise IndexError(f"Target {int(np.abs(values[out_of_range]).max())} is out of bounds.")
 
 
 def _nll_parts(input: Tensor, target: Tensor, weight: Optional[Tensor], ignore_index: int) -> tuple:  # noqa: A002

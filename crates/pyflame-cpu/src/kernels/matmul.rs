@@ -348,7 +348,7 @@ fn gemm_split<T: GemmScalar>(d: Dims, a: MatRef<'_, T>, b: MatRef<'_, T>, out: &
                     ..d
                 };
                 let b_cols = MatRef {
-                    offset: (b.offset as isize + c0 as isize * b.col_stride) as usize,
+                    offset: b.index(0, 0, c0),
                     ..b
                 };
                 // SAFETY: `matmul` validated the views for `d`; columns c0.. of `b` are a
@@ -372,7 +372,7 @@ fn gemm_split<T: GemmScalar>(d: Dims, a: MatRef<'_, T>, b: MatRef<'_, T>, out: &
                     ..d
                 };
                 let a_rows = MatRef {
-                    offset: (a.offset as isize + (part * rows) as isize * a.row_stride) as usize,
+                    offset: a.index(0, part * rows, 0),
                     ..a
                 };
                 gemm_one(sub, a_rows, b, bi, block, Parallelism::None);
