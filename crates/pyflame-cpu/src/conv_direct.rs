@@ -14,6 +14,7 @@
 
 use crate::conv::{ConvFloat, ConvParams, Geom};
 use crate::conv_tiles::{self, Scatter, Shifted, WeightView, TILE_COLS, TILE_ROWS};
+use crate::kernels::copy::copy_short;
 use crate::kernels::narrow;
 use crate::pack_cache::WeightSource;
 use pyflame_core::{Result, Storage};
@@ -223,17 +224,13 @@ pub(crate) fn pad_planes<T: ConvFloat>(
         .par_chunks_mut(stride)
         .enumerate()
         .for_each(|(ci, row)| {
-            let (planes, tail) = row.split_at_mut(g.n * plane_len);
-            tail.fill(T::default());
-            for (ni, padded) in planes.chunks_mut(plane_len).enumerate() {
+            // One fill of the whole row, then the image lines: the padding runs are too short
+            // for a fill call each.
+            row.fill(T::default());
+            for (ni, padded) in row[..g.n * plane_len].chunks_mut(plane_len).enumerate() {
                 let src = &xs[(ni * g.c + ci) * plane..][..plane];
-                padded[..ph * width].fill(T::default());
-                padded[(ph + g.h) * width..].fill(T::default());
                 for (y, line) in src.chunks(g.w).enumerate() {
-                    let dst = &mut padded[(ph + y) * width..][..width];
-                    dst[..pw].fill(T::default());
-                    dst[pw..pw + g.w].copy_from_slice(line);
-                    dst[pw + g.w..].fill(T::default());
+                    copy_short(&mut padded[(ph + y) * width + pw..][..g.w], line);
                 }
             }
         });
@@ -254,14 +251,12 @@ fn grid_output_grad<T: ConvFloat>(gy: &[T], g: &Geom, grid: &Grid) -> Result<Sto
             let (planes, tail) = rest.split_at_mut(grid.cols);
             front.fill(T::default());
             tail.fill(T::default());
+            planes.fill(T::default());
             for (ni, padded) in planes.chunks_mut(grid.ps).enumerate() {
                 let src = &gy[(ni * g.o + o) * hw..][..hw];
                 for (y, line) in src.chunks(g.wo).enumerate() {
-                    let dst = &mut padded[y * grid.wp..][..grid.wp];
-                    dst[..g.wo].copy_from_slice(line);
-                    dst[g.wo..].fill(T::default());
+                    copy_short(&mut padded[y * grid.wp..][..g.wo], line);
                 }
-                padded[g.ho * grid.wp..].fill(T::default());
             }
         });
     Ok(buf)

@@ -4,6 +4,7 @@
 //! runs over every `k` and tap, so the sum over `C x kh x kw` never leaves the registers
 //! (a GEMM per tap would load and store `out` once per tap, and pack its operands).
 
+use crate::kernels::copy::copy_short;
 use crate::pack_cache::{self, PackSpec, WeightSource};
 use pyflame_core::{DType, Error, Result, Storage};
 use rayon::prelude::*;
@@ -100,8 +101,11 @@ impl Scatter {
                 if m >= self.channels {
                     break;
                 }
-                let dst = self.dst.add(base + m * self.channel_stride);
-                std::ptr::copy_nonoverlapping(values.as_ptr().add(pos), dst, run);
+                let dst = std::slice::from_raw_parts_mut(
+                    self.dst.add(base + m * self.channel_stride),
+                    run,
+                );
+                copy_short(dst, &values[pos..pos + run]);
             }
             pos += run;
         }

@@ -4,6 +4,7 @@
 //! executor slices tensors into chunks and calls these. SIMD is selected at runtime (see
 //! [`simd`]) so one binary runs everywhere and still uses AVX2/FMA where available.
 
+pub mod copy;
 pub mod math;
 pub mod matmul;
 pub mod narrow;
