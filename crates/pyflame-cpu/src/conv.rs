@@ -341,7 +341,9 @@ pub fn conv2d_backward_input(
                     storage: &wv.storage,
                     offset: wv.offset,
                 });
-                if !crate::conv_direct::backward_input(gs, ws, source, &g, p, o)? {
+                if !crate::conv_direct::backward_input(gs, ws, source, &g, p, o)?
+                    && !crate::conv_pixels::backward_input(gs, ws, source, &g, p, o)?
+                {
                     crate::conv_batched::backward_input(gs, ws, &g, p, o)?;
                 }
                 return finish(out, x_shape, dtype);
