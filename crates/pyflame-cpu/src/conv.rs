@@ -406,7 +406,9 @@ pub fn conv2d_backward_weight(
             let (xs, gs) = (slice::<$T>(&xv)?, slice::<$T>(&gv)?);
             if g.g == 1 {
                 let dw = out.as_mut_slice::<$T>()?;
-                if !crate::conv_direct::backward_weight(xs, gs, &g, p, dw)? {
+                if !crate::conv_wgrad::backward_weight(xs, gs, &g, p, dw)?
+                    && !crate::conv_direct::backward_weight(xs, gs, &g, p, dw)?
+                {
                     crate::conv_batched::backward_weight(xs, gs, &g, p, dw)?;
                 }
                 return finish(out, w_shape, dtype);
