@@ -45,8 +45,9 @@ pub(crate) fn choice() -> Choice {
 
 /// Smallest fraction of useful grid columns for which `auto` picks this method.
 const MIN_EFFICIENCY: f64 = 0.7;
-/// The same for the forward pass and the input gradient with the tiled kernel: below it,
-/// the channel-vectorized kernel of `conv_pixels` (which wastes nothing) is faster. (With
+/// The same for the forward pass and the input gradient with the tiled kernel when the
+/// channel-vectorized kernel of `conv_pixels` takes the problem: below it, that kernel (which
+/// wastes nothing) is faster. (With
 /// ResNet-18's batch-32 layers single-threaded: equal on 32x32 planes, efficiency 0.94;
 /// pixels 15-35% faster on 16x16, 0.89, and 30% faster on 8x8.)
 const MIN_EFFICIENCY_TILED: f64 = 0.92;
@@ -419,7 +420,7 @@ pub(crate) fn forward<T: ConvFloat>(
     p: &ConvParams,
     out: &mut [T],
 ) -> Result<bool> {
-    let min_efficiency = if tiled(xs, ws).is_some() {
+    let min_efficiency = if tiled(xs, ws).is_some() && crate::conv_pixels::takes(g) {
         MIN_EFFICIENCY_TILED
     } else {
         MIN_EFFICIENCY
@@ -454,7 +455,9 @@ pub(crate) fn backward_input<T: ConvFloat>(
     p: &ConvParams,
     dx: &mut [T],
 ) -> Result<bool> {
-    let min_efficiency = if tiled(gy, ws).is_some() {
+    let pixels_take_it = crate::conv_pixels::input_gradient_geometry(g, p)
+        .is_some_and(|(transposed, _)| crate::conv_pixels::takes(&transposed));
+    let min_efficiency = if tiled(gy, ws).is_some() && pixels_take_it {
         MIN_EFFICIENCY_TILED
     } else {
         MIN_EFFICIENCY

@@ -48,6 +48,44 @@ fn applies(g: &Geom, reused: bool) -> bool {
         && g.c > 0
 }
 
+/// Whether the kernel takes the convolution of geometry `g` whatever the state of the cache
+/// of packed weights (used to let another kernel yield to this one).
+pub(crate) fn takes(g: &Geom) -> bool {
+    applies(g, false)
+}
+
+/// The geometry of the forward convolution that computes the input gradient of a stride-1
+/// convolution of geometry `g` (see [`backward_input`]), if there is one.
+pub(crate) fn input_gradient_geometry(g: &Geom, p: &ConvParams) -> Option<(Geom, ConvParams)> {
+    let pad = |k: usize, d: usize, p: usize| ((k - 1) * d).checked_sub(p);
+    if p.stride != [1, 1] || g.g != 1 || g.kh == 0 || g.kw == 0 {
+        return None;
+    }
+    let padding = [
+        pad(g.kh, p.dilation[0], p.padding[0])?,
+        pad(g.kw, p.dilation[1], p.padding[1])?,
+    ];
+    let transposed = Geom {
+        n: g.n,
+        c: g.o,
+        h: g.ho,
+        w: g.wo,
+        o: g.c,
+        kh: g.kh,
+        kw: g.kw,
+        ho: g.h,
+        wo: g.w,
+        g: 1,
+    };
+    let params = ConvParams {
+        stride: [1, 1],
+        padding,
+        dilation: p.dilation,
+        groups: 1,
+    };
+    Some((transposed, params))
+}
+
 /// Forward convolution into `out` ([N, O, ho, wo]); `false` when the kernel does not apply.
 pub(crate) fn forward<T: ConvFloat>(
     xs: &[T],
@@ -73,33 +111,8 @@ pub(crate) fn backward_input<T: ConvFloat>(
     p: &ConvParams,
     dx: &mut [T],
 ) -> Result<bool> {
-    let pad = |k: usize, d: usize, p: usize| ((k - 1) * d).checked_sub(p);
-    let (Some(ph), Some(pw)) = (
-        pad(g.kh, p.dilation[0], p.padding[0]),
-        pad(g.kw, p.dilation[1], p.padding[1]),
-    ) else {
+    let Some((transposed, params)) = input_gradient_geometry(g, p) else {
         return Ok(false);
-    };
-    if p.stride != [1, 1] || g.g != 1 || g.kh == 0 || g.kw == 0 {
-        return Ok(false);
-    }
-    let transposed = Geom {
-        n: g.n,
-        c: g.o,
-        h: g.ho,
-        w: g.wo,
-        o: g.c,
-        kh: g.kh,
-        kw: g.kw,
-        ho: g.h,
-        wo: g.w,
-        g: 1,
-    };
-    let params = ConvParams {
-        stride: [1, 1],
-        padding: [ph, pw],
-        dilation: p.dilation,
-        groups: 1,
     };
     let view = WeightView::input_rows(g.c, g.kh * g.kw);
     convolve(gy, (ws, source, view, true), &transposed, &params, dx)
