@@ -240,6 +240,54 @@ pub(crate) fn pad_planes<T: ConvFloat>(
     Ok(buf)
 }
 
+/// The input as the channel-vectorized kernels read it: a buffer, and the row width, the
+/// distance between images and the distance between channels of its planes. Without
+/// padding that is the `[N, C, H, W]` input itself (no copy); otherwise zero-padded planes
+/// (see [`pad_planes`]), each channel's images end to end.
+pub(crate) struct PlaneInput<'a, T> {
+    padded: Option<Storage>,
+    input: &'a [T],
+    /// row width
+    pub width: usize,
+    /// elements from one image's plane to the next in a channel
+    pub image_stride: usize,
+    /// elements from one channel to the next
+    pub channel_stride: usize,
+}
+
+impl<'a, T: ConvFloat> PlaneInput<'a, T> {
+    /// The planes of `xs` for geometry `g` and padding `p.padding`.
+    pub(crate) fn new(xs: &'a [T], g: &Geom, p: &ConvParams) -> Result<Self> {
+        if p.padding == [0, 0] {
+            let plane = g.h * g.w;
+            return Ok(PlaneInput {
+                padded: None,
+                input: xs,
+                width: g.w,
+                image_stride: g.c * plane,
+                channel_stride: plane,
+            });
+        }
+        let (hp, wp) = (g.h + 2 * p.padding[0], g.w + 2 * p.padding[1]);
+        let plane = hp * wp;
+        Ok(PlaneInput {
+            padded: Some(pad_planes(xs, g, p, (wp, plane), g.n * plane)?),
+            input: xs,
+            width: wp,
+            image_stride: plane,
+            channel_stride: g.n * plane,
+        })
+    }
+
+    /// The values.
+    pub(crate) fn values(&self) -> Result<&[T]> {
+        match &self.padded {
+            Some(buf) => buf.as_slice::<T>(),
+            None => Ok(self.input),
+        }
+    }
+}
+
 /// `dyg` [o][grad_stride]: `slack` zeros, then the output gradient on the padded grid (zero
 /// at every grid position that is not an output), then zeros up to whole tiles.
 fn grid_output_grad<T: ConvFloat>(gy: &[T], g: &Geom, grid: &Grid) -> Result<Storage> {

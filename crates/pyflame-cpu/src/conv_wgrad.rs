@@ -10,7 +10,7 @@
 //! for every tap).
 
 use crate::conv::{ConvFloat, ConvParams, Geom};
-use crate::conv_direct::{choice, pad_planes, Choice};
+use crate::conv_direct::{choice, Choice, PlaneInput};
 use crate::conv_tiles;
 use pyflame_core::{DType, Result, Storage};
 use rayon::prelude::*;
@@ -35,7 +35,7 @@ fn applies(g: &Geom) -> bool {
         && g.c > 0
         && match choice() {
             Choice::Pixels => true,
-            Choice::Auto => g.o >= 48 && g.kh * g.kw > 1 && g.c * g.kh * g.kw >= 4 * TILE_COLUMNS,
+            Choice::Auto => g.o >= 48 && g.c * g.kh * g.kw >= 4 * TILE_COLUMNS,
             Choice::Direct | Choice::Im2col => false,
         }
 }
@@ -57,26 +57,18 @@ pub(crate) fn backward_weight<T: ConvFloat>(
     };
     let kk = g.kh * g.kw;
     let columns = g.c * kk;
-    let (hp, wp) = (g.h + 2 * p.padding[0], g.w + 2 * p.padding[1]);
-    let plane = hp * wp;
-    let xp_buf = pad_planes(xs, g, p, (wp, plane), g.n * plane)?;
-    let Some(xp) = T::as_f32(xp_buf.as_slice::<T>()?) else {
+    let planes = PlaneInput::new(xs, g, p)?;
+    let Some(xp) = T::as_f32(planes.values()?) else {
         return Ok(false);
     };
-    let channel_stride = g.n * plane;
+    let (wp, channel_stride) = (planes.width, planes.channel_stride);
     let hw = g.hw();
     let pixels = g.n * hw;
     let o_pad = g.o.next_multiple_of(TILE_CHANNELS);
     let dyt_buf = transpose_gradient(dy, g, o_pad)?;
     let dyt = dyt_buf.as_slice::<f32>()?;
     // Offset of each output pixel's first tap in a padded channel row.
-    let sources: Vec<usize> = (0..pixels)
-        .map(|q| {
-            let (n, r) = (q / hw, q % hw);
-            let (y, x) = (r / g.wo, r % g.wo);
-            n * plane + y * p.stride[0] * wp + x * p.stride[1]
-        })
-        .collect();
+    let sources = crate::conv_pixels::pixel_sources(g, p, (wp, planes.image_stride));
     // Offset of column (c, t) in `xp`: its channel row plus its tap's position.
     let column_offset = |col: usize| {
         let (c, t) = (col / kk, col % kk);
