@@ -71,3 +71,21 @@ def test_wide_rows_and_many_planes():
     x = rng.standard_normal((8, 64, 16, 16)).astype(np.float32)
     y = F.max_pool2d(pf.tensor(x), 3, stride=2, padding=1).numpy()
     np.testing.assert_array_equal(y, reference(x, 3, 2, 1, 1, False))
+
+
+@pytest.mark.parametrize("width", [1, 2, 15, 16, 17, 31, 32, 33, 64, 65, 256])
+@pytest.mark.parametrize("p,ceil", [(1, False), (0, False), (0, True), (1, True)])
+def test_3x3_stride2_rows_of_every_width(width, p, ceil):
+    # The whole-plane vectorized 3x3 / stride-2 path: row widths around its 16-lane vectors,
+    # NaN and -inf in the last column and row, windows clipped by padding and by ceil_mode.
+    if width < 3 - 2 * p:
+        pytest.skip("no complete window without padding for this width")
+    rng = np.random.default_rng(width * 10 + p)
+    x = rng.standard_normal((2, 3, 7, width)).astype(np.float32)
+    x[0, 0, 3, width - 1] = np.nan
+    x[1, 2, 6, width - 1] = -np.inf
+    x[1, 1, 6, 0] = np.nan
+    y = F.max_pool2d(pf.tensor(x), 3, stride=2, padding=p, ceil_mode=ceil).numpy()
+    ref = reference(x, 3, 2, p, 1, ceil)
+    assert y.shape == ref.shape
+    np.testing.assert_array_equal(y, ref)

@@ -245,7 +245,11 @@ fn max_plane_separable_body<const FMA: bool, T: PoolElement>(
     // whose stores have completed (a load right after narrower stores to the same bytes
     // waits for them). `ROW_SLACK` readable values follow for the vectorized stride-2 pass.
     let ho = windows.rows.len();
-    let mut buf = vec![ninf; ho * w + ROW_SLACK];
+    // Each row's column maxes sit between `ROW_PAD` values of -inf on either side: the
+    // padding of 3-wide stride-2 windows reads them, so every such window takes the
+    // vectorized pass.
+    let pitch = w + 2 * ROW_PAD;
+    let mut buf = vec![ninf; ho * pitch + ROW_SLACK];
     if h * w == 0 {
         // Every window reads only padding.
         out.fill(ninf);
@@ -255,7 +259,8 @@ fn max_plane_separable_body<const FMA: bool, T: PoolElement>(
         .chunks_exact(h * w)
         .zip(out.chunks_exact_mut(out_plane))
     {
-        for (column_max, &(y0, y1, ybase)) in buf.chunks_exact_mut(w).zip(&windows.rows) {
+        for (row_buf, &(y0, y1, ybase)) in buf.chunks_exact_mut(pitch).zip(&windows.rows) {
+            let column_max = &mut row_buf[ROW_PAD..ROW_PAD + w];
             let row = |ky: usize| {
                 let r = (ybase + (ky * dh) as isize) as usize;
                 &plane[r * w..(r + 1) * w]
@@ -285,12 +290,12 @@ fn max_plane_separable_body<const FMA: bool, T: PoolElement>(
             }
         }
         for (oy, dst) in out.chunks_exact_mut(wo.max(1)).enumerate() {
-            let row_buf = &buf[oy * w..];
-            // Interior windows of 3 columns at stride 2: vectorized where the CPU allows.
+            let padded_row = &buf[oy * pitch..];
+            let row_buf = &padded_row[ROW_PAD..];
+            // Windows of 3 columns at stride 2 (reading the -inf around the row where they
+            // reach the padding): vectorized where the CPU allows.
             let (lo, hi) = match windows.stride2 {
-                Some(shift) if T::max3_stride2(row_buf, shift, windows.interior, dst) => {
-                    windows.interior
-                }
+                Some(shift) if T::max3_stride2(padded_row, shift, (0, wo), dst) => (0, wo),
                 _ => (0, 0),
             };
             // The other windows with their taps in a register (a read-modify-write of `dst`
@@ -313,11 +318,23 @@ fn max_plane_separable_body<const FMA: bool, T: PoolElement>(
 /// vectors.
 const ROW_SLACK: usize = 64;
 
+/// -inf values on each side of a row of column maxes (the most padding the vectorized
+/// stride-2 pass handles).
+const ROW_PAD: usize = 2;
+
 /// Element types of max pooling, with a vectorized pass for 3-wide windows at stride 2.
 trait PoolElement: Element {
-    /// `dst[ox] = max(row[2 ox - shift ..= 2 ox - shift + 2])` (NaN wins) for `ox` in
-    /// `lo..hi`, every such window inside the row, and `ROW_SLACK` readable values after
-    /// the row; `false` (nothing written) when there is no vectorized version.
+    /// Max pooling of whole planes with 3x3 windows at stride 2 (see
+    /// `Windows::square3_stride2`) in one vectorized pass; `false` (nothing written) when
+    /// there is no vectorized version or the windows are of another kind.
+    fn max3x3_stride2(_planes: &[Self], _windows: &Windows, _out: &mut [Self]) -> bool {
+        false
+    }
+
+    /// `dst[ox] = max(data[2 ox - shift ..= 2 ox - shift + 2])` (NaN wins) for `ox` in
+    /// `lo..hi`, where `data` is `row` after its `ROW_PAD` leading values (every window
+    /// inside `row`, and `ROW_SLACK` readable values after it); `false` (nothing written)
+    /// when there is no vectorized version.
     fn max3_stride2(
         _row: &[Self],
         _shift: usize,
@@ -331,11 +348,31 @@ trait PoolElement: Element {
 impl PoolElement for f64 {}
 
 impl PoolElement for f32 {
+    fn max3x3_stride2(planes: &[f32], windows: &Windows, out: &mut [f32]) -> bool {
+        let (h, w, ho, wo) = (
+            windows.height,
+            windows.width,
+            windows.rows.len(),
+            windows.cols.len(),
+        );
+        let square = windows.square3_stride2 && w <= 16 * SQUARE_POOL_VECTORS;
+        if !square || !crate::kernels::simd::has_avx512() || h * w == 0 || ho * wo == 0 {
+            return false;
+        }
+        if !planes.len().is_multiple_of(h * w) || out.len() != planes.len() / (h * w) * ho * wo {
+            return false;
+        }
+        // SAFETY: AVX-512 checked above; `planes` holds whole `h x w` planes and `out` the
+        // matching `ho x wo` ones.
+        unsafe { max3x3_stride2_avx512(planes, windows, out) };
+        true
+    }
+
     fn max3_stride2(row: &[f32], shift: usize, (lo, hi): (usize, usize), dst: &mut [f32]) -> bool {
         if lo >= hi || !crate::kernels::simd::has_avx512() {
             return false;
         }
-        let first = 2 * lo - shift;
+        let first = 2 * lo + ROW_PAD - shift;
         let count = hi - lo;
         // Whole vectors of 16 outputs read 2 * 16 * ceil(count / 16) + 16 values.
         if first + 32 * count.div_ceil(16) + 16 > row.len() || hi > dst.len() {
@@ -394,6 +431,96 @@ unsafe fn max3_stride2_avx512(_v: *const f32, _dst: *mut f32, _count: usize) {
     unreachable!("needs AVX-512")
 }
 
+/// Widest rows (in 16-lane vectors) of [`max3x3_stride2_avx512`].
+const SQUARE_POOL_VECTORS: usize = 16;
+
+/// 3x3 stride-2 max pooling of whole planes (padding at most 2): per output row, the max of
+/// its (up to three) input rows 16 columns at a time, kept in registers; the padded row is
+/// assembled from them lane-shifted (no trip through memory: loading a vector that spans
+/// narrower stores just made stalls until they complete), and each 16 outputs take the even
+/// lanes, the odd lanes and the even lanes shifted by one of two padded vectors. NaN wins.
+///
+/// # Safety
+/// Needs AVX-512F; `planes` holds whole `height x width` planes (`width` at most
+/// `16 * SQUARE_POOL_VECTORS`) and `out` the matching output planes of `windows`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn max3x3_stride2_avx512(planes: &[f32], windows: &Windows, out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let (h, w, ho, wo) = (
+        windows.height,
+        windows.width,
+        windows.rows.len(),
+        windows.cols.len(),
+    );
+    let shift = windows.stride2.unwrap_or(0);
+    let nan_max = |a: __m512, b: __m512| {
+        let either_nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(a, b);
+        _mm512_mask_blend_ps(either_nan, _mm512_max_ps(a, b), _mm512_add_ps(a, b))
+    };
+    let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    let vectors = w.div_ceil(16);
+    // Column maxes of a row, 16 columns per vector; the vectors past the row stay -inf.
+    let mut columns = [ninf; SQUARE_POOL_VECTORS + 3];
+    // Vector `j` of the row with `shift` lanes of -inf in front.
+    let padded = |columns: &[__m512; SQUARE_POOL_VECTORS + 3], j: usize| {
+        let prev = if j == 0 { ninf } else { columns[j - 1] };
+        match shift {
+            0 => columns[j],
+            1 => _mm512_castsi512_ps(_mm512_alignr_epi32::<15>(
+                _mm512_castps_si512(columns[j]),
+                _mm512_castps_si512(prev),
+            )),
+            _ => _mm512_castsi512_ps(_mm512_alignr_epi32::<14>(
+                _mm512_castps_si512(columns[j]),
+                _mm512_castps_si512(prev),
+            )),
+        }
+    };
+    for (plane, dst) in planes
+        .chunks_exact(h * w)
+        .zip(out.chunks_exact_mut(ho * wo))
+    {
+        for (&(y0, y1, ybase), dst_row) in windows.rows.iter().zip(dst.chunks_exact_mut(wo)) {
+            let line = |ky: usize| plane.as_ptr().add((ybase + ky as isize) as usize * w);
+            for (k, column) in columns.iter_mut().take(vectors).enumerate() {
+                let n = (w - 16 * k).min(16);
+                let mask: __mmask16 = if n == 16 { 0xffff } else { (1u16 << n) - 1 };
+                let mut m = ninf;
+                for ky in y0..y1 {
+                    m = nan_max(m, _mm512_mask_loadu_ps(ninf, mask, line(ky).add(16 * k)));
+                }
+                *column = m;
+            }
+            for b in 0..wo.div_ceil(16) {
+                let (a, bb, c) = (
+                    padded(&columns, 2 * b),
+                    padded(&columns, 2 * b + 1),
+                    padded(&columns, 2 * b + 2),
+                );
+                let e = _mm512_permutex2var_ps(a, even, bb);
+                let o = _mm512_permutex2var_ps(a, odd, bb);
+                let e2 = _mm512_castsi512_ps(_mm512_alignr_epi32::<1>(
+                    _mm512_castps_si512(c),
+                    _mm512_castps_si512(e),
+                ));
+                let m = nan_max(nan_max(e, o), e2);
+                let n = (wo - 16 * b).min(16);
+                let mask: __mmask16 = if n == 16 { 0xffff } else { (1u16 << n) - 1 };
+                _mm512_mask_storeu_ps(dst_row.as_mut_ptr().add(16 * b), mask, m);
+            }
+        }
+    }
+}
+
+/// Not reachable: `has_avx512` is false off x86-64.
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn max3x3_stride2_avx512(_planes: &[f32], _windows: &Windows, _out: &mut [f32]) {
+    unreachable!("needs AVX-512")
+}
+
 multiversion! {
     /// See [`max_plane_separable_body`].
     fn max_plane_separable<T: PoolElement>(planes: &[T], windows: &Windows, out: &mut [T]) = max_plane_separable_body;
@@ -407,11 +534,12 @@ struct Windows {
     height: usize,
     width: usize,
     dilation: [usize; 2],
-    /// Output columns `[lo, hi)` whose windows lie wholly inside the row.
-    interior: (usize, usize),
     /// For 3-wide, undilated windows at stride 2 with at most 2 columns of padding: the
     /// padding, so that window `ox` starts at column `2 ox - padding`.
     stride2: Option<usize>,
+    /// Whether the windows are 3x3, undilated, at stride 2 in both directions, with at most
+    /// 2 rows and columns of padding (the stem of a ResNet).
+    square3_stride2: bool,
 }
 
 impl Windows {
@@ -419,12 +547,14 @@ impl Windows {
         let cols: Vec<(usize, usize, isize)> = (0..wo)
             .map(|o| taps(o, p.kernel[1], p.stride[1], p.padding[1], p.dilation[1], w))
             .collect();
-        let whole = |c: &(usize, usize, isize)| c.0 == 0 && c.1 == p.kernel[1];
-        let lo = cols.iter().position(whole).unwrap_or(wo);
-        let hi = lo + cols[lo..].iter().take_while(|c| whole(c)).count();
         let stride2 =
             (p.kernel[1] == 3 && p.stride[1] == 2 && p.dilation[1] == 1 && p.padding[1] <= 2)
                 .then_some(p.padding[1]);
+        let square3_stride2 = stride2.is_some()
+            && p.kernel[0] == 3
+            && p.stride[0] == 2
+            && p.dilation[0] == 1
+            && p.padding[0] <= 2;
         Windows {
             rows: (0..ho)
                 .map(|o| taps(o, p.kernel[0], p.stride[0], p.padding[0], p.dilation[0], h))
@@ -433,8 +563,8 @@ impl Windows {
             height: h,
             width: w,
             dilation: p.dilation,
-            interior: (lo, hi),
             stride2,
+            square3_stride2,
         }
     }
 }
@@ -454,6 +584,9 @@ pub fn max_pool2d(x: &Value, p: &PoolParams, out_shape: &[usize], dtype: DType) 
             planes(out.as_mut_slice::<$T>()?, k * ho * wo, |ci, o| {
                 let count = o.len() / (ho * wo).max(1);
                 let first = &xs[ci * k * h * w..][..count * h * w];
+                if <$T>::max3x3_stride2(first, &windows, o) {
+                    return;
+                }
                 if !is_2x2(p, (h, w), (ho, wo)) {
                     max_plane_separable(first, &windows, o);
                     return;
