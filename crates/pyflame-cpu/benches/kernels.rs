@@ -1,15 +1,21 @@
 //! Criterion benchmarks of the CPU kernels: matmul (GFLOP/s = Gelem/s with
-//! `Throughput::Elements(2 m n k)`), full reductions over 16M f32 (GB/s), and elementwise math
-//! on 1M f32 in L1-sized chunks, against scalar `std`/`libm` loops.
+//! `Throughput::Elements(2 m n k)`), full reductions over 16M f32 (GB/s), elementwise math
+//! on 1M f32 in L1-sized chunks, against scalar `std`/`libm` loops, and the three 3x3
+//! convolution kernels (forward, input and weight gradient) on two ResNet-18 training shapes
+//! (GFLOP/s as for matmul, `2 N O C 9 H W`).
 //!
 //! Run with `cargo bench -p pyflame-cpu` (a couple of minutes; 2 s per benchmark).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use half::{bf16, f16};
+use pyflame_core::{DType, Storage};
+use pyflame_cpu::conv::{conv2d, conv2d_backward_input, conv2d_backward_weight, ConvParams};
 use pyflame_cpu::kernels::matmul::{matmul, MatRef};
 use pyflame_cpu::kernels::reduce::{arg_reduce, reduce, ReduceKind};
 use pyflame_cpu::kernels::{math, simd};
+use pyflame_ir::Value;
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Deterministic values in [-1, 1).
@@ -187,6 +193,45 @@ fn bench_math(c: &mut Criterion) {
     g.finish();
 }
 
+/// A contiguous f32 value of `shape` with deterministic contents.
+fn value(shape: &[usize], seed: u64) -> Value {
+    let data = values(shape.iter().product(), seed);
+    let storage = Storage::from_slice(&data).expect("allocation");
+    Value::contiguous(Arc::new(storage), shape.to_vec())
+}
+
+fn bench_conv(c: &mut Criterion) {
+    let mut g = c.benchmark_group("conv3x3_f32_batch32");
+    let params = ConvParams {
+        stride: [1, 1],
+        padding: [1, 1],
+        dilation: [1, 1],
+        groups: 1,
+    };
+    for &(ch, hw) in &[(64usize, 32usize), (256, 8)] {
+        let (x_shape, w_shape) = ([32, ch, hw, hw], [ch, ch, 3, 3]);
+        let (x, w, gy) = (value(&x_shape, 1), value(&w_shape, 2), value(&x_shape, 3));
+        g.throughput(Throughput::Elements(
+            (2 * 32 * ch * ch * 9 * hw * hw) as u64,
+        ));
+        let name = format!("{ch}ch_{hw}x{hw}");
+        g.bench_function(format!("forward/{name}"), |bench| {
+            bench.iter(|| conv2d(&x, &w, &params, &x_shape, DType::Float32).expect("conv"))
+        });
+        g.bench_function(format!("input_grad/{name}"), |bench| {
+            bench.iter(|| {
+                conv2d_backward_input(&gy, &w, &params, &x_shape, DType::Float32).expect("conv")
+            })
+        });
+        g.bench_function(format!("weight_grad/{name}"), |bench| {
+            bench.iter(|| {
+                conv2d_backward_weight(&x, &gy, &params, &w_shape, DType::Float32).expect("conv")
+            })
+        });
+    }
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(10)
@@ -197,6 +242,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_matmul, bench_reduce, bench_math
+    targets = bench_matmul, bench_reduce, bench_math, bench_conv
 }
 criterion_main!(benches);
