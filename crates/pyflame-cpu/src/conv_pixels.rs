@@ -84,22 +84,65 @@ pub(crate) fn input_gradient_geometry(g: &Geom, p: &ConvParams) -> Option<(Geom,
     Some((transposed, params))
 }
 
-/// Offset of every output pixel's window (its first tap) in a channel of planes with rows of
-/// `width` values, `image_stride` apart (see `PlaneInput`), in output order; built row by
-/// row, without a division per pixel.
-pub(crate) fn pixel_sources(
-    g: &Geom,
-    p: &ConvParams,
-    (width, image_stride): (usize, usize),
-) -> Vec<usize> {
-    let mut sources = Vec::with_capacity(g.n * g.hw());
-    for n in 0..g.n {
-        for y in 0..g.ho {
-            let row = n * image_stride + y * p.stride[0] * width;
-            sources.extend((0..g.wo).map(|x| row + x * p.stride[1]));
+/// Walks output pixels in order (image, row, column) and gives each one's window offset (its
+/// first tap) in a channel of planes with rows of `width` values, `image_stride` apart (see
+/// `PlaneInput`): one division to start, none per pixel.
+#[derive(Clone, Copy)]
+pub(crate) struct PixelCursor {
+    image: usize,
+    y: usize,
+    x: usize,
+    rows: usize,
+    cols: usize,
+    row_step: usize,
+    col_step: usize,
+    image_stride: usize,
+}
+
+impl PixelCursor {
+    /// The cursor at flat output pixel `pixel` (`g.hw()` must not be 0).
+    pub(crate) fn at(
+        pixel: usize,
+        g: &Geom,
+        p: &ConvParams,
+        (width, image_stride): (usize, usize),
+    ) -> Self {
+        let hw = g.hw().max(1);
+        let (image, r) = (pixel / hw, pixel % hw);
+        PixelCursor {
+            image,
+            y: r / g.wo.max(1),
+            x: r % g.wo.max(1),
+            rows: g.ho,
+            cols: g.wo,
+            row_step: p.stride[0] * width,
+            col_step: p.stride[1],
+            image_stride,
         }
     }
-    sources
+
+    /// The current pixel's window offset.
+    pub(crate) fn source(&self) -> usize {
+        self.image * self.image_stride + self.y * self.row_step + self.x * self.col_step
+    }
+
+    /// The current pixel's image and position in its output plane.
+    fn position(&self) -> (usize, usize) {
+        (self.image, self.y * self.cols + self.x)
+    }
+
+    /// Moves to the next pixel.
+    pub(crate) fn advance(&mut self) {
+        self.x += 1;
+        if self.x == self.cols {
+            self.x = 0;
+            self.y += 1;
+            if self.y == self.rows {
+                self.y = 0;
+                self.image += 1;
+            }
+        }
+    }
 }
 
 /// Forward convolution into `out` ([N, O, ho, wo]); `false` when the kernel does not apply.
@@ -173,9 +216,8 @@ fn convolve<T: ConvFloat>(
         .collect();
     let hw = g.hw();
     let pixels = g.n * hw;
-    // Offset of a pixel's first tap in `xp`, and of its channel-0 value in `out`.
-    let sources = pixel_sources(g, p, (wp, planes.image_stride));
-    let target = |px: usize| (px / hw) * g.o * hw + px % hw;
+    // Offset of a pixel's channel-0 value in `out`.
+    let target = |(image, at): (usize, usize)| image * g.o * hw + at;
     let tiles = pixels.div_ceil(TILE_PIXELS);
     let blocks = rows / TILE_CHANNELS;
     let per_task = tiles
@@ -188,11 +230,28 @@ fn convolve<T: ConvFloat>(
         let (block, chunk) = (task / chunks, task % chunks);
         let a = &packed[block * g.c * kk * TILE_CHANNELS..][..g.c * kk * TILE_CHANNELS];
         let mut tile = [[0.0f32; TILE_CHANNELS]; TILE_PIXELS];
-        for t in chunk * per_task..((chunk + 1) * per_task).min(tiles) {
+        let first_tile = chunk * per_task;
+        let mut cursor = PixelCursor::at(
+            first_tile * TILE_PIXELS,
+            g,
+            p,
+            (wp, planes.image_stride),
+        );
+        for t in first_tile..((chunk + 1) * per_task).min(tiles) {
             let first = t * TILE_PIXELS;
             let count = TILE_PIXELS.min(pixels - first);
-            let tile_sources: [usize; TILE_PIXELS] =
-                std::array::from_fn(|i| sources[first + i.min(count - 1)]);
+            // Each pixel's window offset and output position (a short tile repeats its last
+            // pixel's window, whose results are not stored).
+            let mut tile_sources = [0usize; TILE_PIXELS];
+            let mut positions = [(0usize, 0usize); TILE_PIXELS];
+            for i in 0..count {
+                tile_sources[i] = cursor.source();
+                positions[i] = cursor.position();
+                cursor.advance();
+            }
+            for i in count..TILE_PIXELS {
+                tile_sources[i] = tile_sources[count - 1];
+            }
             let args = TileArgs {
                 a: a.as_ptr(),
                 depth: g.c,
@@ -206,12 +265,12 @@ fn convolve<T: ConvFloat>(
             // A local copy of the pointer: through the closure's capture it was reloaded
             // for every store (the stores might have changed it, as far as the compiler knew).
             let dst = dst.ptr();
-            if first / hw == (first + count - 1) / hw {
+            if positions[0].0 == positions[count - 1].0 {
                 // One image: the pixels are consecutive in every channel plane, so the tile
                 // goes straight from the registers to one run of `count` values per channel.
                 let target = Target::Planes {
                     // SAFETY: inside the [N, O, ho, wo] output (pixel `first` of channel o0).
-                    dst: unsafe { dst.add(target(first) + o0 * hw) },
+                    dst: unsafe { dst.add(target(positions[0]) + o0 * hw) },
                     plane: hw,
                     channels,
                 };
@@ -224,8 +283,8 @@ fn convolve<T: ConvFloat>(
             }
             // SAFETY: as above, into the local tile.
             unsafe { tile_avx512(count, &args, Target::Tile(&mut tile)) };
-            for (i, values) in tile.iter().take(count).enumerate() {
-                let base = target(first + i) + o0 * hw;
+            for (values, &position) in tile.iter().zip(&positions).take(count) {
+                let base = target(position) + o0 * hw;
                 for (j, &v) in values.iter().take(channels).enumerate() {
                     // SAFETY: (pixel, channel) pairs are distinct across tasks and inside
                     // the [N, O, ho, wo] output.

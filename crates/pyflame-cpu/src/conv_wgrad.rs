@@ -11,6 +11,7 @@
 
 use crate::conv::{ConvFloat, ConvParams, Geom};
 use crate::conv_direct::{choice, Choice, PlaneInput};
+use crate::conv_pixels::PixelCursor;
 use crate::conv_tiles;
 use pyflame_core::{DType, Result, Storage};
 use rayon::prelude::*;
@@ -67,8 +68,7 @@ pub(crate) fn backward_weight<T: ConvFloat>(
     let o_pad = g.o.next_multiple_of(TILE_CHANNELS);
     let dyt_buf = transpose_gradient(dy, g, o_pad)?;
     let dyt = dyt_buf.as_slice::<f32>()?;
-    // Offset of each output pixel's first tap in a padded channel row.
-    let sources = crate::conv_pixels::pixel_sources(g, p, (wp, planes.image_stride));
+
     // Offset of column (c, t) in `xp`: its channel row plus its tap's position.
     let column_offset = |col: usize| {
         let (c, t) = (col / kk, col % kk);
@@ -94,12 +94,20 @@ pub(crate) fn backward_weight<T: ConvFloat>(
                 std::array::from_fn(|j| column_offset((first + j).min(last)))
             })
             .collect();
+        // Offset of each output pixel's first tap in a channel row, for one block.
+        let mut cursor = PixelCursor::at(0, g, p, (wp, planes.image_stride));
+        let mut sources = Vec::with_capacity(BLOCK_PIXELS);
         for q0 in (0..pixels).step_by(BLOCK_PIXELS) {
             let q1 = (q0 + BLOCK_PIXELS).min(pixels);
+            sources.clear();
+            for _ in q0..q1 {
+                sources.push(cursor.source());
+                cursor.advance();
+            }
             let args = BlockArgs {
                 dy: dyt[q0 * o_pad + o0..].as_ptr(),
                 dy_stride: o_pad,
-                sources: &sources[q0..q1],
+                sources: &sources,
                 x: xp.as_ptr(),
             };
             for (sum, base) in sums.iter_mut().zip(&bases) {
