@@ -231,12 +231,7 @@ fn convolve<T: ConvFloat>(
         let a = &packed[block * g.c * kk * TILE_CHANNELS..][..g.c * kk * TILE_CHANNELS];
         let mut tile = [[0.0f32; TILE_CHANNELS]; TILE_PIXELS];
         let first_tile = chunk * per_task;
-        let mut cursor = PixelCursor::at(
-            first_tile * TILE_PIXELS,
-            g,
-            p,
-            (wp, planes.image_stride),
-        );
+        let mut cursor = PixelCursor::at(first_tile * TILE_PIXELS, g, p, (wp, planes.image_stride));
         for t in first_tile..((chunk + 1) * per_task).min(tiles) {
             let first = t * TILE_PIXELS;
             let count = TILE_PIXELS.min(pixels - first);
