@@ -264,15 +264,15 @@ fn convolve<T: ConvFloat>(
                 // One image: the pixels are consecutive in every channel plane, so the tile
                 // goes straight from the registers to one run of `count` values per channel.
                 let target = Target::Planes {
-                    // SAFETY: inside the [N, O, ho, wo] output (pixel `first` of channel o0).
+                    // SAFETY: inside the [N, O, ho, wo] output (the tile's first pixel, channel o0).
                     dst: unsafe { dst.add(target(positions[0]) + o0 * hw) },
                     plane: hw,
                     channels,
                 };
                 // SAFETY: `a` is this block's `g.c * kk * 64` packed weights; every source
-                // offset plus every tap offset lies inside the pixel's padded plane, which
-                // `pad_planes` filled for all `c` rows of `plane_stride`; the (pixel, channel)
-                // pairs written are distinct across tasks and inside the output.
+                // offset plus every tap offset lies inside the pixel's (padded) plane, which
+                // `PlaneInput` holds for all `c` channels `plane_stride` apart; the (pixel,
+                // channel) pairs written are distinct across tasks and inside the output.
                 unsafe { tile_avx512(count, &args, target) };
                 continue;
             }

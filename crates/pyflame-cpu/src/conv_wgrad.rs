@@ -113,7 +113,7 @@ pub(crate) fn backward_weight<T: ConvFloat>(
             for (sum, base) in sums.iter_mut().zip(&bases) {
                 // SAFETY: `dy` has `o_pad` values per pixel for the block's pixels, and every
                 // pixel's source offset plus a column's offset lies inside `xp` (the pixel's
-                // padded plane in the column's channel row, see `pad_planes`).
+                // (padded) plane in the column's channel, see `PlaneInput`).
                 unsafe { tile_avx512(&args, base, sum) };
             }
         }
