@@ -47,10 +47,19 @@ pub(crate) fn choice() -> Choice {
 const MIN_EFFICIENCY: f64 = 0.7;
 /// The same for the forward pass and the input gradient with the tiled kernel when the
 /// channel-vectorized kernel of `conv_pixels` takes the problem: below it, that kernel (which
-/// wastes nothing) is faster. (With
-/// ResNet-18's batch-32 layers single-threaded: equal on 32x32 planes, efficiency 0.94;
-/// pixels 15-35% faster on 16x16, 0.89, and 30% faster on 8x8.)
+/// wastes nothing) is faster. (ResNet-18's batch-32 layers, single-threaded: equal on 32x32
+/// planes, efficiency 0.94; pixels 15-35% faster on 16x16, 0.89, and 30% faster on 8x8.)
 const MIN_EFFICIENCY_TILED: f64 = 0.92;
+
+/// The efficiency threshold for a product the tiled kernel can run (`tiled`), given whether
+/// the pixel kernel would take the problem instead.
+fn min_efficiency(tiled: bool, pixels_take_it: bool) -> f64 {
+    if tiled && pixels_take_it {
+        MIN_EFFICIENCY_TILED
+    } else {
+        MIN_EFFICIENCY
+    }
+}
 
 /// Layout of the padded grid shared by the three kernels.
 #[derive(Clone, Copy, Debug)]
@@ -117,7 +126,7 @@ impl Grid {
 
     /// Column offset of kernel tap `t` (row-major over `kh x kw`).
     fn offset(&self, t: usize, g: &Geom, p: &ConvParams) -> usize {
-        (t / g.kw) * p.dilation[0] * self.wp + (t % g.kw) * p.dilation[1]
+        crate::conv_pixels::tap_offset(t, g, p, self.wp)
     }
 
     /// Columns of the grid per parallel block for a GEMM with `rows` output rows: the block
@@ -149,14 +158,14 @@ fn plan(g: &Geom, p: &ConvParams, thin: bool, min_efficiency: f64) -> Option<Gri
 
 /// A pointer that may be shared by tasks writing disjoint parts of one buffer.
 #[derive(Clone, Copy)]
-struct SharedMut<T>(*mut T);
+pub(crate) struct SharedMut<T>(pub(crate) *mut T);
 // SAFETY: only used by tasks that write disjoint element ranges (documented at each use).
 unsafe impl<T> Send for SharedMut<T> {}
 unsafe impl<T> Sync for SharedMut<T> {}
 
 impl<T> SharedMut<T> {
     /// The pointer (a method, so closures capture the `Send` wrapper, not the raw field).
-    fn ptr(self) -> *mut T {
+    pub(crate) fn ptr(self) -> *mut T {
         self.0
     }
 }
@@ -298,11 +307,9 @@ fn grid_output_grad<T: ConvFloat>(gy: &[T], g: &Geom, grid: &Grid) -> Result<Sto
         .par_chunks_mut(stride)
         .enumerate()
         .for_each(|(o, row)| {
-            let (front, rest) = row.split_at_mut(grid.slack);
-            let (planes, tail) = rest.split_at_mut(grid.cols);
-            front.fill(T::default());
-            tail.fill(T::default());
-            planes.fill(T::default());
+            // One fill of the whole row, then the gradient's lines (as in `pad_planes`).
+            row.fill(T::default());
+            let planes = &mut row[grid.slack..grid.slack + grid.cols];
             for (ni, padded) in planes.chunks_mut(grid.ps).enumerate() {
                 let src = &gy[(ni * g.o + o) * hw..][..hw];
                 for (y, line) in src.chunks(g.wo).enumerate() {
@@ -468,12 +475,9 @@ pub(crate) fn forward<T: ConvFloat>(
     p: &ConvParams,
     out: &mut [T],
 ) -> Result<bool> {
-    let min_efficiency = if tiled(xs, ws).is_some() && crate::conv_pixels::takes(g) {
-        MIN_EFFICIENCY_TILED
-    } else {
-        MIN_EFFICIENCY
-    };
-    let Some(grid) = plan(g, p, tiled(xs, ws).is_none(), min_efficiency) else {
+    let is_tiled = tiled(xs, ws).is_some();
+    let threshold = min_efficiency(is_tiled, crate::conv_pixels::takes(g));
+    let Some(grid) = plan(g, p, !is_tiled, threshold) else {
         return Ok(false);
     };
     let kk = g.kh * g.kw;
@@ -505,12 +509,8 @@ pub(crate) fn backward_input<T: ConvFloat>(
 ) -> Result<bool> {
     let pixels_take_it = crate::conv_pixels::input_gradient_geometry(g, p)
         .is_some_and(|(transposed, _)| crate::conv_pixels::takes(&transposed));
-    let min_efficiency = if tiled(gy, ws).is_some() && pixels_take_it {
-        MIN_EFFICIENCY_TILED
-    } else {
-        MIN_EFFICIENCY
-    };
-    let Some(grid) = plan(g, p, tiled(gy, ws).is_none(), min_efficiency) else {
+    let is_tiled = tiled(gy, ws).is_some();
+    let Some(grid) = plan(g, p, !is_tiled, min_efficiency(is_tiled, pixels_take_it)) else {
         return Ok(false);
     };
     let kk = g.kh * g.kw;

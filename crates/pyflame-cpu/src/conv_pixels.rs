@@ -7,7 +7,7 @@
 //! through transposed and flipped weights, for the input gradient of stride-1 convolutions.
 
 use crate::conv::{ConvFloat, ConvParams, Geom};
-use crate::conv_direct::{choice, Choice, PlaneInput};
+use crate::conv_direct::{choice, Choice, PlaneInput, SharedMut};
 use crate::conv_tiles::{self, WeightView};
 use crate::pack_cache::{self, PackSpec, WeightSource};
 use pyflame_core::Result;
@@ -82,6 +82,12 @@ pub(crate) fn input_gradient_geometry(g: &Geom, p: &ConvParams) -> Option<(Geom,
         groups: 1,
     };
     Some((transposed, params))
+}
+
+/// Offset of kernel tap `t` (row-major over `kh x kw`) from its window's first value, in
+/// planes with rows of `width` values.
+pub(crate) fn tap_offset(t: usize, g: &Geom, p: &ConvParams, width: usize) -> usize {
+    (t / g.kw) * p.dilation[0] * width + (t % g.kw) * p.dilation[1]
 }
 
 /// Walks output pixels in order (image, row, column) and gives each one's window offset (its
@@ -212,7 +218,7 @@ fn convolve<T: ConvFloat>(
     let packed = packed_buf.as_slice::<f32>()?;
     let taps: Vec<usize> = (0..kk)
         .map(|t| if flipped { kk - 1 - t } else { t })
-        .map(|t| (t / g.kw) * p.dilation[0] * wp + (t % g.kw) * p.dilation[1])
+        .map(|t| tap_offset(t, g, p, wp))
         .collect();
     let hw = g.hw();
     let pixels = g.n * hw;
@@ -224,7 +230,7 @@ fn convolve<T: ConvFloat>(
         .div_ceil((4 * rayon::current_num_threads()).div_ceil(blocks))
         .clamp(1, 64);
     let chunks = tiles.div_ceil(per_task);
-    let dst = SharedOut(out.as_mut_ptr().cast::<f32>());
+    let dst = SharedMut(out.as_mut_ptr().cast::<f32>());
     let plane_stride = planes.channel_stride;
     (0..blocks * chunks).into_par_iter().for_each(|task| {
         let (block, chunk) = (task / chunks, task % chunks);
@@ -302,19 +308,6 @@ enum Target<'a> {
         plane: usize,
         channels: usize,
     },
-}
-
-/// The output pointer, shared by tasks that write distinct elements.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: tasks write disjoint elements (see `forward`).
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    fn ptr(self) -> *mut f32 {
-        self.0
-    }
 }
 
 /// What a tile reads: packed weights `a` (`depth * taps.len() * 64` values), the padded

@@ -10,8 +10,8 @@
 //! for every tap).
 
 use crate::conv::{ConvFloat, ConvParams, Geom};
-use crate::conv_direct::{choice, Choice, PlaneInput};
-use crate::conv_pixels::PixelCursor;
+use crate::conv_direct::{choice, Choice, PlaneInput, SharedMut};
+use crate::conv_pixels::{tap_offset, PixelCursor};
 use crate::conv_tiles;
 use pyflame_core::{DType, Result, Storage};
 use rayon::prelude::*;
@@ -70,17 +70,14 @@ pub(crate) fn backward_weight<T: ConvFloat>(
     let dyt = dyt_buf.as_slice::<f32>()?;
 
     // Offset of column (c, t) in `xp`: its channel row plus its tap's position.
-    let column_offset = |col: usize| {
-        let (c, t) = (col / kk, col % kk);
-        c * channel_stride + (t / g.kw) * p.dilation[0] * wp + (t % g.kw) * p.dilation[1]
-    };
+    let column_offset = |col: usize| (col / kk) * channel_stride + tap_offset(col % kk, g, p, wp);
     let groups = columns.div_ceil(TILE_COLUMNS);
     let blocks = o_pad / TILE_CHANNELS;
     let per_task = groups
         .div_ceil((4 * rayon::current_num_threads()).div_ceil(blocks))
         .max(1);
     let chunks = groups.div_ceil(per_task);
-    let out = SharedOut(dw.as_mut_ptr());
+    let out = SharedMut(dw.as_mut_ptr());
     (0..blocks * chunks).into_par_iter().for_each(|task| {
         let (block, chunk) = (task / chunks, task % chunks);
         let o0 = block * TILE_CHANNELS;
@@ -304,17 +301,4 @@ unsafe fn store(
     _count: usize,
 ) {
     unreachable!("the weight-gradient kernel needs AVX-512")
-}
-
-/// The gradient pointer, shared by tasks that write distinct elements.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: tasks write disjoint elements (see `backward_weight`).
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    fn ptr(self) -> *mut f32 {
-        self.0
-    }
 }

@@ -294,16 +294,12 @@ fn max_plane_separable_body<const FMA: bool, T: PoolElement>(
             let row_buf = &padded_row[ROW_PAD..];
             // Windows of 3 columns at stride 2 (reading the -inf around the row where they
             // reach the padding): vectorized where the CPU allows.
-            let (lo, hi) = match windows.stride2 {
-                Some(shift) if T::max3_stride2(padded_row, shift, (0, wo), dst) => (0, wo),
-                _ => (0, 0),
-            };
-            // The other windows with their taps in a register (a read-modify-write of `dst`
-            // per tap would chain every tap through memory).
-            for (ox, (d, &(x0, x1, xbase))) in dst.iter_mut().zip(&windows.cols).enumerate() {
-                if (lo..hi).contains(&ox) {
-                    continue;
-                }
+            if matches!(windows.stride2, Some(shift) if T::max3_stride2(padded_row, shift, dst)) {
+                continue;
+            }
+            // Other windows with their taps in a register (a read-modify-write of `dst` per
+            // tap would chain every tap through memory).
+            for (d, &(x0, x1, xbase)) in dst.iter_mut().zip(&windows.cols) {
                 let mut m = ninf;
                 for kx in x0..x1 {
                     m = nan_max(row_buf[(xbase + (kx * dw) as isize) as usize], m);
@@ -331,16 +327,11 @@ trait PoolElement: Element {
         false
     }
 
-    /// `dst[ox] = max(data[2 ox - shift ..= 2 ox - shift + 2])` (NaN wins) for `ox` in
-    /// `lo..hi`, where `data` is `row` after its `ROW_PAD` leading values (every window
-    /// inside `row`, and `ROW_SLACK` readable values after it); `false` (nothing written)
-    /// when there is no vectorized version.
-    fn max3_stride2(
-        _row: &[Self],
-        _shift: usize,
-        _range: (usize, usize),
-        _dst: &mut [Self],
-    ) -> bool {
+    /// `dst[ox] = max(data[2 ox - shift ..= 2 ox - shift + 2])` (NaN wins) for every `ox`,
+    /// where `data` is `row` after its `ROW_PAD` leading values (every window inside `row`,
+    /// and `ROW_SLACK` readable values after it); `false` (nothing written) when there is no
+    /// vectorized version.
+    fn max3_stride2(_row: &[Self], _shift: usize, _dst: &mut [Self]) -> bool {
         false
     }
 }
@@ -368,20 +359,73 @@ impl PoolElement for f32 {
         true
     }
 
-    fn max3_stride2(row: &[f32], shift: usize, (lo, hi): (usize, usize), dst: &mut [f32]) -> bool {
-        if lo >= hi || !crate::kernels::simd::has_avx512() {
+    fn max3_stride2(row: &[f32], shift: usize, dst: &mut [f32]) -> bool {
+        let count = dst.len();
+        if count == 0 || shift > ROW_PAD || !crate::kernels::simd::has_avx512() {
             return false;
         }
-        let first = 2 * lo + ROW_PAD - shift;
-        let count = hi - lo;
+        let first = ROW_PAD - shift;
         // Whole vectors of 16 outputs read 2 * 16 * ceil(count / 16) + 16 values.
-        if first + 32 * count.div_ceil(16) + 16 > row.len() || hi > dst.len() {
+        if first + 32 * count.div_ceil(16) + 16 > row.len() {
             return false;
         }
         // SAFETY: AVX-512 checked above; the reads stay inside `row` (checked above) and
-        // the masked stores inside `dst[lo..hi]`.
-        unsafe { max3_stride2_avx512(row.as_ptr().add(first), dst.as_mut_ptr().add(lo), count) };
+        // the masked stores inside `dst`.
+        unsafe { max3_stride2_avx512(row.as_ptr().add(first), dst.as_mut_ptr(), count) };
         true
+    }
+}
+
+/// Max that returns NaN when either operand is NaN (MAXPS alone returns the second).
+///
+/// # Safety
+/// Needs AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn nan_max_avx512(
+    a: std::arch::x86_64::__m512,
+    b: std::arch::x86_64::__m512,
+) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    let either_nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(a, b);
+    _mm512_mask_blend_ps(either_nan, _mm512_max_ps(a, b), _mm512_add_ps(a, b))
+}
+
+/// The 16 maxes `max(v[2i], v[2i + 1], v[2i + 2])` of three consecutive vectors `v` =
+/// `a b c` (NaN wins), stored to the first `count` (at most 16) values of `dst`: the even
+/// lanes, the odd lanes, and the even lanes shifted down by one (then lane 0 of `c`).
+///
+/// # Safety
+/// Needs AVX-512F; `dst` writable for `count` values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn store_windows_of_three(
+    [a, b, c]: [std::arch::x86_64::__m512; 3],
+    dst: *mut f32,
+    count: usize,
+) {
+    use std::arch::x86_64::*;
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    let e = _mm512_permutex2var_ps(a, even, b);
+    let o = _mm512_permutex2var_ps(a, odd, b);
+    let e2 = _mm512_castsi512_ps(_mm512_alignr_epi32::<1>(
+        _mm512_castps_si512(c),
+        _mm512_castps_si512(e),
+    ));
+    let m = nan_max_avx512(nan_max_avx512(e, o), e2);
+    _mm512_mask_storeu_ps(dst, lanes(count), m);
+}
+
+/// The mask of the first `n` (at most 16) lanes.
+#[cfg(target_arch = "x86_64")]
+fn lanes(n: usize) -> u16 {
+    if n >= 16 {
+        0xffff
+    } else {
+        (1u16 << n) - 1
     }
 }
 
@@ -394,34 +438,14 @@ impl PoolElement for f32 {
 #[target_feature(enable = "avx512f")]
 unsafe fn max3_stride2_avx512(v: *const f32, dst: *mut f32, count: usize) {
     use std::arch::x86_64::*;
-    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-    // max that returns NaN when either operand is NaN (MAXPS alone returns the second).
-    let nan_max = |a: __m512, b: __m512| {
-        let either_nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(a, b);
-        _mm512_mask_blend_ps(either_nan, _mm512_max_ps(a, b), _mm512_add_ps(a, b))
-    };
-    let mut i = 0;
-    while i < count {
+    for i in (0..count).step_by(16) {
         let p = v.add(2 * i);
-        let (a, b, c) = (
+        let vectors = [
             _mm512_loadu_ps(p),
             _mm512_loadu_ps(p.add(16)),
             _mm512_loadu_ps(p.add(32)),
-        );
-        // e = v[2j], o = v[2j + 1], e2 = v[2j + 2] (the even values shifted down one lane,
-        // then v[32], lane 0 of `c`).
-        let e = _mm512_permutex2var_ps(a, even, b);
-        let o = _mm512_permutex2var_ps(a, odd, b);
-        let e2 = _mm512_castsi512_ps(_mm512_alignr_epi32::<1>(
-            _mm512_castps_si512(c),
-            _mm512_castps_si512(e),
-        ));
-        let m = nan_max(nan_max(e, o), e2);
-        let n = (count - i).min(16);
-        let mask: __mmask16 = if n == 16 { 0xffff } else { (1u16 << n) - 1 };
-        _mm512_mask_storeu_ps(dst.add(i), mask, m);
-        i += 16;
+        ];
+        store_windows_of_three(vectors, dst.add(i), count - i);
     }
 }
 
@@ -454,13 +478,7 @@ unsafe fn max3x3_stride2_avx512(planes: &[f32], windows: &Windows, out: &mut [f3
         windows.cols.len(),
     );
     let shift = windows.stride2.unwrap_or(0);
-    let nan_max = |a: __m512, b: __m512| {
-        let either_nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(a, b);
-        _mm512_mask_blend_ps(either_nan, _mm512_max_ps(a, b), _mm512_add_ps(a, b))
-    };
     let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
-    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
     let vectors = w.div_ceil(16);
     // Column maxes of a row, 16 columns per vector; the vectors past the row stay -inf.
     let mut columns = [ninf; SQUARE_POOL_VECTORS + 3];
@@ -486,30 +504,17 @@ unsafe fn max3x3_stride2_avx512(planes: &[f32], windows: &Windows, out: &mut [f3
         for (&(y0, y1, ybase), dst_row) in windows.rows.iter().zip(dst.chunks_exact_mut(wo)) {
             let line = |ky: usize| plane.as_ptr().add((ybase + ky as isize) as usize * w);
             for (k, column) in columns.iter_mut().take(vectors).enumerate() {
-                let n = (w - 16 * k).min(16);
-                let mask: __mmask16 = if n == 16 { 0xffff } else { (1u16 << n) - 1 };
+                let mask = lanes(w - 16 * k);
                 let mut m = ninf;
                 for ky in y0..y1 {
-                    m = nan_max(m, _mm512_mask_loadu_ps(ninf, mask, line(ky).add(16 * k)));
+                    let values = _mm512_mask_loadu_ps(ninf, mask, line(ky).add(16 * k));
+                    m = nan_max_avx512(m, values);
                 }
                 *column = m;
             }
             for b in 0..wo.div_ceil(16) {
-                let (a, bb, c) = (
-                    padded(&columns, 2 * b),
-                    padded(&columns, 2 * b + 1),
-                    padded(&columns, 2 * b + 2),
-                );
-                let e = _mm512_permutex2var_ps(a, even, bb);
-                let o = _mm512_permutex2var_ps(a, odd, bb);
-                let e2 = _mm512_castsi512_ps(_mm512_alignr_epi32::<1>(
-                    _mm512_castps_si512(c),
-                    _mm512_castps_si512(e),
-                ));
-                let m = nan_max(nan_max(e, o), e2);
-                let n = (wo - 16 * b).min(16);
-                let mask: __mmask16 = if n == 16 { 0xffff } else { (1u16 << n) - 1 };
-                _mm512_mask_storeu_ps(dst_row.as_mut_ptr().add(16 * b), mask, m);
+                let vectors = [2 * b, 2 * b + 1, 2 * b + 2].map(|j| padded(&columns, j));
+                store_windows_of_three(vectors, dst_row.as_mut_ptr().add(16 * b), wo - 16 * b);
             }
         }
     }
