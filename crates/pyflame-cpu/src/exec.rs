@@ -25,7 +25,9 @@ pub fn evaluate(outputs: &[NodeRef]) -> Result<()> {
 /// each kernel's parallel loop would be handed over to the pool and waited for: two thread
 /// wake-ups per kernel, each costing tens to hundreds of microseconds on a virtual machine
 /// (a batch-1 ResNet-18 went from ~2.1 to ~1.05 ms with the hand-off and spinning workers, an
-/// MLP training step ~15% faster). The calling thread only waits for the result.
+/// MLP training step ~15% faster). The calling thread only waits for the result. Afterwards
+/// the workers stay awake for [`worker_spin`] (see [`linger`]), so that the next evaluation's
+/// hand-off does not wake them.
 ///
 /// Always the *first* worker: the graph's buffers come from that thread's malloc arena
 /// (glibc has one per thread). Graphs landing on whichever worker is free spread a training
@@ -60,6 +62,8 @@ pub fn evaluate_in(pool: Option<&rayon::ThreadPool>, outputs: &[NodeRef]) -> Res
     let done = AtomicBool::new(false);
     // Worker 0 runs the graph and returns its result; the others spin until it is done.
     let on_each_worker = |ctx: rayon::BroadcastContext<'_>| {
+        // A lingering job reaching this worker while it works for this graph returns at once.
+        let _busy = Occupied::enter();
         if ctx.index() != 0 {
             spin_for_work(&done);
             return None;
@@ -72,6 +76,13 @@ pub fn evaluate_in(pool: Option<&rayon::ThreadPool>, outputs: &[NodeRef]) -> Res
         Some(p) => p.broadcast(on_each_worker),
         None => rayon::broadcast(on_each_worker),
     };
+    // Keep the workers awake for the next evaluation (see `linger`).
+    if !worker_spin().is_zero() {
+        match pool {
+            Some(p) => p.spawn_broadcast(|_| linger()),
+            None => rayon::spawn_broadcast(|_| linger()),
+        }
+    }
     results.into_iter().flatten().next().unwrap_or_else(|| {
         Err(Error::Invalid(
             "internal: the evaluating worker did not report a result".into(),
@@ -100,6 +111,79 @@ fn spin_for_work(done: &AtomicBool) {
         }
         // Give the core away if something else wants it (on a loaded machine a pure spin
         // would take it from the thread that has the work).
+        std::thread::yield_now();
+    }
+}
+
+/// How long a worker stays awake after an evaluation, taking pool work as it comes (see
+/// [`linger`]): `PYFLAME_WORKER_SPIN_US` microseconds, [`DEFAULT_WORKER_SPIN`] by default, 0
+/// to let workers sleep at once.
+pub fn worker_spin() -> std::time::Duration {
+    static SPIN: std::sync::OnceLock<std::time::Duration> = std::sync::OnceLock::new();
+    *SPIN.get_or_init(|| {
+        std::env::var("PYFLAME_WORKER_SPIN_US")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map_or(DEFAULT_WORKER_SPIN, std::time::Duration::from_micros)
+    })
+}
+
+/// Default of [`worker_spin`].
+pub const DEFAULT_WORKER_SPIN: std::time::Duration = std::time::Duration::from_millis(5);
+
+thread_local! {
+    /// Whether this worker is lingering or working for an evaluation (a [`linger`] job
+    /// taken then returns at once).
+    static OCCUPIED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks the current thread [`OCCUPIED`] until dropped (restoring the previous state).
+struct Occupied {
+    was: bool,
+}
+
+impl Occupied {
+    fn enter() -> Self {
+        Self {
+            was: OCCUPIED.with(|o| o.replace(true)),
+        }
+    }
+}
+
+impl Drop for Occupied {
+    fn drop(&mut self) {
+        OCCUPIED.with(|o| o.set(self.was));
+    }
+}
+
+/// Runs on every worker after an evaluation: takes pool work as it comes until none has come
+/// for [`worker_spin`], then returns to rayon's own idle loop (which soon sleeps).
+///
+/// A sleeping worker costs the next evaluation a wake-up, and on a virtual machine waking a
+/// thread on an idle (halted) virtual CPU took 50-120 microseconds: at batch 1 a ResNet-18
+/// run waited ~54 us for its hand-off alone, and a training step pays it at each of its
+/// evaluations. ONNX Runtime's intra-op threads and OpenMP's threads spin the same way
+/// between parallel regions. A spinning worker yields its core to any other runnable thread
+/// (`sched_yield`) between polls.
+///
+/// The next evaluation's hand-off is taken from inside this loop (nested), and the lingering
+/// job that follows it returns at once: only the outermost one spins, and never inside an
+/// evaluation's work (which it would hold up by the spin time).
+fn linger() {
+    let occupied = Occupied::enter();
+    if occupied.was {
+        return;
+    }
+    let limit = worker_spin();
+    let mut idle_since = std::time::Instant::now();
+    loop {
+        if rayon::yield_now() == Some(rayon::Yield::Executed) {
+            idle_since = std::time::Instant::now();
+            continue;
+        }
+        if idle_since.elapsed() > limit {
+            break;
+        }
         std::thread::yield_now();
     }
 }

@@ -183,3 +183,36 @@ fn intermediates_referenced_elsewhere_keep_their_values() {
     assert_eq!(values(&y), vec![1., 4., 9.]);
     assert!(z.num_inputs() == 0, "an evaluated node releases its inputs");
 }
+
+/// A chain of `steps` matmuls by the 2x2 matrix [[1, 1], [0, 1]] (one kernel step each):
+/// row `[a, b]` becomes `[a, a * steps + b]`.
+fn matmul_chain(start: f32, steps: usize) -> NodeRef {
+    let shear = input_f32(&[2, 2], vec![1., 1., 0., 1.]);
+    let mut x = input_f32(&[1, 2], vec![start, 1.0]);
+    for _ in 0..steps {
+        x = build::matmul(&x, &shear).unwrap();
+    }
+    x
+}
+
+#[test]
+fn graphs_evaluated_from_several_threads_with_lingering_workers() {
+    // Graphs of 6+ steps are handed to a pool worker, and afterwards every worker lingers,
+    // taking work for a while. Evaluations from several threads at once interleave with
+    // those lingering loops; every one must finish with the right value.
+    assert!(exec::worker_spin() > std::time::Duration::ZERO);
+    let handles: Vec<_> = (0..3)
+        .map(|t| {
+            std::thread::spawn(move || {
+                for round in 0..25 {
+                    let start = (t * 100 + round) as f32;
+                    let out = matmul_chain(start, 8);
+                    assert_eq!(values(&out), vec![start as f64, start as f64 * 8.0 + 1.0]);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("an evaluating thread panicked");
+    }
+}
