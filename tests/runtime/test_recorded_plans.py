@@ -73,6 +73,35 @@ def test_output_subsets_and_outputs_are_fresh_arrays():
     assert four2.tolist() == [4.0]
 
 
+def test_checked_runs_skip_the_checks_only_for_the_same_signature():
+    # Once a signature's run is recorded, later runs with the same outputs and feed
+    # signature go straight to the recorded graph; anything else still gets the checks.
+    sess = ort.InferenceSession(_conv_graph())
+    rng = np.random.default_rng(3)
+    w = _conv_graph().initializers["w"]
+    s = np.array([1.5], np.float32)
+    for _ in range(4):
+        x = rng.standard_normal((1, 8, 5, 5)).astype(np.float32)
+        (z, y) = sess.run(["z", "y"], {"x": x, "s": s})
+    assert sess._recorded_runs, "the run was not recorded"
+    ry, rz = _reference(x, w, s)
+    np.testing.assert_allclose(y, ry, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(z, rz, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ort.ShapeMismatchError, match="expects shape"):
+        sess.run(["z", "y"], {"x": np.zeros((1, 8, 5, 4), np.float32), "s": s})
+    with pytest.raises(ort.DTypeMismatchError, match="tensor\\(float\\)"):
+        sess.run(["z", "y"], {"x": x.astype(np.float64), "s": s})
+    with pytest.raises(ort.InputError, match="unknown input"):
+        sess.run(["z", "y"], {"x": x, "s": s, "extra": s})
+    with pytest.raises(ort.InputError, match="missing input"):
+        sess.run(["z", "y"], {"x": x})
+    with pytest.raises(ort.InputError, match="unknown output"):
+        sess.run(["nope"], {"x": x, "s": s})
+    # A non-contiguous feed of the same signature gives the same answer.
+    x_strided = np.asfortranarray(x)
+    np.testing.assert_array_equal(sess.run(["z", "y"], {"x": x_strided, "s": s})[0], z)
+
+
 def test_recorded_plans_run_on_the_session_pool():
     so = ort.SessionOptions()
     so.num_threads = 1

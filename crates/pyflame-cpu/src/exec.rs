@@ -3,11 +3,11 @@
 
 use crate::fused::{materialize, Input};
 use crate::kernels::{matmul, reduce};
-use crate::schedule::{schedule_for, StepKind};
+use crate::schedule::{schedule_for, Schedule, StepKind};
 use crate::{attention, conv, movement, norm, pool, softmax, sources};
 use pyflame_core::{dispatch_dtype, numel, DType, Element, Error, Result, Storage};
 use pyflame_ir::{ConvAttrs, Graph, NodeRef, Op, PoolAttrs, PoolKind, ReduceOp, Value};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Evaluates `outputs` (and whatever they depend on) and stores their values in the nodes.
@@ -48,27 +48,44 @@ pub fn evaluate_in(pool: Option<&rayon::ThreadPool>, outputs: &[NodeRef]) -> Res
     }
     let g = Graph::capture(&pending, true);
     let schedule = schedule_for(&g)?;
+    evaluate_graph_in(pool, &g, &schedule)
+}
+
+/// Runs `schedule` (the schedule of `g`, see [`schedule_for`]) on the threads of `pool`
+/// (`None`: the global pool), as [`evaluate_in`] does once it has captured and scheduled
+/// the graph. For callers that build the same graph again and again and keep its schedule
+/// (recorded templates).
+pub fn evaluate_graph_in(
+    pool: Option<&rayon::ThreadPool>,
+    g: &Graph,
+    schedule: &Schedule,
+) -> Result<()> {
     let small = schedule.steps.len() < HANDOFF_MIN_STEPS;
     if small || rayon::current_thread_index().is_some() {
         // One hand-off would cost more than a small graph saves; a nested evaluation stays
         // on its worker.
         return match pool {
             Some(p) if p.current_thread_index().is_none() => {
-                p.install(|| run_schedule(&g, &schedule))
+                p.install(|| run_schedule(g, schedule))
             }
-            _ => run_schedule(&g, &schedule),
+            _ => run_schedule(g, schedule),
         };
     }
     let done = AtomicBool::new(false);
+    // Workers that took this graph's work from inside `linger`: they keep lingering after it.
+    let lingering = AtomicUsize::new(0);
     // Worker 0 runs the graph and returns its result; the others spin until it is done.
     let on_each_worker = |ctx: rayon::BroadcastContext<'_>| {
         // A lingering job reaching this worker while it works for this graph returns at once.
-        let _busy = Occupied::enter();
+        let busy = Occupied::enter();
+        if busy.was {
+            lingering.fetch_add(1, Ordering::Relaxed);
+        }
         if ctx.index() != 0 {
             spin_for_work(&done);
             return None;
         }
-        let result = run_schedule(&g, &schedule);
+        let result = run_schedule(g, schedule);
         done.store(true, Ordering::Release);
         Some(result)
     };
@@ -76,8 +93,9 @@ pub fn evaluate_in(pool: Option<&rayon::ThreadPool>, outputs: &[NodeRef]) -> Res
         Some(p) => p.broadcast(on_each_worker),
         None => rayon::broadcast(on_each_worker),
     };
-    // Keep the workers awake for the next evaluation (see `linger`).
-    if !worker_spin().is_zero() {
+    // Keep the workers awake for the next evaluation (see `linger`), unless all of them
+    // are lingering already.
+    if !worker_spin().is_zero() && lingering.load(Ordering::Relaxed) < results.len() {
         match pool {
             Some(p) => p.spawn_broadcast(|_| linger()),
             None => rayon::spawn_broadcast(|_| linger()),
@@ -192,7 +210,7 @@ fn linger() {
 const HANDOFF_MIN_STEPS: usize = 6;
 
 /// Runs every step of `schedule` over the captured graph `g`.
-fn run_schedule(g: &Graph, schedule: &crate::schedule::Schedule) -> Result<()> {
+fn run_schedule(g: &Graph, schedule: &Schedule) -> Result<()> {
     let n = g.len();
     let mut slots: Vec<Option<Value>> = g.nodes.iter().map(|node| node.value()).collect();
     // Nodes someone outside this graph still refers to keep their values.

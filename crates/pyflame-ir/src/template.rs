@@ -95,6 +95,35 @@ impl Template {
     /// Fresh, unevaluated output nodes computing the recorded graph from `inputs` (one value
     /// per placeholder, with the placeholder's shape and dtype).
     pub fn instantiate(&self, inputs: Vec<Value>) -> Result<Vec<NodeRef>> {
+        let made = self.build_nodes(inputs)?;
+        // Only the outputs stay referenced from here: the evaluator frees each intermediate
+        // as soon as its last reader ran.
+        Ok(self.outputs.iter().map(|&o| made[o].clone()).collect())
+    }
+
+    /// [`Template::instantiate`] as the captured [`Graph`] of its outputs: every recorded
+    /// node in the recorded (topological) order, which is the graph a capture of the outputs
+    /// would give, without walking it. Its structure is the same on every call, so one
+    /// schedule serves every run.
+    pub fn instantiate_graph(&self, inputs: Vec<Value>) -> Result<Graph> {
+        let nodes = self.build_nodes(inputs)?;
+        let input_index = self
+            .steps
+            .iter()
+            .map(|step| match step {
+                Step::Apply { inputs, .. } => inputs.clone(),
+                Step::Placeholder { .. } | Step::Constant(_) => Vec::new(),
+            })
+            .collect();
+        Ok(Graph {
+            nodes,
+            input_index,
+            outputs: self.outputs.clone(),
+        })
+    }
+
+    /// One fresh node per recorded step (placeholders take `inputs`).
+    fn build_nodes(&self, inputs: Vec<Value>) -> Result<Vec<NodeRef>> {
         if inputs.len() != self.inputs.len() {
             return Err(Error::Invalid(format!(
                 "the recorded graph takes {} inputs, {} were given",
@@ -112,11 +141,11 @@ impl Template {
             }
         }
         let mut inputs: Vec<Option<Value>> = inputs.into_iter().map(Some).collect();
-        let mut made: Vec<Option<NodeRef>> = Vec::with_capacity(self.steps.len());
+        let mut made: Vec<NodeRef> = Vec::with_capacity(self.steps.len());
         for step in &self.steps {
             let node = match step {
                 Step::Placeholder { index } => {
-                    // A placeholder appears once in the capture; a repeated one reuses it.
+                    // A placeholder appears once in the capture.
                     let value = inputs[*index].take().ok_or_else(|| {
                         Error::Invalid("internal: placeholder recorded twice".into())
                     })?;
@@ -132,7 +161,7 @@ impl Template {
                 } => {
                     let args = inputs
                         .iter()
-                        .map(|&i| made[i].clone())
+                        .map(|&i| made.get(i).cloned())
                         .collect::<Option<Vec<_>>>()
                         .ok_or_else(|| {
                             Error::Invalid("internal: recorded inputs out of order".into())
@@ -140,18 +169,12 @@ impl Template {
                     Node::untracked(op.clone(), args, shape.clone(), *dtype, *layout)
                 }
             };
-            made.push(Some(node));
+            made.push(node);
         }
-        let outputs = self
-            .outputs
-            .iter()
-            .map(|&o| made[o].clone())
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| Error::Invalid("internal: recorded output missing".into()))?;
-        // Only the outputs stay referenced from here: the evaluator frees each intermediate
-        // as soon as its last reader ran.
-        drop(made);
-        Ok(outputs)
+        if self.outputs.iter().any(|&o| o >= made.len()) {
+            return Err(Error::Invalid("internal: recorded output missing".into()));
+        }
+        Ok(made)
     }
 }
 
@@ -191,6 +214,28 @@ mod tests {
             ins[0].value().unwrap().storage.as_slice::<f32>().unwrap(),
             &[5.0, 6.0]
         );
+    }
+
+    #[test]
+    fn instantiated_graph_is_the_capture_of_its_outputs() {
+        let x = Node::input(value(&[1.0, -2.0]), MeshLayout::default());
+        let w = Node::input(value(&[3.0, 4.0]), MeshLayout::default());
+        let prod = build::binary(BinaryOp::Mul, &x, &w).unwrap();
+        let y = build::unary(UnaryOp::Relu, &prod).unwrap();
+        let z = build::binary(BinaryOp::Add, &prod, &y).unwrap();
+        let t = Template::record(&[z, y], &[x]).unwrap();
+        let g = t.instantiate_graph(vec![value(&[5.0, 6.0])]).unwrap();
+        let outputs: Vec<NodeRef> = g.outputs.iter().map(|&o| g.nodes[o].clone()).collect();
+        let captured = Graph::capture(&outputs, true);
+        assert_eq!(g.input_index, captured.input_index);
+        assert_eq!(g.outputs, captured.outputs);
+        assert!(g
+            .nodes
+            .iter()
+            .zip(&captured.nodes)
+            .all(|(a, b)| Arc::ptr_eq(a, b)));
+        assert_eq!(g.structural_key(), captured.structural_key());
+        assert!(t.instantiate_graph(vec![value(&[1.0])]).is_err());
     }
 
     #[test]

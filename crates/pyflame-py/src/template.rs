@@ -5,8 +5,11 @@ use crate::convert::{value_from_numpy, value_to_numpy};
 use crate::errors::IntoPy;
 use crate::tensor::PyTensor;
 use crate::threads::PyThreadPool;
+use pyflame_cpu::exec::evaluate_graph_in;
+use pyflame_cpu::schedule::{schedule_for, Schedule};
 use pyflame_ir::template::Template;
 use pyo3::prelude::*;
+use std::sync::{Arc, OnceLock};
 
 /// A recorded graph: `Template(outputs, placeholders)` records how the unevaluated
 /// `outputs` are computed from the `placeholders` (and realized constants);
@@ -15,6 +18,8 @@ use pyo3::prelude::*;
 #[pyclass(name = "Template", module = "pyflame._core", frozen)]
 pub struct PyTemplate {
     inner: Template,
+    /// The schedule of the recorded graph, made on the first run.
+    schedule: OnceLock<Arc<Schedule>>,
 }
 
 #[pymethods]
@@ -28,6 +33,7 @@ impl PyTemplate {
         let phs: Vec<_> = placeholders.iter().map(|t| t.node.clone()).collect();
         Ok(Self {
             inner: Template::record(&outs, &phs).py()?,
+            schedule: OnceLock::new(),
         })
     }
 
@@ -49,14 +55,22 @@ impl PyTemplate {
             .iter()
             .map(value_from_numpy)
             .collect::<PyResult<Vec<_>>>()?;
-        let outputs = self.inner.instantiate(values).py()?;
+        let graph = self.inner.instantiate_graph(values).py()?;
+        let schedule = match self.schedule.get() {
+            Some(s) => s.clone(),
+            None => {
+                let s = schedule_for(&graph).py()?;
+                self.schedule.get_or_init(|| s).clone()
+            }
+        };
         let pool = pool.as_ref().map(|p| p.get());
-        py.detach(|| pyflame_cpu::exec::evaluate_in(pool.map(|p| &p.pool), &outputs))
+        py.detach(|| evaluate_graph_in(pool.map(|p| &p.pool), &graph, &schedule))
             .py()?;
-        outputs
+        graph
+            .outputs
             .iter()
-            .map(|n| {
-                let v = n.value().ok_or_else(|| {
+            .map(|&o| {
+                let v = graph.nodes[o].value().ok_or_else(|| {
                     pyo3::exceptions::PyRuntimeError::new_err("output was not computed")
                 })?;
                 value_to_numpy(py, &v)

@@ -238,6 +238,23 @@ class Executor:
                 plan.templates[names] = self._record(names, env, feed_tensors)
         return self._collect(output_names, env, ctx)
 
+    def recorded_run(
+        self, names: Tuple[str, ...], feeds: Dict[str, np.ndarray]
+    ) -> Optional[Tuple[Any, Tuple[str, ...], Any, Tuple[int, ...]]]:
+        """What a run of `names` on feeds like `feeds` (validated) needs once its graph is
+        recorded: the template, the feed names in placeholder order, the thread pool and the
+        position of each name among the template's outputs. None while it is not recorded,
+        or when an output is not computed by the template (a constant, an input)."""
+        key = tuple((k, v.shape, v.dtype.str) for k, v in sorted(feeds.items()))
+        plan = self._plans.get(key)
+        recorded = plan.templates.get(names) if plan is not None else None
+        if recorded is None or recorded.template is None:
+            return None
+        if any(n not in recorded.outputs for n in names):
+            return None
+        index = tuple(recorded.outputs.index(n) for n in names)
+        return recorded.template, tuple(recorded.feed_order), self._ctx.pool, index
+
     @staticmethod
     def _record(
         names: Tuple[str, ...], env: Dict[str, Any], feed_tensors: Dict[str, Any]
