@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import builtins as _builtins
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -121,6 +122,42 @@ from ._core import (
 )
 from ._core import eval as _eval_all
 from .autograd import enable_grad, no_grad, set_grad_enabled
+
+
+def set_worker_spin_us(microseconds: int) -> None:
+    """Sets how long idle worker threads keep spinning for work after an evaluation.
+
+    Waking a sleeping thread costs tens of microseconds (more on virtual machines), which a
+    model run in a loop would pay at every run; spinning workers take the next run's work at
+    once, as ONNX Runtime's and OpenMP's threads do. 0 lets them sleep at once (saves CPU
+    when evaluations are rare). The default is 5000 (or ``PYFLAME_WORKER_SPIN_US``); at most
+    one second.
+
+    Example:
+        >>> import pyflame as pf
+        >>> before = pf.get_worker_spin_us()
+        >>> pf.set_worker_spin_us(0)
+        >>> pf.get_worker_spin_us()
+        0
+        >>> pf.set_worker_spin_us(before)
+    """
+    if isinstance(microseconds, _builtins.bool) or not isinstance(microseconds, _builtins.int):
+        raise TypeError(f"microseconds must be an int, got {type(microseconds).__name__}")
+    if microseconds < 0:
+        raise ValueError(f"microseconds must be >= 0, got {microseconds}")
+    _core.set_worker_spin_us(_builtins.min(microseconds, 1_000_000))
+
+
+def get_worker_spin_us() -> _builtins.int:
+    """How long idle worker threads keep spinning after an evaluation, in microseconds.
+
+    Example:
+        >>> import pyflame as pf
+        >>> pf.get_worker_spin_us() >= 0
+        True
+    """
+    return _core.get_worker_spin_us()
+
 
 __version__ = "1.0.0-alpha"
 __version_info__ = (1, 0, 0, "alpha")

@@ -201,9 +201,13 @@ class Template:
         realized constants (raises ValueError for random ops or nodes evaluated while the
         graph was built)."""
     def run(
-        self, inputs: list[npt.NDArray[Any]], pool: ThreadPool | None = None
+        self,
+        inputs: list[npt.NDArray[Any]],
+        pool: ThreadPool | None = None,
+        keep_awake: builtins.bool = True,
     ) -> list[npt.NDArray[Any]]:
-        """The outputs for new placeholder values of the recorded shapes and dtypes."""
+        """The outputs for new placeholder values of the recorded shapes and dtypes
+        (`keep_awake=False`: the workers sleep as soon as the run is done)."""
     def __len__(self) -> builtins.int: ...
 
 # ---- Tensor ----
@@ -769,6 +773,12 @@ def get_graph(x: Tensor) -> Graph:
 
 def get_node(x: Tensor) -> Node:
     """The IR node behind `x`."""
+
+def set_worker_spin_us(us: builtins.int) -> None:
+    """Sets how long idle workers spin for work after an evaluation (microseconds)."""
+
+def get_worker_spin_us() -> builtins.int:
+    """How long idle workers spin for work after an evaluation (microseconds)."""
 
 @overload
 def eval() -> tuple[()]:

@@ -240,6 +240,84 @@ def test_options_validation_and_aliases():
     assert ro.run_tag == "t"
 
 
+def test_ort_config_entries_and_compatibility_options():
+    so = ort.SessionOptions()
+    assert so.allow_spinning
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.some_future_key", "x")
+    assert not so.allow_spinning
+    assert so.get_session_config_entry("session.some_future_key") == "x"
+    with pytest.raises(KeyError, match="not set"):
+        so.get_session_config_entry("session.unset")
+    with pytest.raises(ValueError, match="'0' or '1'"):
+        so.add_session_config_entry("session.intra_op.allow_spinning", "yes")
+    with pytest.raises(TypeError):
+        so.add_session_config_entry("session.intra_op.allow_spinning", 0)
+    so.enable_mem_pattern = False
+    so.enable_cpu_mem_arena = False
+    so.use_deterministic_compute = True
+    assert so.validate() == []
+    ro = ort.RunOptions()
+    ro.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+    assert ro.get_run_config_entry("memory.enable_memory_arena_shrinkage") == "cpu:0"
+    ro.log_severity_level = 3
+    assert ro.log_level == "error" and ro.log_severity_level == 3
+    ro.logid = "request-7"
+    with pytest.raises(KeyError):
+        ro.get_run_config_entry("nope")
+
+
+@pytest.mark.parametrize("spinning", ["0", "1"])
+def test_runs_with_and_without_spinning_workers(spinning):
+    model, parts = _conv_bn_relu_model()
+    so = ort.SessionOptions()
+    so.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+    sess = ort.InferenceSession(model.SerializeToString(), sess_options=so)
+    assert sess._executor.keep_awake is (spinning == "1")
+    rng = np.random.default_rng(5)
+    for _ in range(5):  # past recording, onto the recorded graph
+        x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+        y = sess.run(None, {"x": x})[0]
+        np.testing.assert_allclose(y, _reference(x, parts), rtol=1e-4, atol=1e-4)
+    assert sess._recorded_runs and all(
+        e[3] is (spinning == "1") for e in sess._recorded_runs.values()
+    )
+
+
+def test_optimized_model_filepath_writes_a_loadable_pfm(tmp_path):
+    model, parts = _conv_bn_relu_model()
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.optimized_model_filepath = str(tmp_path / "opt.pfm")
+    sess = ort.InferenceSession(model.SerializeToString(), sess_options=so)
+    reloaded = ort.InferenceSession(str(tmp_path / "opt.pfm"))
+    assert len(reloaded.graph.nodes) == len(sess.graph.nodes)
+    x = np.random.default_rng(6).standard_normal((3, 3, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(
+        reloaded.run(None, {"x": x})[0], _reference(x, parts), rtol=1e-4, atol=1e-4
+    )
+    so.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    with pytest.raises(NotImplementedError, match=".pfm"):
+        ort.InferenceSession(model.SerializeToString(), sess_options=so)
+
+
+def test_worker_spin_setting():
+    import pyflame as pf
+
+    before = pf.get_worker_spin_us()
+    try:
+        pf.set_worker_spin_us(250)
+        assert pf.get_worker_spin_us() == 250
+        pf.set_worker_spin_us(10**9)  # clamped to one second
+        assert pf.get_worker_spin_us() == 1_000_000
+        with pytest.raises(ValueError):
+            pf.set_worker_spin_us(-1)
+        with pytest.raises(TypeError):
+            pf.set_worker_spin_us(1.5)
+    finally:
+        pf.set_worker_spin_us(before)
+
+
 def test_profiling_writes_chrome_trace(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     model, _ = _conv_bn_relu_model()

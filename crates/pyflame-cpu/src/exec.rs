@@ -7,7 +7,7 @@ use crate::schedule::{schedule_for, Schedule, StepKind};
 use crate::{attention, conv, movement, norm, pool, softmax, sources};
 use pyflame_core::{dispatch_dtype, numel, DType, Element, Error, Result, Storage};
 use pyflame_ir::{ConvAttrs, Graph, NodeRef, Op, PoolAttrs, PoolKind, ReduceOp, Value};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Evaluates `outputs` (and whatever they depend on) and stores their values in the nodes.
@@ -48,17 +48,20 @@ pub fn evaluate_in(pool: Option<&rayon::ThreadPool>, outputs: &[NodeRef]) -> Res
     }
     let g = Graph::capture(&pending, true);
     let schedule = schedule_for(&g)?;
-    evaluate_graph_in(pool, &g, &schedule)
+    evaluate_graph_in(pool, &g, &schedule, true)
 }
 
 /// Runs `schedule` (the schedule of `g`, see [`schedule_for`]) on the threads of `pool`
 /// (`None`: the global pool), as [`evaluate_in`] does once it has captured and scheduled
 /// the graph. For callers that build the same graph again and again and keep its schedule
-/// (recorded templates).
+/// (recorded templates). `keep_awake: false` lets the workers sleep as soon as the graph is
+/// done instead of lingering for [`worker_spin`] (ONNX Runtime's
+/// `session.intra_op.allow_spinning = 0`).
 pub fn evaluate_graph_in(
     pool: Option<&rayon::ThreadPool>,
     g: &Graph,
     schedule: &Schedule,
+    keep_awake: bool,
 ) -> Result<()> {
     let small = schedule.steps.len() < HANDOFF_MIN_STEPS;
     if small || rayon::current_thread_index().is_some() {
@@ -95,7 +98,7 @@ pub fn evaluate_graph_in(
     };
     // Keep the workers awake for the next evaluation (see `linger`), unless all of them
     // are lingering already.
-    if !worker_spin().is_zero() && lingering.load(Ordering::Relaxed) < results.len() {
+    if keep_awake && !worker_spin().is_zero() && lingering.load(Ordering::Relaxed) < results.len() {
         match pool {
             Some(p) => p.spawn_broadcast(|_| linger()),
             None => rayon::spawn_broadcast(|_| linger()),
@@ -134,20 +137,50 @@ fn spin_for_work(done: &AtomicBool) {
 }
 
 /// How long a worker stays awake after an evaluation, taking pool work as it comes (see
-/// [`linger`]): `PYFLAME_WORKER_SPIN_US` microseconds, [`DEFAULT_WORKER_SPIN`] by default, 0
-/// to let workers sleep at once.
+/// [`linger`]): `PYFLAME_WORKER_SPIN_US` microseconds at start-up, [`DEFAULT_WORKER_SPIN`]
+/// by default, or what [`set_worker_spin`] set last; zero lets workers sleep at once.
 pub fn worker_spin() -> std::time::Duration {
-    static SPIN: std::sync::OnceLock<std::time::Duration> = std::sync::OnceLock::new();
-    *SPIN.get_or_init(|| {
-        std::env::var("PYFLAME_WORKER_SPIN_US")
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map_or(DEFAULT_WORKER_SPIN, std::time::Duration::from_micros)
-    })
+    let us = match WORKER_SPIN_US.load(Ordering::Relaxed) {
+        SPIN_UNSET => {
+            let from_env = std::env::var("PYFLAME_WORKER_SPIN_US")
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map_or(DEFAULT_WORKER_SPIN.as_micros() as u64, |us| {
+                    us.min(MAX_WORKER_SPIN_US)
+                });
+            // A concurrent `set_worker_spin` wins over the environment.
+            match WORKER_SPIN_US.compare_exchange(
+                SPIN_UNSET,
+                from_env,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => from_env,
+                Err(set) => set,
+            }
+        }
+        us => us,
+    };
+    std::time::Duration::from_micros(us)
+}
+
+/// Sets [`worker_spin`] for the whole process (clamped to one second).
+pub fn set_worker_spin(spin: std::time::Duration) {
+    let us = (spin.as_micros() as u64).min(MAX_WORKER_SPIN_US);
+    WORKER_SPIN_US.store(us, Ordering::Relaxed);
 }
 
 /// Default of [`worker_spin`].
 pub const DEFAULT_WORKER_SPIN: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Upper bound of [`worker_spin`], in microseconds.
+const MAX_WORKER_SPIN_US: u64 = 1_000_000;
+
+/// [`WORKER_SPIN_US`] before the environment was read.
+const SPIN_UNSET: u64 = u64::MAX;
+
+/// The current [`worker_spin`] in microseconds ([`SPIN_UNSET`] until first read).
+static WORKER_SPIN_US: AtomicU64 = AtomicU64::new(SPIN_UNSET);
 
 thread_local! {
     /// Whether this worker is lingering or working for an evaluation (a [`linger`] job

@@ -28,6 +28,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<graph::PyNode>()?;
     m.add_class::<graph::PyTensorSpec>()?;
     m.add_class::<threads::PyThreadPool>()?;
+    m.add_function(wrap_pyfunction!(threads::set_worker_spin_us, m)?)?;
+    m.add_function(wrap_pyfunction!(threads::get_worker_spin_us, m)?)?;
     m.add_class::<template::PyTemplate>()?;
     m.add("ShapeError", py.get_type::<errors::ShapeError>())?;
     for d in ALL_DTYPES {

@@ -43,13 +43,15 @@ impl PyTemplate {
     }
 
     /// Evaluates the outputs for `inputs` (one array per placeholder), on `pool` when given
-    /// (otherwise the global pool), with the GIL released.
-    #[pyo3(signature = (inputs, pool=None))]
+    /// (otherwise the global pool), with the GIL released. With `keep_awake=False` the
+    /// workers sleep as soon as the run is done instead of spinning for the next one.
+    #[pyo3(signature = (inputs, pool=None, keep_awake=true))]
     fn run<'py>(
         &self,
         py: Python<'py>,
         inputs: Vec<Bound<'py, PyAny>>,
         pool: Option<Py<PyThreadPool>>,
+        keep_awake: bool,
     ) -> PyResult<Vec<Bound<'py, PyAny>>> {
         let values = inputs
             .iter()
@@ -64,7 +66,7 @@ impl PyTemplate {
             }
         };
         let pool = pool.as_ref().map(|p| p.get());
-        py.detach(|| evaluate_graph_in(pool.map(|p| &p.pool), &graph, &schedule))
+        py.detach(|| evaluate_graph_in(pool.map(|p| &p.pool), &graph, &schedule, keep_awake))
             .py()?;
         graph
             .outputs

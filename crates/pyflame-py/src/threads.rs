@@ -62,3 +62,16 @@ impl PyThreadPool {
         format!("ThreadPool(num_threads={})", self.num_threads)
     }
 }
+
+/// Sets how long idle worker threads keep spinning for more work after an evaluation, in
+/// microseconds (0: they sleep at once; at most one second).
+#[pyfunction]
+pub fn set_worker_spin_us(us: u64) {
+    pyflame_cpu::exec::set_worker_spin(std::time::Duration::from_micros(us));
+}
+
+/// How long idle worker threads keep spinning after an evaluation, in microseconds.
+#[pyfunction]
+pub fn get_worker_spin_us() -> u64 {
+    pyflame_cpu::exec::worker_spin().as_micros() as u64
+}

@@ -77,9 +77,13 @@ class _Plan:
 class Executor:
     """Executes a validated Graph; see the module docstring."""
 
-    def __init__(self, graph: Graph, max_plans: int = 16, num_threads: int = 0) -> None:
+    def __init__(
+        self, graph: Graph, max_plans: int = 16, num_threads: int = 0, keep_awake: bool = True
+    ) -> None:
         """`num_threads` > 0 evaluates on a dedicated pool of that many threads (0: the
-        process-wide pool, one thread per core)."""
+        process-wide pool, one thread per core). `keep_awake=False` lets the workers sleep
+        as soon as a recorded run is done instead of spinning for the next one."""
+        self.keep_awake = keep_awake
         check_supported(graph.nodes)
         self.graph = graph
         self.opset = graph.opset
@@ -240,10 +244,11 @@ class Executor:
 
     def recorded_run(
         self, names: Tuple[str, ...], feeds: Dict[str, np.ndarray]
-    ) -> Optional[Tuple[Any, Tuple[str, ...], Any, Tuple[int, ...]]]:
+    ) -> Optional[Tuple[Any, Tuple[str, ...], Any, bool, Tuple[int, ...]]]:
         """What a run of `names` on feeds like `feeds` (validated) needs once its graph is
-        recorded: the template, the feed names in placeholder order, the thread pool and the
-        position of each name among the template's outputs. None while it is not recorded,
+        recorded: the template, the feed names in placeholder order, the thread pool, whether
+        to keep the workers awake, and the position of each name among the template's
+        outputs. None while it is not recorded,
         or when an output is not computed by the template (a constant, an input)."""
         key = tuple((k, v.shape, v.dtype.str) for k, v in sorted(feeds.items()))
         plan = self._plans.get(key)
@@ -253,7 +258,13 @@ class Executor:
         if any(n not in recorded.outputs for n in names):
             return None
         index = tuple(recorded.outputs.index(n) for n in names)
-        return recorded.template, tuple(recorded.feed_order), self._ctx.pool, index
+        return (
+            recorded.template,
+            tuple(recorded.feed_order),
+            self._ctx.pool,
+            self.keep_awake,
+            index,
+        )
 
     @staticmethod
     def _record(
@@ -304,7 +315,7 @@ class Executor:
         if recorded.template is not None:
             arrays = [np.ascontiguousarray(feeds[k]) for k in recorded.feed_order]
             try:
-                values = recorded.template.run(arrays, ctx.pool)
+                values = recorded.template.run(arrays, ctx.pool, self.keep_awake)
             except Exception as e:  # noqa: BLE001
                 raise BackendError(f"evaluation failed: {type(e).__name__}: {e}") from e
             computed = dict(zip(recorded.outputs, values))

@@ -11,11 +11,13 @@ Example:
 from __future__ import annotations
 
 import enum
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 _LOG_LEVELS = ("verbose", "debug", "info", "warning", "error", "fatal")
 _DEVICES = ("cpu", "wse", "wse2", "wse3")
 _ORT_SEVERITY = {0: "verbose", 1: "info", 2: "warning", 3: "error", 4: "fatal"}
+#: ONNX Runtime's session config key for intra-op thread spinning.
+ALLOW_SPINNING = "session.intra_op.allow_spinning"
 
 
 class OptLevel(enum.IntEnum):
@@ -105,6 +107,45 @@ class SessionOptions:
         self.log_level: str = "warning"
         self.skip_passes: List[str] = []
         self.inter_op_num_threads: int = 0
+        # Accepted for ONNX Runtime compatibility; memory planning is always on and there
+        # is no arena to turn off, so they change nothing.
+        self.enable_mem_pattern: bool = True
+        self.enable_cpu_mem_arena: bool = True
+        self.use_deterministic_compute: bool = False
+        # When set, the optimized graph is written there at session creation (`.pfm` only).
+        self.optimized_model_filepath: str = ""
+        self._config: Dict[str, str] = {}
+
+    def add_session_config_entry(self, key: str, value: str) -> None:
+        """Sets a string configuration entry (ONNX Runtime's API). Honoured:
+        ``session.intra_op.allow_spinning`` ("0" lets the session's worker threads sleep as
+        soon as a run is done instead of spinning for the next one; default "1"). Other keys
+        are stored and can be read back.
+
+        Example:
+            >>> o = SessionOptions()
+            >>> o.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            >>> o.get_session_config_entry("session.intra_op.allow_spinning"), o.allow_spinning
+            ('0', False)
+        """
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError("session config entries are strings: (str key, str value)")
+        if key == ALLOW_SPINNING and value not in ("0", "1"):
+            raise ValueError(f"{ALLOW_SPINNING} must be '0' or '1', got {value!r}")
+        self._config[key] = value
+
+    def get_session_config_entry(self, key: str) -> str:
+        """The value set for `key` by `add_session_config_entry` (KeyError when unset)."""
+        try:
+            return self._config[key]
+        except KeyError:
+            raise KeyError(f"session config entry {key!r} is not set") from None
+
+    @property
+    def allow_spinning(self) -> bool:
+        """Whether worker threads spin for the next run after one is done (see
+        ``pyflame.set_worker_spin_us``); ``session.intra_op.allow_spinning``."""
+        return self._config.get(ALLOW_SPINNING, "1") != "0"
 
     @property
     def optimization_level(self) -> OptLevel:
@@ -178,6 +219,39 @@ class RunOptions:
         self.log_level: Optional[str] = None
         self.timeout_ms: int = 0
         self.terminate: bool = False
+        self.logid: str = ""
+        self.log_verbosity_level: int = 0
+        self._config: Dict[str, str] = {}
+
+    def add_run_config_entry(self, key: str, value: str) -> None:
+        """Stores a string configuration entry (ONNX Runtime's API; no key changes a run).
+
+        Example:
+            >>> r = RunOptions()
+            >>> r.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+            >>> r.get_run_config_entry("memory.enable_memory_arena_shrinkage")
+            'cpu:0'
+        """
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError("run config entries are strings: add_run_config_entry(str, str)")
+        self._config[key] = value
+
+    def get_run_config_entry(self, key: str) -> str:
+        """The value set for `key` by `add_run_config_entry` (KeyError when unset)."""
+        try:
+            return self._config[key]
+        except KeyError:
+            raise KeyError(f"run config entry {key!r} is not set") from None
+
+    @property
+    def log_severity_level(self) -> int:
+        """ORT's numeric severity (0 verbose .. 4 fatal), mapped onto `log_level`."""
+        inv = {v: k for k, v in _ORT_SEVERITY.items()}
+        return inv.get(self.log_level or "warning", 2)
+
+    @log_severity_level.setter
+    def log_severity_level(self, value: int) -> None:
+        self.log_level = _ORT_SEVERITY.get(int(value), "warning")
 
     @property
     def run_tag(self) -> str:

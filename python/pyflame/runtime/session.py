@@ -155,7 +155,13 @@ class InferenceSession:
             pm = PassManager.create_default(level, cfg)
             self.optimization_result = pm.run_until_fixed_point(graph)
         self._graph = graph
-        self._executor = Executor(graph, num_threads=self._options.num_threads)
+        self._executor = Executor(
+            graph,
+            num_threads=self._options.num_threads,
+            keep_awake=self._options.allow_spinning,
+        )
+        if self._options.optimized_model_filepath:
+            self._write_optimized_model(self._options.optimized_model_filepath)
         # (output names, feed signature) -> what a recorded run needs (see `_run_recorded`).
         self._recorded_runs: Dict[Any, Any] = {}
         self._inputs = [NodeArg(i) for i in graph.inputs]
@@ -324,6 +330,17 @@ class InferenceSession:
             )
         return result
 
+    def _write_optimized_model(self, path: str) -> None:
+        """Writes the optimized graph to `path` (SessionOptions.optimized_model_filepath)."""
+        if not str(path).lower().endswith(".pfm"):
+            raise NotImplementedError(
+                f"optimized_model_filepath {path!r}: only the .pfm format can be written "
+                "(writing optimized ONNX models is not supported); use a path ending in .pfm"
+            )
+        from .pfm import save_pfm
+
+        save_pfm(self._graph, path)
+
     @staticmethod
     def _recorded_key(output_names: Optional[Sequence[str]], input_feed: Any) -> Any:
         """The requested outputs and the feed's (name, shape, dtype) signature; None when a
@@ -342,10 +359,10 @@ class InferenceSession:
     def _run_recorded(entry: Any, input_feed: Dict[str, np.ndarray]) -> List[np.ndarray]:
         """A run whose outputs and feed signature were checked and recorded before: the
         feeds go straight to the recorded graph."""
-        template, feed_order, pool, index = entry
+        template, feed_order, pool, keep_awake, index = entry
         arrays = [np.ascontiguousarray(input_feed[k]) for k in feed_order]
         try:
-            values = template.run(arrays, pool)
+            values = template.run(arrays, pool, keep_awake)
         except Exception as e:  # noqa: BLE001
             raise BackendError(f"evaluation failed: {type(e).__name__}: {e}") from e
         return [values[i] for i in index]
