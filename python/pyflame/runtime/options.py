@@ -20,6 +20,24 @@ _ORT_SEVERITY = {0: "verbose", 1: "info", 2: "warning", 3: "error", 4: "fatal"}
 ALLOW_SPINNING = "session.intra_op.allow_spinning"
 
 
+def _set_entry(config: Dict[str, str], kind: str, key: str, value: str) -> None:
+    """Stores a string config entry of a session or run (ONNX Runtime's entries are str)."""
+    if not isinstance(key, str) or not isinstance(value, str):
+        raise TypeError(
+            f"{kind} config entries are strings, got {type(key).__name__} key and "
+            f"{type(value).__name__} value"
+        )
+    config[key] = value
+
+
+def _get_entry(config: Dict[str, str], kind: str, key: str) -> str:
+    """A stored config entry; KeyError naming the key when it was never set."""
+    try:
+        return config[key]
+    except KeyError:
+        raise KeyError(f"{kind} config entry {key!r} is not set") from None
+
+
 class OptLevel(enum.IntEnum):
     """Graph optimization levels; ORT's GraphOptimizationLevel names are aliases.
 
@@ -128,18 +146,13 @@ class SessionOptions:
             >>> o.get_session_config_entry("session.intra_op.allow_spinning"), o.allow_spinning
             ('0', False)
         """
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise TypeError("session config entries are strings: (str key, str value)")
-        if key == ALLOW_SPINNING and value not in ("0", "1"):
+        if key == ALLOW_SPINNING and isinstance(value, str) and value not in ("0", "1"):
             raise ValueError(f"{ALLOW_SPINNING} must be '0' or '1', got {value!r}")
-        self._config[key] = value
+        _set_entry(self._config, "session", key, value)
 
     def get_session_config_entry(self, key: str) -> str:
         """The value set for `key` by `add_session_config_entry` (KeyError when unset)."""
-        try:
-            return self._config[key]
-        except KeyError:
-            raise KeyError(f"session config entry {key!r} is not set") from None
+        return _get_entry(self._config, "session", key)
 
     @property
     def allow_spinning(self) -> bool:
@@ -232,16 +245,11 @@ class RunOptions:
             >>> r.get_run_config_entry("memory.enable_memory_arena_shrinkage")
             'cpu:0'
         """
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise TypeError("run config entries are strings: add_run_config_entry(str, str)")
-        self._config[key] = value
+        _set_entry(self._config, "run", key, value)
 
     def get_run_config_entry(self, key: str) -> str:
         """The value set for `key` by `add_run_config_entry` (KeyError when unset)."""
-        try:
-            return self._config[key]
-        except KeyError:
-            raise KeyError(f"run config entry {key!r} is not set") from None
+        return _get_entry(self._config, "run", key)
 
     @property
     def log_severity_level(self) -> int:
