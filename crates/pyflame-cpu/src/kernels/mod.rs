@@ -5,6 +5,8 @@
 //! [`simd`]) so one binary runs everywhere and still uses AVX2/FMA where available.
 
 pub mod copy;
+#[cfg(target_arch = "x86_64")]
+mod gelu_avx512;
 pub mod math;
 pub mod matmul;
 pub mod narrow;
