@@ -1,5 +1,5 @@
 """Fits the tables of the AVX-512 exact-GELU kernel (`gelu_avx512` in
-crates/pyflame-cpu/src/kernels/math.rs) and prints them as Rust constants.
+crates/pyflame-cpu/src/kernels/gelu_avx512.rs) and prints them as Rust constants.
 
 The kernel evaluates, with a = min(|x|, ...),
 
@@ -38,18 +38,18 @@ EXP_DEGREE = 5
 EXP_Z_MAX = 0.7  # |z| <= ln 2 plus slack for the rounding of n
 
 
-def phi_tail_ratio(a):
+def phi_tail_ratio(a: np.ndarray | float) -> np.ndarray:
     """F(a) = Phi(-a) exp(a^2/2) in float64."""
     return 0.5 * erfcx(np.asarray(a, dtype=np.float64) / np.sqrt(2.0))
 
 
-def chebyshev_nodes(lo, hi, n=600):
+def chebyshev_nodes(lo: float, hi: float, n: int = 600) -> np.ndarray:
     k = np.arange(n)
     mid = (lo + hi) / 2 + (hi - lo) / 2 * np.cos(np.pi * (k + 0.5) / n)
     return np.concatenate([mid, [lo, hi]])
 
 
-def minimax_relative(basis, target, fixed):
+def minimax_relative(basis: np.ndarray, target: np.ndarray, fixed: list) -> np.ndarray:
     """Coefficients c minimising max |(basis @ c) / target - 1| with c[:len(fixed)] fixed.
 
     Least squares first, then a linear program for the (rescaled) correction, which keeps
@@ -74,7 +74,7 @@ def minimax_relative(basis, target, fixed):
     return list(fixed) + list(c_ls + sol.x[:nfree] / col / scale)
 
 
-def fit_sequential(basis, target, first):
+def fit_sequential(basis: np.ndarray, target: np.ndarray, first: list) -> np.ndarray:
     """f32 coefficients, rounded one at a time after refitting the rest."""
     fixed = list(first)
     while len(fixed) < basis.shape[1]:
@@ -83,7 +83,7 @@ def fit_sequential(basis, target, first):
     return np.asarray(fixed)
 
 
-def best_center(k):
+def best_center(k: int) -> float:
     """An f32 near k * WIDTH at which F is (almost) exactly an f32."""
     if k == 0:
         return 0.0  # F(0) = 0.5
@@ -95,7 +95,7 @@ def best_center(k):
     return float(cand[np.argmin(miss + 1e-3 * np.abs(cand - k * WIDTH))])
 
 
-def fit_f():
+def fit_f() -> tuple:
     centers, polys, worst = [], [], 0.0
     for k in range(INTERVALS):
         c = best_center(k)
@@ -108,11 +108,14 @@ def fit_f():
         worst = max(worst, err)
         centers.append(c)
         polys.append(p)
-    print(f"F: max relative error {worst:.2e} (f32 coefficients, exact arithmetic)", file=sys.stderr)
+    print(
+        f"F: max relative error {worst:.2e} (f32 coefficients, exact arithmetic)",
+        file=sys.stderr,
+    )
     return centers, np.array(polys)
 
 
-def fit_exp():
+def fit_exp() -> np.ndarray:
     z = chebyshev_nodes(-EXP_Z_MAX, EXP_Z_MAX, 800)
     target = np.exp(z / 2)
     # 1 + z Q(z): the constant 1 is fixed, Q's coefficients are the unknowns.
@@ -123,7 +126,7 @@ def fit_exp():
     return q
 
 
-def rust_f32(v):
+def rust_f32(v: float) -> str:
     """Shortest round-trip literal, digits grouped by three like the rest of math.rs."""
     f = F32(v)
     if f == 0 or 1e-4 <= abs(f) < 1e7:
@@ -137,14 +140,14 @@ def rust_f32(v):
     fp = fp or "0"
     fp = "_".join(fp[i : i + 3] for i in range(0, len(fp), 3))
     if len(ip) > 4:
-        ip = "{:_}".format(int(ip))
+        ip = f"{int(ip):_}"
     out = f"{sign}{ip}.{fp}"
     if exp:
         out += f"e{int(exp)}"
     return out
 
 
-def main():
+def main() -> None:
     centers, polys = fit_f()
     q = fit_exp()
     print(f"const GELU_F_CENTER: [f32; {INTERVALS}] = [")
