@@ -20,7 +20,7 @@ Usage (needs numpy and scipy; takes a few seconds):
 
     python3 scripts/fit_gelu_avx512.py > /tmp/tables.rs
 
-then paste the printed constants over GELU_F_CENTER, GELU_F_POLY and GELU_EXP_Q in math.rs.
+then paste the printed constants over GELU_F_CENTER, GELU_F_POLY and GELU_EXP_Q in gelu_avx512.rs.
 The script also prints (to stderr) the fitted errors.
 """
 
