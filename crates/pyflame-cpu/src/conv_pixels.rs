@@ -224,19 +224,23 @@ fn convolve<T: ConvFloat>(
     let pixels = g.n * hw;
     // Offset of a pixel's channel-0 value in `out`.
     let target = |(image, at): (usize, usize)| image * g.o * hw + at;
+    let tiles = pixels.div_ceil(TILE_PIXELS);
     let blocks = rows / TILE_CHANNELS;
-    let per_task = task_pixels(pixels, hw, blocks, rayon::current_num_threads());
-    let chunks = pixels.div_ceil(per_task);
+    let per_task = tiles
+        .div_ceil((4 * rayon::current_num_threads()).div_ceil(blocks))
+        .clamp(1, 64);
+    let chunks = tiles.div_ceil(per_task);
     let dst = SharedMut(out.as_mut_ptr().cast::<f32>());
     let plane_stride = planes.channel_stride;
     (0..blocks * chunks).into_par_iter().for_each(|task| {
         let (block, chunk) = (task / chunks, task % chunks);
         let a = &packed[block * g.c * kk * TILE_CHANNELS..][..g.c * kk * TILE_CHANNELS];
         let mut tile = [[0.0f32; TILE_CHANNELS]; TILE_PIXELS];
-        let (start, end) = (chunk * per_task, ((chunk + 1) * per_task).min(pixels));
-        let mut cursor = PixelCursor::at(start, g, p, (wp, planes.image_stride));
-        for first in (start..end).step_by(TILE_PIXELS) {
-            let count = TILE_PIXELS.min(end - first);
+        let first_tile = chunk * per_task;
+        let mut cursor = PixelCursor::at(first_tile * TILE_PIXELS, g, p, (wp, planes.image_stride));
+        for t in first_tile..((chunk + 1) * per_task).min(tiles) {
+            let first = t * TILE_PIXELS;
+            let count = TILE_PIXELS.min(pixels - first);
             // Each pixel's window offset and output position (a short tile repeats its last
             // pixel's window, whose results are not stored).
             let mut tile_sources = [0usize; TILE_PIXELS];
@@ -291,30 +295,6 @@ fn convolve<T: ConvFloat>(
         }
     });
     Ok(true)
-}
-
-/// Output pixels per parallel task (the last task may have fewer).
-///
-/// Tasks write runs of pixels into each of 64 channel planes, so two tasks that split a
-/// 64-byte line of a plane would write the same cache lines from two threads, once per
-/// channel (batch 1 with tiles of 6 pixels split 8x8 and 4x4 planes that way). Task
-/// boundaries therefore fall on multiples of 16 pixels (a line) when planes have at least
-/// 16 pixels, and on whole images when they have fewer; larger tasks are multiples of 48
-/// pixels (8 whole tiles), so that only a task's last tile is short. (Neutral on the
-/// development machine, whose two virtual CPUs share one core's caches; it matters where
-/// threads run on separate cores.)
-fn task_pixels(pixels: usize, hw: usize, blocks: usize, threads: usize) -> usize {
-    const LINE: usize = 16;
-    const WHOLE_TILES: usize = 8 * TILE_PIXELS;
-    const MOST: usize = 64 * TILE_PIXELS;
-    let wanted = pixels.div_ceil((4 * threads).div_ceil(blocks.max(1)).max(1));
-    if hw < LINE {
-        return wanted.div_ceil(hw.max(1)).max(1) * hw.max(1);
-    }
-    if wanted >= 2 * WHOLE_TILES {
-        return wanted.next_multiple_of(WHOLE_TILES).min(MOST);
-    }
-    wanted.next_multiple_of(LINE)
 }
 
 /// Where a tile's results go.
@@ -415,35 +395,5 @@ unsafe fn tile_n<const P: usize>(args: &TileArgs<'_>, out: Target<'_>) {
             let values = acc;
             crate::conv_store::store_planes::<P>(&values, dst, plane, channels);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tasks_never_split_a_cache_line_of_a_plane() {
-        for threads in [1, 2, 8] {
-            for blocks in [1, 2, 8] {
-                for (n, hw) in [(1, 64), (1, 16), (1, 256), (32, 64), (1, 4), (3, 9), (2, 1)] {
-                    let pixels = n * hw;
-                    let per_task = task_pixels(pixels, hw, blocks, threads);
-                    assert!(
-                        (1..=64 * TILE_PIXELS).contains(&per_task) || per_task.is_multiple_of(hw)
-                    );
-                    if hw >= 16 {
-                        assert!(per_task.is_multiple_of(16), "{n}x{hw}: {per_task}");
-                    } else {
-                        assert!(per_task.is_multiple_of(hw), "{n}x{hw}: {per_task}");
-                    }
-                    if per_task >= 96 {
-                        assert!(per_task.is_multiple_of(8 * TILE_PIXELS));
-                    }
-                }
-            }
-        }
-        // Batch 1, 8x8 planes, one channel block, two threads: four tasks of 16 pixels.
-        assert_eq!(task_pixels(64, 64, 1, 2), 16);
     }
 }
