@@ -8,6 +8,7 @@ use crate::threads::PyThreadPool;
 use pyflame_cpu::exec::evaluate_graph_in;
 use pyflame_cpu::schedule::{schedule_for, Schedule};
 use pyflame_ir::template::Template;
+use pyflame_ir::Value;
 use pyo3::prelude::*;
 use std::sync::{Arc, OnceLock};
 
@@ -66,18 +67,22 @@ impl PyTemplate {
             }
         };
         let pool = pool.as_ref().map(|p| p.get());
-        py.detach(|| evaluate_graph_in(pool.map(|p| &p.pool), &graph, &schedule, keep_awake))
-            .py()?;
-        graph
-            .outputs
-            .iter()
-            .map(|&o| {
-                let v = graph.nodes[o].value().ok_or_else(|| {
-                    pyo3::exceptions::PyRuntimeError::new_err("output was not computed")
-                })?;
-                value_to_numpy(py, &v)
+        // The graph (every intermediate node) is also dropped without the GIL.
+        let values = py
+            .detach(move || -> pyflame_core::Result<Vec<Value>> {
+                evaluate_graph_in(pool.map(|p| &p.pool), &graph, &schedule, keep_awake)?;
+                graph
+                    .outputs
+                    .iter()
+                    .map(|&o| {
+                        graph.nodes[o].value().ok_or_else(|| {
+                            pyflame_core::Error::Invalid("internal: output was not computed".into())
+                        })
+                    })
+                    .collect()
             })
-            .collect()
+            .py()?;
+        values.iter().map(|v| value_to_numpy(py, v)).collect()
     }
 
     fn __repr__(&self) -> String {
