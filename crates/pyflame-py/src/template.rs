@@ -67,11 +67,11 @@ impl PyTemplate {
             }
         };
         let pool = pool.as_ref().map(|p| p.get());
+        // The graph (every intermediate node) is also dropped without the GIL.
         let values = py
             .detach(move || -> pyflame_core::Result<Vec<Value>> {
-                let pool = pool.map(|p| &p.pool);
-                evaluate_graph_in(pool, &graph, &schedule, keep_awake)?;
-                let values = graph
+                evaluate_graph_in(pool.map(|p| &p.pool), &graph, &schedule, keep_awake)?;
+                graph
                     .outputs
                     .iter()
                     .map(|&o| {
@@ -79,18 +79,7 @@ impl PyTemplate {
                             pyflame_core::Error::Invalid("internal: output was not computed".into())
                         })
                     })
-                    .collect();
-                // Freeing the graph's ~100 nodes took ~12 us at batch 1: a lingering worker
-                // does it while the caller goes on (otherwise it is freed here, still
-                // without the GIL).
-                if keep_awake {
-                    let free = move || drop(graph);
-                    match pool {
-                        Some(p) => p.spawn(free),
-                        None => rayon::spawn(free),
-                    }
-                }
-                values
+                    .collect()
             })
             .py()?;
         values.iter().map(|v| value_to_numpy(py, v)).collect()
