@@ -102,6 +102,24 @@ def test_checked_runs_skip_the_checks_only_for_the_same_signature():
     np.testing.assert_array_equal(sess.run(["z", "y"], {"x": x_strided, "s": s})[0], z)
 
 
+def test_scalar_inputs_iterator_outputs_and_unhashable_names_on_recorded_runs():
+    g = ort.Graph("scalar")
+    g.add_input("x", [4], np.float32)
+    g.add_input("s", [], np.float32)
+    g.add_node("m", "Mul", ["x", "s"], ["y"])
+    g.add_node("r", "Relu", ["y"], ["z"])
+    g.add_output("z")
+    g.add_output("y")
+    sess = ort.InferenceSession(g)
+    x = np.array([1.0, -2.0, 3.0, -4.0], np.float32)
+    for run in range(5):  # 0-d feeds stay 0-d on recorded runs too
+        s = np.array(run + 1.0, np.float32)
+        (z,) = sess.run(iter(["z"]), {"x": x, "s": s})  # a one-shot iterator of names
+        np.testing.assert_array_equal(z, np.maximum(x * s, 0))
+    with pytest.raises(ort.InputError, match="unknown output"):
+        sess.run([["z"]], {"x": x, "s": s})
+
+
 def test_recorded_plans_run_on_the_session_pool():
     so = ort.SessionOptions()
     so.num_threads = 1

@@ -67,11 +67,17 @@ pub fn evaluate_graph_in(
     if small || rayon::current_thread_index().is_some() {
         // One hand-off would cost more than a small graph saves; a nested evaluation stays
         // on its worker.
+        // The thread that runs the graph is occupied: a lingering job it might take while
+        // waiting inside a parallel loop returns at once.
         return match pool {
-            Some(p) if p.current_thread_index().is_none() => {
-                p.install(|| run_schedule(g, schedule))
+            Some(p) if p.current_thread_index().is_none() => p.install(|| {
+                let _busy = Occupied::enter();
+                run_schedule(g, schedule)
+            }),
+            _ => {
+                let _busy = Occupied::enter();
+                run_schedule(g, schedule)
             }
-            _ => run_schedule(g, schedule),
         };
     }
     let done = AtomicBool::new(false);
@@ -166,7 +172,9 @@ pub fn worker_spin() -> std::time::Duration {
 
 /// Sets [`worker_spin`] for the whole process (clamped to one second).
 pub fn set_worker_spin(spin: std::time::Duration) {
-    let us = (spin.as_micros() as u64).min(MAX_WORKER_SPIN_US);
+    let us = u64::try_from(spin.as_micros())
+        .unwrap_or(u64::MAX)
+        .min(MAX_WORKER_SPIN_US);
     WORKER_SPIN_US.store(us, Ordering::Relaxed);
 }
 
@@ -220,24 +228,36 @@ impl Drop for Occupied {
 /// The next evaluation's hand-off is taken from inside this loop (nested), and the lingering
 /// job that follows it returns at once: only the outermost one spins, and never inside an
 /// evaluation's work (which it would hold up by the spin time).
+///
+/// A worker can still take a lingering job while it waits inside other pool work that is
+/// not marked (the stolen half of some other parallel loop); that work then waits for the
+/// linger to end. So a linger also ends [`LINGER_CAP`] spin times after it began, however
+/// busy the pool is: that bounds such a wait, and in a loop of short runs it costs one
+/// worker wake-up per cap period.
 fn linger() {
     let occupied = Occupied::enter();
     if occupied.was {
         return;
     }
     let limit = worker_spin();
-    let mut idle_since = std::time::Instant::now();
+    let started = std::time::Instant::now();
+    let mut idle_since = started;
     loop {
         if rayon::yield_now() == Some(rayon::Yield::Executed) {
             idle_since = std::time::Instant::now();
-            continue;
+        } else if idle_since.elapsed() > limit {
+            break;
+        } else {
+            std::thread::yield_now();
         }
-        if idle_since.elapsed() > limit {
+        if started.elapsed() > limit * LINGER_CAP {
             break;
         }
-        std::thread::yield_now();
     }
 }
+
+/// A linger ends at most this many spin times after it began (see [`linger`]).
+const LINGER_CAP: u32 = 4;
 
 /// Kernel steps from which [`evaluate_in`] moves to a pool thread.
 const HANDOFF_MIN_STEPS: usize = 6;

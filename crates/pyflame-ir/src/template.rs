@@ -48,6 +48,14 @@ impl Template {
         for (node, inputs) in graph.nodes.iter().zip(&graph.input_index) {
             let placeholder = placeholders.iter().position(|p| Arc::ptr_eq(p, node));
             let step = if let Some(index) = placeholder {
+                if !inputs.is_empty() {
+                    // Its ancestors would be recomputed on every run for nothing.
+                    return Err(Error::Invalid(format!(
+                        "placeholder {index} of the recorded graph is computed from other \
+                         nodes ({}); placeholders must be input values",
+                        node.op.name()
+                    )));
+                }
                 Step::Placeholder { index }
             } else if node.is_realized() && node.op == Op::Input {
                 Step::Constant(node.clone())
@@ -259,6 +267,11 @@ mod tests {
             MeshLayout::default(),
         );
         let z = build::binary(BinaryOp::Add, &x, &r).unwrap();
-        assert!(Template::record(&[z], &[x]).is_err());
+        assert!(Template::record(&[z], std::slice::from_ref(&x)).is_err());
+        // A placeholder must be an input value, not a computed node.
+        let computed = build::unary(UnaryOp::Neg, &x).unwrap();
+        let out = build::unary(UnaryOp::Exp, &computed).unwrap();
+        let refused = Template::record(&[out], &[computed]);
+        assert!(refused.is_err_and(|e| e.to_string().contains("placeholders must be input")));
     }
 }

@@ -52,6 +52,17 @@ def _release_lists(steps: Sequence[Step], keep: Set[str]) -> List[Tuple[str, ...
     return [tuple(r) for r in release]
 
 
+def c_contiguous(a: np.ndarray) -> np.ndarray:
+    """`a` itself when it is C-contiguous, else a C-contiguous copy (0-d arrays stay 0-d,
+    which `np.ascontiguousarray` would make 1-d).
+
+    Example:
+        >>> c_contiguous(np.array(3.0)).shape
+        ()
+    """
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+
+
 class _Recorded(NamedTuple):
     """A plan recorded for a set of outputs: the template (None when every output is a
     constant or an input), the feed names in placeholder order, the outputs the template
@@ -221,7 +232,7 @@ class Executor:
         env: Dict[str, Any] = {}
         for k, v in feeds.items():
             env[k] = (
-                pf.from_numpy(v if v.flags.c_contiguous else np.ascontiguousarray(v))
+                pf.from_numpy(c_contiguous(v))
                 if v.dtype.kind in "fiub" and v.dtype.name not in ("uint16", "uint32", "uint64")
                 else v
             )
@@ -313,7 +324,7 @@ class Executor:
             raise BackendError("run timed out (RunOptions.timeout_ms) before evaluation")
         computed: Dict[str, np.ndarray] = {}
         if recorded.template is not None:
-            arrays = [np.ascontiguousarray(feeds[k]) for k in recorded.feed_order]
+            arrays = [c_contiguous(feeds[k]) for k in recorded.feed_order]
             try:
                 values = recorded.template.run(arrays, ctx.pool, self.keep_awake)
             except Exception as e:  # noqa: BLE001

@@ -137,8 +137,10 @@ class SessionOptions:
     def add_session_config_entry(self, key: str, value: str) -> None:
         """Sets a string configuration entry (ONNX Runtime's API). Honoured:
         ``session.intra_op.allow_spinning`` ("0" lets the session's worker threads sleep as
-        soon as a run is done instead of spinning for the next one; default "1"). Other keys
-        are stored and can be read back.
+        soon as a recorded run is done instead of spinning for the next one; the first runs
+        of a new input signature, which trace the model, still use the process-wide setting
+        of ``pyflame.set_worker_spin_us``; default "1"). Other keys are stored and can be
+        read back.
 
         Example:
             >>> o = SessionOptions()

@@ -30,7 +30,7 @@ from .errors import (
     UnsupportedFormatError,
     ValidationError,
 )
-from .executor import Executor
+from .executor import Executor, c_contiguous
 from .graph import Graph
 from .onnx_import.importer import ImportOptions, ONNXImporter
 from .options import OptLevel, RunOptions, SessionOptions
@@ -291,16 +291,20 @@ class InferenceSession:
         Raises InputError for unknown/missing names, ShapeMismatchError/DTypeMismatchError
         for inputs that do not match the model, BackendError when execution fails.
         """
+        # Read once: `output_names` may be a one-shot iterator.
+        requested = None if output_names is None else list(output_names)
+        key = None
         if run_options is None and self._profiler is None:
-            key = self._recorded_key(output_names, input_feed)
-            entry = self._recorded_runs.get(key) if key is not None else None
+            key = self._recorded_key(requested, input_feed)
+            try:
+                entry = self._recorded_runs.get(key) if key is not None else None
+            except TypeError:  # unhashable output names: the checked path reports them
+                entry = key = None
             if entry is not None:
                 return self._run_recorded(entry, input_feed)
-        else:
-            key = None
         t0 = time.perf_counter()
         all_names = [o.name for o in self._graph.outputs]
-        names = list(all_names) if not output_names else list(output_names)
+        names = list(all_names) if not requested else requested
         bad = [n for n in names if n not in all_names]
         if bad:
             raise InputError(f"unknown output name(s) {bad}; the model has {all_names}")
@@ -342,7 +346,7 @@ class InferenceSession:
         save_pfm(self._graph, path)
 
     @staticmethod
-    def _recorded_key(output_names: Optional[Sequence[str]], input_feed: Any) -> Any:
+    def _recorded_key(output_names: Optional[List[Any]], input_feed: Any) -> Any:
         """The requested outputs and the feed's (name, shape, dtype) signature; None when a
         feed value is not a NumPy array (the checked path converts it)."""
         if type(input_feed) is not dict:
@@ -360,7 +364,7 @@ class InferenceSession:
         """A run whose outputs and feed signature were checked and recorded before: the
         feeds go straight to the recorded graph."""
         template, feed_order, pool, keep_awake, index = entry
-        arrays = [np.ascontiguousarray(input_feed[k]) for k in feed_order]
+        arrays = [c_contiguous(input_feed[k]) for k in feed_order]
         try:
             values = template.run(arrays, pool, keep_awake)
         except Exception as e:  # noqa: BLE001
