@@ -301,6 +301,55 @@ def test_optimized_model_filepath_writes_a_loadable_pfm(tmp_path):
         ort.InferenceSession(model.SerializeToString(), sess_options=so)
 
 
+def test_ort_session_and_module_compatibility_calls():
+    model, parts = _conv_bn_relu_model()
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert sess.get_provider_options() == {"CPUExecutionProvider": {}}
+    sess.set_providers(["CPUExecutionProvider"])
+    with pytest.raises(ort.InputError, match="unavailable"):
+        sess.set_providers(["CUDAExecutionProvider"])
+    sess.disable_fallback()
+    sess.enable_fallback()
+    assert ort.get_all_providers() == ["CPUExecutionProvider"]
+    assert ort.get_version_string() == ort.__version__
+    ort.set_default_logger_severity(3)
+    with pytest.raises(ort.InputError):
+        ort.set_default_logger_severity(7)
+    ort.set_seed(5)
+    with pytest.raises(ort.InputError):
+        ort.set_seed("5")
+    so = ort.SessionOptions()
+    so.use_per_session_threads = False
+    so.enable_mem_reuse = False
+    so.logid, so.log_verbosity_level = "s1", 1
+    assert so.validate() == []
+
+
+def test_run_async_calls_back_with_outputs_or_the_error():
+    import threading
+
+    model, parts = _conv_bn_relu_model()
+    sess = ort.InferenceSession(model.SerializeToString())
+    x = np.random.default_rng(7).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    done = threading.Event()
+    got = {}
+
+    def callback(outputs, user_data, error):
+        got["outputs"], got["user_data"], got["error"] = outputs, user_data, error
+        done.set()
+
+    sess.run_async(None, {"x": x}, callback, "token")
+    assert done.wait(30)
+    assert got["error"] == "" and got["user_data"] == "token"
+    np.testing.assert_allclose(got["outputs"][0], _reference(x, parts), rtol=1e-4, atol=1e-4)
+    done.clear()
+    sess.run_async(None, {"x": x.astype(np.float64)}, callback, None)
+    assert done.wait(30)
+    assert got["outputs"] == [] and "DTypeMismatchError" in got["error"]
+    with pytest.raises(ort.InputError, match="callable"):
+        sess.run_async(None, {"x": x}, "not callable", None)
+
+
 def test_worker_spin_setting():
     import pyflame as pf
 

@@ -34,7 +34,16 @@ from .onnx_import import (
 )
 from .options import ExecutionMode, GraphOptimizationLevel, OptLevel, RunOptions, SessionOptions
 from .pfm import dumps_pfm, load_pfm, loads_pfm, save_pfm
-from .session import InferenceSession, ModelMetadata, get_available_providers, get_device
+from .session import (
+    InferenceSession,
+    ModelMetadata,
+    get_all_providers,
+    get_available_providers,
+    get_device,
+    get_version_string,
+    set_default_logger_severity,
+    set_seed,
+)
 from .torch_import import (
     PyTorchImporter,
     UnsafeCheckpointError,
@@ -98,8 +107,10 @@ __all__ = [
     "dumps_pfm",
     "from_onnx",
     "from_pytorch",
+    "get_all_providers",
     "get_available_providers",
     "get_device",
+    "get_version_string",
     "import_module",
     "load_pfm",
     "load_pytorch_checkpoint",
@@ -107,5 +118,7 @@ __all__ = [
     "loads_pfm",
     "opt",
     "save_pfm",
+    "set_default_logger_severity",
+    "set_seed",
     "supported_operators",
 ]

@@ -132,6 +132,13 @@ class SessionOptions:
         self.use_deterministic_compute: bool = False
         # When set, the optimized graph is written there at session creation (`.pfm` only).
         self.optimized_model_filepath: str = ""
+        # Accepted for ONNX Runtime compatibility and change nothing: `num_threads` > 0
+        # already gives a session its own pool, memory reuse is always on, and log
+        # identifiers are not used.
+        self.use_per_session_threads: bool = True
+        self.enable_mem_reuse: bool = True
+        self.logid: str = ""
+        self.log_verbosity_level: int = 0
         self._config: Dict[str, str] = {}
 
     def add_session_config_entry(self, key: str, value: str) -> None:

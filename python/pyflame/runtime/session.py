@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence
@@ -77,6 +78,45 @@ def get_available_providers() -> List[str]:
 def get_device() -> str:
     """ORT's ``get_device()``: always "CPU" in this build."""
     return "CPU"
+
+
+def get_all_providers() -> List[str]:
+    """Every execution provider this package knows (ORT-compatible name): the CPU one.
+
+    Example:
+        >>> get_all_providers()
+        ['CPUExecutionProvider']
+    """
+    return list(_PROVIDERS)
+
+
+def get_version_string() -> str:
+    """The package version (ONNX Runtime's ``get_version_string()``)."""
+    from . import __version__
+
+    return __version__
+
+
+def set_default_logger_severity(level: int) -> None:
+    """Sets the runtime's log level from ONNX Runtime's severity (0 verbose .. 4 fatal).
+
+    Example:
+        >>> set_default_logger_severity(3)
+    """
+    names = {0: logging.DEBUG, 1: logging.INFO, 2: logging.WARNING, 3: logging.ERROR}
+    if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 4:
+        raise InputError(f"logger severity must be an int in 0..4, got {level!r}")
+    logger.setLevel(names.get(level, logging.CRITICAL))
+
+
+def set_seed(seed: int) -> None:
+    """Seeds the random operators (ONNX Runtime's ``set_seed``); same as
+    ``pyflame.manual_seed``."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise InputError(f"seed must be an int, got {seed!r}")
+    import pyflame
+
+    pyflame.manual_seed(seed)
 
 
 def _load_graph(source: Any) -> Graph:
@@ -222,6 +262,50 @@ class InferenceSession:
     def get_providers(self) -> List[str]:
         """Execution providers used by this session."""
         return list(self._providers)
+
+    def get_provider_options(self) -> Dict[str, Dict[str, str]]:
+        """Options of each provider (ONNX Runtime's API; the CPU provider has none)."""
+        return {p: {} for p in self._providers}
+
+    def set_providers(
+        self, providers: Optional[Sequence[Any]] = None, provider_options: Any = None
+    ) -> None:
+        """Re-selects the execution providers (ONNX Runtime's API): only
+        "CPUExecutionProvider" exists, so this validates the names and changes nothing
+        else; InputError when none of them is available."""
+        self._providers = self._check_providers(providers)
+
+    def disable_fallback(self) -> None:
+        """ONNX Runtime's API: there is no provider to fall back from (CPU only)."""
+
+    def enable_fallback(self) -> None:
+        """ONNX Runtime's API: there is no provider to fall back from (CPU only)."""
+
+    def run_async(
+        self,
+        output_names: Optional[Sequence[str]],
+        input_feed: Mapping[str, Any],
+        callback: Any,
+        user_data: Any,
+        run_options: Optional[RunOptions] = None,
+    ) -> None:
+        """Runs on a new thread and calls ``callback(outputs, user_data, error)`` when done
+        (ONNX Runtime's API: `error` is "" on success, the message otherwise, with `outputs`
+        then empty). The run releases the interpreter lock while it computes."""
+        if not callable(callback):
+            raise InputError("run_async needs a callable callback(outputs, user_data, error)")
+        names = None if output_names is None else list(output_names)
+        feed = dict(input_feed)
+
+        def work() -> None:
+            try:
+                outputs = self.run(names, feed, run_options)
+            except Exception as e:  # noqa: BLE001 - reported to the callback, as ORT does
+                callback([], user_data, f"{type(e).__name__}: {e}")
+                return
+            callback(outputs, user_data, "")
+
+        threading.Thread(target=work, name="pyflame_rt.run_async", daemon=True).start()
 
     def get_session_options(self) -> SessionOptions:
         """The SessionOptions this session was created with."""
@@ -391,7 +475,11 @@ class InferenceSession:
 __all__ = [
     "InferenceSession",
     "ModelMetadata",
+    "get_all_providers",
     "get_available_providers",
     "get_device",
+    "get_version_string",
+    "set_default_logger_severity",
+    "set_seed",
     "ValidationError",
 ]
