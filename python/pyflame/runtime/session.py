@@ -81,13 +81,9 @@ def get_device() -> str:
 
 
 def get_all_providers() -> List[str]:
-    """Every execution provider this package knows (ORT-compatible name): the CPU one.
-
-    Example:
-        >>> get_all_providers()
-        ['CPUExecutionProvider']
-    """
-    return list(_PROVIDERS)
+    """Every execution provider this package knows: the same as
+    `get_available_providers()`, since this build has only the CPU one."""
+    return get_available_providers()
 
 
 def get_version_string() -> str:
