@@ -325,6 +325,27 @@ def test_ort_session_and_module_compatibility_calls():
     assert so.validate() == []
 
 
+def test_free_dimension_override_fixes_a_symbolic_input_dim():
+    model, parts = _conv_bn_relu_model()  # input "x" is [N, 3, 8, 8]
+    so = ort.SessionOptions()
+    so.add_free_dimension_override_by_name("N", 2)
+    so.add_free_dimension_override_by_name("unused", 7)
+    sess = ort.InferenceSession(model.SerializeToString(), sess_options=so)
+    assert sess.get_inputs()[0].shape == [2, 3, 8, 8]
+    x = np.random.default_rng(8).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(
+        sess.run(None, {"x": x})[0], _reference(x, parts), rtol=1e-4, atol=1e-4
+    )
+    with pytest.raises(ort.ShapeMismatchError, match="expected 2, got 3"):
+        sess.run(None, {"x": np.zeros((3, 3, 8, 8), np.float32)})
+    plain = ort.InferenceSession(model.SerializeToString())
+    assert plain.get_inputs()[0].shape[0] == "N"
+    with pytest.raises(ValueError):
+        so.add_free_dimension_override_by_name("N", -1)
+    with pytest.raises(TypeError):
+        so.add_free_dimension_override_by_name(3, 1)
+
+
 def test_run_async_calls_back_with_outputs_or_the_error():
     import threading
 

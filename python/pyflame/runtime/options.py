@@ -140,6 +140,29 @@ class SessionOptions:
         self.logid: str = ""
         self.log_verbosity_level: int = 0
         self._config: Dict[str, str] = {}
+        self._dim_overrides: Dict[str, int] = {}
+
+    def add_free_dimension_override_by_name(self, dim_name: str, dim_value: int) -> None:
+        """Fixes the symbolic input dimension `dim_name` (e.g. "batch") to `dim_value` for
+        sessions made with these options (ONNX Runtime's API): the inputs then report and
+        require that size.
+
+        Example:
+            >>> o = SessionOptions()
+            >>> o.add_free_dimension_override_by_name("batch", 1)
+            >>> o.free_dimension_overrides
+            {'batch': 1}
+        """
+        if not isinstance(dim_name, str) or not dim_name:
+            raise TypeError(f"dim_name must be a non-empty str, got {dim_name!r}")
+        if isinstance(dim_value, bool) or not isinstance(dim_value, int) or dim_value < 0:
+            raise ValueError(f"dim_value must be an int >= 0, got {dim_value!r}")
+        self._dim_overrides[dim_name] = dim_value
+
+    @property
+    def free_dimension_overrides(self) -> Dict[str, int]:
+        """The symbolic dimensions fixed by `add_free_dimension_override_by_name`."""
+        return dict(self._dim_overrides)
 
     def add_session_config_entry(self, key: str, value: str) -> None:
         """Sets a string configuration entry (ONNX Runtime's API). Honoured:

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -115,6 +116,22 @@ def set_seed(seed: int) -> None:
     pyflame.manual_seed(seed)
 
 
+def _override_free_dimensions(graph: Graph, overrides: Dict[str, int]) -> None:
+    """Replaces the symbolic input dims named in `overrides` by their sizes (the graph is
+    the session's own copy)."""
+    if not overrides:
+        return
+    graph.inputs = [
+        dataclasses.replace(
+            info,
+            shape=None
+            if info.shape is None
+            else [overrides.get(d, d) if isinstance(d, str) else d for d in info.shape],
+        )
+        for info in graph.inputs
+    ]
+
+
 def _load_graph(source: Any) -> Graph:
     if isinstance(source, Graph):
         return source.copy()
@@ -176,6 +193,7 @@ class InferenceSession:
             Profiler(self._options.profile_file_prefix) if self._options.enable_profiling else None
         )
         graph = _load_graph(path_or_bytes)
+        _override_free_dimensions(graph, self._options.free_dimension_overrides)
         graph.validate()
         self._original_node_count = len(graph.nodes)
         self.optimization_result = None
