@@ -279,9 +279,20 @@ def test_runs_with_and_without_spinning_workers(spinning):
         x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
         y = sess.run(None, {"x": x})[0]
         np.testing.assert_allclose(y, _reference(x, parts), rtol=1e-4, atol=1e-4)
-    assert sess._recorded_runs and all(
-        e[3] is (spinning == "1") for e in sess._recorded_runs.values()
+    # The recorded run hands the session's setting to the template.
+    ((key, (recorded, index)),) = sess._recorded_runs.items()
+    seen = []
+
+    class Spy:
+        def run(self, arrays, pool, keep_awake):
+            seen.append(keep_awake)
+            return recorded.template.run(arrays, pool, keep_awake)
+
+    sess._recorded_runs[key] = (recorded._replace(template=Spy()), index)
+    np.testing.assert_allclose(
+        sess.run(None, {"x": x})[0], _reference(x, parts), rtol=1e-4, atol=1e-4
     )
+    assert seen == [spinning == "1"]
 
 
 def test_optimized_model_filepath_writes_a_loadable_pfm(tmp_path):

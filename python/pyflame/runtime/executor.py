@@ -63,6 +63,11 @@ def c_contiguous(a: np.ndarray) -> np.ndarray:
     return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
+def _plan_key(feeds: Dict[str, np.ndarray]) -> Tuple[Any, ...]:
+    """The input signature a plan is cached under: (name, shape, dtype) of every feed."""
+    return tuple((k, v.shape, v.dtype.str) for k, v in sorted(feeds.items()))
+
+
 class _Recorded(NamedTuple):
     """A plan recorded for a set of outputs: the template (None when every output is a
     constant or an input), the feed names in placeholder order, the outputs the template
@@ -216,7 +221,7 @@ class Executor:
                 f"{unknown} are not graph outputs (intermediates are released as soon as "
                 f"their last consumer ran); graph outputs: {sorted(self._outputs)}"
             )
-        key = tuple((k, v.shape, v.dtype.str) for k, v in sorted(feeds.items()))
+        key = _plan_key(feeds)
         plan = self._plans.get(key)
         ctx = self._ctx
         ctx.data_dependent = False
@@ -224,7 +229,7 @@ class Executor:
         if plan is not None and profile is None:
             recorded = plan.templates.get(names)
             if recorded is not None:  # the feeds go straight to the recorded graph
-                return self._run_template(recorded, names, feeds, plan, ctx, deadline)
+                return self._run_template(recorded, names, feeds, plan, deadline)
         if plan is None or profile is not None or len(ctx._tensors) > 4096:
             # A traced run creates its folded constants (and host-operator results) anew:
             # keep only the tensor wrappers of arrays that outlive the run.
@@ -255,27 +260,29 @@ class Executor:
 
     def recorded_run(
         self, names: Tuple[str, ...], feeds: Dict[str, np.ndarray]
-    ) -> Optional[Tuple[Any, Tuple[str, ...], Any, bool, Tuple[int, ...]]]:
-        """What a run of `names` on feeds like `feeds` (validated) needs once its graph is
-        recorded: the template, the feed names in placeholder order, the thread pool, whether
-        to keep the workers awake, and the position of each name among the template's
-        outputs. None while it is not recorded,
-        or when an output is not computed by the template (a constant, an input)."""
-        key = tuple((k, v.shape, v.dtype.str) for k, v in sorted(feeds.items()))
-        plan = self._plans.get(key)
+    ) -> Optional[Tuple[_Recorded, Tuple[int, ...]]]:
+        """The recorded graph that computes every one of `names` from feeds like `feeds`
+        (validated), with the position of each name among its outputs; None while it is not
+        recorded, or when an output is not computed by it (a constant, an input). Run it
+        with `evaluate_recorded`."""
+        plan = self._plans.get(_plan_key(feeds))
         recorded = plan.templates.get(names) if plan is not None else None
         if recorded is None or recorded.template is None:
             return None
         if any(n not in recorded.outputs for n in names):
             return None
-        index = tuple(recorded.outputs.index(n) for n in names)
-        return (
-            recorded.template,
-            tuple(recorded.feed_order),
-            self._ctx.pool,
-            self.keep_awake,
-            index,
-        )
+        return recorded, tuple(recorded.outputs.index(n) for n in names)
+
+    def evaluate_recorded(
+        self, recorded: _Recorded, feeds: Dict[str, np.ndarray]
+    ) -> List[np.ndarray]:
+        """The outputs of a recorded graph (in `recorded.outputs` order) for `feeds`, on the
+        executor's threads; BackendError when evaluation fails."""
+        arrays = [c_contiguous(feeds[k]) for k in recorded.feed_order]
+        try:
+            return recorded.template.run(arrays, self._ctx.pool, self.keep_awake)
+        except Exception as e:  # noqa: BLE001
+            raise BackendError(f"evaluation failed: {type(e).__name__}: {e}") from e
 
     @staticmethod
     def _record(
@@ -316,7 +323,6 @@ class Executor:
         names: Tuple[str, ...],
         feeds: Dict[str, np.ndarray],
         plan: _Plan,
-        ctx: OpContext,
         deadline: Optional[float],
     ) -> List[np.ndarray]:
         """Runs a recorded plan: the feeds go straight to the recorded graph."""
@@ -324,12 +330,7 @@ class Executor:
             raise BackendError("run timed out (RunOptions.timeout_ms) before evaluation")
         computed: Dict[str, np.ndarray] = {}
         if recorded.template is not None:
-            arrays = [c_contiguous(feeds[k]) for k in recorded.feed_order]
-            try:
-                values = recorded.template.run(arrays, ctx.pool, self.keep_awake)
-            except Exception as e:  # noqa: BLE001
-                raise BackendError(f"evaluation failed: {type(e).__name__}: {e}") from e
-            computed = dict(zip(recorded.outputs, values))
+            computed = dict(zip(recorded.outputs, self.evaluate_recorded(recorded, feeds)))
         out = []
         for n in names:
             if n in computed:

@@ -24,7 +24,6 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from .errors import (
-    BackendError,
     DTypeMismatchError,
     InputError,
     InvalidModelError,
@@ -32,7 +31,7 @@ from .errors import (
     UnsupportedFormatError,
     ValidationError,
 )
-from .executor import Executor, c_contiguous
+from .executor import Executor
 from .graph import Graph
 from .onnx_import.importer import ImportOptions, ONNXImporter
 from .options import OptLevel, RunOptions, SessionOptions
@@ -457,16 +456,11 @@ class InferenceSession:
         names = None if not output_names else tuple(output_names)
         return names, tuple(signature)
 
-    @staticmethod
-    def _run_recorded(entry: Any, input_feed: Dict[str, np.ndarray]) -> List[np.ndarray]:
+    def _run_recorded(self, entry: Any, input_feed: Dict[str, np.ndarray]) -> List[np.ndarray]:
         """A run whose outputs and feed signature were checked and recorded before: the
         feeds go straight to the recorded graph."""
-        template, feed_order, pool, keep_awake, index = entry
-        arrays = [c_contiguous(input_feed[k]) for k in feed_order]
-        try:
-            values = template.run(arrays, pool, keep_awake)
-        except Exception as e:  # noqa: BLE001
-            raise BackendError(f"evaluation failed: {type(e).__name__}: {e}") from e
+        recorded, index = entry
+        values = self._executor.evaluate_recorded(recorded, input_feed)
         return [values[i] for i in index]
 
     def run_with_ort_values(self, *args: Any, **kwargs: Any) -> Any:
