@@ -1,7 +1,8 @@
 """Every convolution algorithm against NumPy.
 
 `PYFLAME_CONV_ALGO` selects the algorithm: `direct` (shifted grid, stride 1), `pixels`
-(channel-vectorized, forward only), `im2col`, or `auto`. A forced algorithm falls back to
+(channel-vectorized), `winograd` (F(2x2, 3x3), stride-1 3x3 forward and input gradient),
+`im2col`, or `auto`. A forced algorithm falls back to
 im2col where it does not apply, so each case runs every path that exists for it.
 """
 
@@ -26,6 +27,8 @@ CASES = [
     (3, 24, 11, 10, 70, 3, 3, 2, 1, 1),  # stride 2, output channels over one 64-lane tile
     (2, 16, 8, 8, 50, 1, 1, 2, 0, 1),  # 1x1 stride 2 (a ResNet shortcut)
     (1, 20, 5, 7, 64, 3, 3, (2, 1), (1, 0), (1, 2)),  # per-axis stride and dilation
+    (3, 20, 9, 11, 70, 3, 3, 1, 1, 1),  # Winograd under auto: odd planes, two channel blocks
+    (2, 16, 6, 5, 48, 3, 3, 1, (2, 0), 1),  # Winograd with per-axis padding 2 and 0
 ]
 
 
@@ -71,7 +74,7 @@ def reference_grads(x, w, gy, stride, padding, dilation):
     return gx[:, :, ph : ph + h, pw : pw + wd], gw
 
 
-@pytest.mark.parametrize("algo", ["direct", "pixels", "im2col", "auto"])
+@pytest.mark.parametrize("algo", ["direct", "pixels", "winograd", "im2col", "auto"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", CASES, ids=[str(c) for c in CASES])
 def test_conv_algorithm_matches_numpy(monkeypatch, algo, dtype, case):
@@ -125,6 +128,7 @@ SMALL_CASES = [
     (1, 320, 2, 2, 96, 3, 3, 2, 1, 1),
     (1, 16, 7, 7, 64, 3, 3, 1, 1, 1),
     (2, 64, 4, 4, 64, 1, 1, 2, 0, 1),
+    (2, 32, 8, 8, 64, 3, 3, 1, 1, 1),  # Winograd: transformed weights kept
 ]
 
 
@@ -158,6 +162,22 @@ def test_writable_numpy_weights_are_never_served_stale():
     got = F.conv2d(pf.tensor(x), wt, padding=1).numpy()
     want = conv_reference(x.astype(np.float64), w.astype(np.float64), 1, 1, 1)
     np.testing.assert_allclose(got, want, atol=1e-3, rtol=1e-4)
+
+
+def test_winograd_can_be_turned_off(monkeypatch):
+    """`PYFLAME_CONV_WINOGRAD=0` makes `auto` use the direct kernels: the same values to
+    rounding, and results that differ in the last bits from the Winograd ones."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((4, 32, 8, 8)).astype(np.float32)
+    w = rng.standard_normal((64, 32, 3, 3)).astype(np.float32)
+    want = conv_reference(x.astype(np.float64), w.astype(np.float64), 1, 1, 1)
+    outs = {}
+    for setting in ("1", "0"):
+        monkeypatch.setenv("PYFLAME_CONV_WINOGRAD", setting)
+        outs[setting] = F.conv2d(pf.tensor(x), pf.tensor(w), padding=1).numpy()
+        np.testing.assert_allclose(outs[setting], want, atol=1e-3, rtol=1e-4)
+    # The two methods round differently: proof that the setting switched the method.
+    assert not np.array_equal(outs["1"], outs["0"])
 
 
 def test_constant_from_numpy_makes_the_array_read_only():

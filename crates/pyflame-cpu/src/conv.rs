@@ -274,7 +274,8 @@ fn conv2d_storage(
                     storage: &wv.storage,
                     offset: wv.offset,
                 });
-                if !crate::conv_direct::forward(xs, ws, source, &g, p, o)?
+                if !winograd_forward(xs, ws, source, &g, p, o)?
+                    && !crate::conv_direct::forward(xs, ws, source, &g, p, o)?
                     && !crate::conv_pixels::forward(xs, ws, source, &g, p, o)?
                 {
                     crate::conv_batched::forward(xs, ws, &g, p, o)?;
@@ -320,6 +321,36 @@ fn conv2d_storage(
     Ok(out)
 }
 
+/// The Winograd kernel's forward convolution (`false` when it does not apply).
+fn winograd_forward<T: ConvFloat>(
+    xs: &[T],
+    ws: &[T],
+    source: Option<WeightSource<'_>>,
+    g: &Geom,
+    p: &ConvParams,
+    out: &mut [T],
+) -> Result<bool> {
+    #[cfg(target_arch = "x86_64")]
+    return crate::conv_winograd::forward(xs, ws, source, g, p, out);
+    #[cfg(not(target_arch = "x86_64"))]
+    return Ok(false);
+}
+
+/// The Winograd kernel's input gradient (`false` when it does not apply).
+fn winograd_backward_input<T: ConvFloat>(
+    gy: &[T],
+    ws: &[T],
+    source: Option<WeightSource<'_>>,
+    g: &Geom,
+    p: &ConvParams,
+    dx: &mut [T],
+) -> Result<bool> {
+    #[cfg(target_arch = "x86_64")]
+    return crate::conv_winograd::backward_input(gy, ws, source, g, p, dx);
+    #[cfg(not(target_arch = "x86_64"))]
+    return Ok(false);
+}
+
 /// Gradient of the convolution with respect to its input: `gy` [N, O, Ho, Wo], `w`.
 pub fn conv2d_backward_input(
     gy: &Value,
@@ -341,7 +372,8 @@ pub fn conv2d_backward_input(
                     storage: &wv.storage,
                     offset: wv.offset,
                 });
-                if !crate::conv_direct::backward_input(gs, ws, source, &g, p, o)?
+                if !winograd_backward_input(gs, ws, source, &g, p, o)?
+                    && !crate::conv_direct::backward_input(gs, ws, source, &g, p, o)?
                     && !crate::conv_pixels::backward_input(gs, ws, source, &g, p, o)?
                 {
                     crate::conv_batched::backward_input(gs, ws, &g, p, o)?;

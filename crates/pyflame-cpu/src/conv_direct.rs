@@ -22,13 +22,15 @@ use rayon::prelude::*;
 
 /// Which convolution algorithm to use (`PYFLAME_CONV_ALGO`): `auto`, `direct` (the shifted
 /// grid of this module wherever it applies), `pixels` (the channel-vectorized kernel of
-/// `conv_pixels` wherever it applies) or `im2col`. A forced choice falls back to im2col
+/// `conv_pixels` wherever it applies), `winograd` (the F(2x2, 3x3) kernel of `conv_winograd`
+/// wherever it applies, `auto` elsewhere) or `im2col`. A forced choice falls back to im2col
 /// where its method does not apply.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Choice {
     Auto,
     Direct,
     Pixels,
+    Winograd,
     Im2col,
 }
 
@@ -39,6 +41,7 @@ pub(crate) fn choice() -> Choice {
         Ok("direct") => Choice::Direct,
         Ok("pixels") => Choice::Pixels,
         Ok("im2col") => Choice::Im2col,
+        Ok("winograd") => Choice::Winograd,
         _ => Choice::Auto,
     }
 }
@@ -626,7 +629,10 @@ fn backward_weight_thin<T: ConvFloat>(
     dw: &mut [T],
 ) -> Result<Option<bool>> {
     let kk = g.kh * g.kw;
-    if g.c * kk > THIN_COLUMNS || !narrow::available() || choice() != Choice::Auto {
+    if g.c * kk > THIN_COLUMNS
+        || !narrow::available()
+        || !matches!(choice(), Choice::Auto | Choice::Winograd)
+    {
         return Ok(None);
     }
     let (Some(grid), Some(dw)) = (Grid::new(g, p), T::as_f32_mut(dw)) else {

@@ -9,7 +9,7 @@
 use crate::conv::{ConvFloat, ConvParams, Geom};
 use crate::conv_direct::{choice, Choice, PlaneInput, SharedMut};
 use crate::conv_tiles::{self, WeightView};
-use crate::pack_cache::{self, PackSpec, WeightSource};
+use crate::pack_cache::{self, PackSpec, Transform, WeightSource};
 use pyflame_core::Result;
 use rayon::prelude::*;
 
@@ -203,6 +203,7 @@ fn convolve<T: ConvFloat>(
         block_rows: TILE_CHANNELS,
         depth: g.c,
         taps: kk,
+        transform: Transform::None,
     };
     if !applies(g, pack_cache::note_use(source, &spec) > 0) {
         return Ok(false);

@@ -5,7 +5,7 @@
 //! (a GEMM per tap would load and store `out` once per tap, and pack its operands).
 
 use crate::kernels::copy::copy_short;
-use crate::pack_cache::{self, PackSpec, WeightSource};
+use crate::pack_cache::{self, PackSpec, Transform, WeightSource};
 use pyflame_core::{DType, Error, Result, Storage};
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -169,6 +169,7 @@ pub(crate) fn pack_shared(
         block_rows,
         depth,
         taps,
+        transform: Transform::None,
     };
     pack_cache::packed(source, spec, || {
         pack(w, view, (rows, block_rows), depth, taps)

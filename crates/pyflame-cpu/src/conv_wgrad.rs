@@ -36,7 +36,7 @@ fn applies(g: &Geom) -> bool {
         && g.c > 0
         && match choice() {
             Choice::Pixels => true,
-            Choice::Auto => g.o >= 48 && g.c * g.kh * g.kw >= 4 * TILE_COLUMNS,
+            Choice::Auto | Choice::Winograd => g.o >= 48 && g.c * g.kh * g.kw >= 4 * TILE_COLUMNS,
             Choice::Direct | Choice::Im2col => false,
         }
 }

@@ -10,6 +10,8 @@ mod conv_pixels;
 mod conv_store;
 mod conv_tiles;
 mod conv_wgrad;
+#[cfg(target_arch = "x86_64")]
+mod conv_winograd;
 mod epilogue;
 pub mod exec;
 pub mod fused;

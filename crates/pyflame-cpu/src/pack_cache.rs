@@ -32,6 +32,21 @@ pub(crate) struct PackSpec {
     pub depth: usize,
     /// values of `t`
     pub taps: usize,
+    /// what is done to the taps besides reordering them
+    pub transform: Transform,
+}
+
+/// What a packing does to each row's taps besides reordering them.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Transform {
+    /// the taps as they are
+    None,
+    /// the Winograd F(2x2, 3x3) kernel transform of `conv_winograd`, of the taps read in
+    /// reverse order when `flipped`
+    Winograd2x2 {
+        /// taps read in reverse order
+        flipped: bool,
+    },
 }
 
 /// The weight storage and the offset of the weights' first element in it.
@@ -206,6 +221,7 @@ mod tests {
             block_rows: 2,
             depth,
             taps: 1,
+            transform: Transform::None,
         }
     }
 

@@ -1,0 +1,671 @@
+//! Winograd F(2x2, 3x3) convolution for stride-1 3x3 f32 convolutions on AVX-512.
+//!
+//! The output is cut into 2x2 tiles. Tile `(n, ty, tx)` reads the 4x4 input patch at
+//! `(2 ty - ph, 2 tx - pw)` and its outputs are `Y = A^T [(G g G^T) . (B^T d B)] A` (Lavin
+//! and Gray, "Fast Algorithms for Convolutional Neural Networks"): 16 products per tile and
+//! channel pair where the direct method needs 36, so 2.25x less arithmetic. The 16
+//! transformed positions `xi` make 16 independent matrix products `M[xi] = U[xi] V[xi]`
+//! over the input channels, run with the same 64-channel x 6-tile register tile as the
+//! pixel kernel of `conv_pixels`.
+//!
+//! Work is split into chunks of tiles. A chunk transforms its input patches (`V`, kept in
+//! the L2 cache), runs the 16 products for every block of 64 output channels (the
+//! transformed weights `U` stream from the cache), and transforms the products back into
+//! the output planes. The input gradient of a stride-1 3x3 convolution is the same
+//! computation with the weights transposed and flipped (see
+//! `conv_pixels::input_gradient_geometry`).
+//!
+//! Accuracy: the transforms only add, subtract and halve, so the result differs from the
+//! direct sum by rounding (relative error ~1e-6 on ResNet layers, where the direct kernels
+//! give ~3e-7).
+
+use crate::conv::{ConvFloat, ConvParams, Geom};
+use crate::conv_direct::{choice, pad_planes, Choice, SharedMut};
+use crate::conv_pixels::input_gradient_geometry;
+use crate::conv_tiles::{self, WeightView};
+use crate::pack_cache::{self, PackSpec, Transform, WeightSource};
+use pyflame_core::{DType, Error, Result, Storage};
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+/// Output channels of a block (four 16-lane vectors).
+const BLOCK: usize = 64;
+/// Tiles of one register tile.
+const MICRO: usize = 6;
+/// Transformed positions of a tile (4 x 4).
+const XI: usize = 16;
+/// Tiles transformed together (the lanes of the input transform).
+const LANES: usize = 16;
+/// Bytes of transformed input a chunk may hold (it stays in the L2 cache with the
+/// products and the weights of one position).
+const CHUNK_BYTES: usize = 1 << 20;
+/// Most tiles of a chunk.
+const MAX_CHUNK: usize = 96;
+/// Fewest tiles for which the method pays: with fewer, the products are bound by reading the
+/// transformed weights, 16/9 the size of the kernel (ResNet-18 at batch 1, one thread: 4
+/// tiles of 128 channels take 2x the pixel kernel's time, 16 tiles of 64 channels 0.8x).
+const MIN_TILES: usize = 16;
+
+/// Whether `g` is a 3x3, stride-1, undilated, ungrouped convolution that this kernel can run
+/// on this CPU (AVX-512, offsets that fit 32-bit gather indices), and, unless
+/// `PYFLAME_CONV_ALGO=winograd` forces it, one where it pays: enough output channels to
+/// fill the lanes, enough input channels to amortize the transforms, and planes whose 2x2
+/// tiles waste little.
+fn applies(g: &Geom, p: &ConvParams, forced: bool) -> bool {
+    let shape_ok = conv_tiles::available()
+        && g.g == 1
+        && g.kh == 3
+        && g.kw == 3
+        && p.stride == [1, 1]
+        && p.dilation == [1, 1]
+        && g.n > 0
+        && g.c > 0
+        && g.o > 0
+        && g.ho > 0
+        && g.wo > 0
+        && (g.h + 2 * p.padding[0]).checked_sub(2) == Some(g.ho)
+        && (g.w + 2 * p.padding[1]).checked_sub(2) == Some(g.wo);
+    if !shape_ok || !fits_i32(g) {
+        return false;
+    }
+    match choice() {
+        _ if forced => true,
+        Choice::Winograd => true,
+        Choice::Auto if disabled() => false,
+        Choice::Auto => {
+            let (th, tw) = (g.ho.div_ceil(2), g.wo.div_ceil(2));
+            // Useful fraction of the tiles' outputs: 2.25x less arithmetic must survive it.
+            let efficiency = g.hw() as f64 / (4 * th * tw) as f64;
+            g.o >= 48 && g.c >= 16 && efficiency >= 0.75 && g.n * th * tw >= MIN_TILES
+        }
+        _ => false,
+    }
+}
+
+/// Whether `PYFLAME_CONV_WINOGRAD=0` keeps `auto` from choosing this method (for results
+/// closer to the direct sum, or to compare; read on every call).
+fn disabled() -> bool {
+    std::env::var("PYFLAME_CONV_WINOGRAD").is_ok_and(|v| v.trim() == "0")
+}
+
+/// Whether every gather and scatter offset fits an `i32`.
+fn fits_i32(g: &Geom) -> bool {
+    let (th, tw) = (g.ho.div_ceil(2), g.wo.div_ceil(2));
+    let padded = g.n * (2 * th + 2) * (2 * tw + 2);
+    let channel_rows = g.o.next_multiple_of(BLOCK) * g.hw();
+    padded < i32::MAX as usize && channel_rows < i32::MAX as usize
+}
+
+/// Forward convolution into `out` ([N, O, ho, wo]); `false` when the kernel does not apply.
+pub(crate) fn forward<T: ConvFloat>(
+    xs: &[T],
+    ws: &[T],
+    source: Option<WeightSource<'_>>,
+    g: &Geom,
+    p: &ConvParams,
+    out: &mut [T],
+) -> Result<bool> {
+    let view = WeightView::output_rows(g.o, g.c, 9);
+    convolve(xs, (ws, source, view, false), g, p, out, false)
+}
+
+/// Input gradient of a stride-1 3x3 convolution into `dx` ([N, C, H, W]); `false` when the
+/// kernel does not apply.
+pub(crate) fn backward_input<T: ConvFloat>(
+    gy: &[T],
+    ws: &[T],
+    source: Option<WeightSource<'_>>,
+    g: &Geom,
+    p: &ConvParams,
+    dx: &mut [T],
+) -> Result<bool> {
+    let Some((transposed, params)) = input_gradient_geometry(g, p) else {
+        return Ok(false);
+    };
+    let view = WeightView::input_rows(g.c, 9);
+    convolve(
+        gy,
+        (ws, source, view, true),
+        &transposed,
+        &params,
+        dx,
+        false,
+    )
+}
+
+/// The convolution of `xs` with the weights `ws` read through `view` (taps flipped when
+/// `flipped`) for the geometry `g` of the convolution computed; `forced` skips the check
+/// that the method pays (not the check that it can run).
+fn convolve<T: ConvFloat>(
+    xs: &[T],
+    (ws, source, view, flipped): (&[T], Option<WeightSource<'_>>, WeightView, bool),
+    g: &Geom,
+    p: &ConvParams,
+    out: &mut [T],
+    forced: bool,
+) -> Result<bool> {
+    let (Some(x), Some(w), Some(out)) = (T::as_f32(xs), T::as_f32(ws), T::as_f32_mut(out)) else {
+        return Ok(false);
+    };
+    if !applies(g, p, forced) {
+        return Ok(false);
+    }
+    let rows = g.o.next_multiple_of(BLOCK);
+    let spec = PackSpec {
+        view,
+        rows,
+        block_rows: BLOCK,
+        depth: g.c,
+        taps: 9,
+        transform: Transform::Winograd2x2 { flipped },
+    };
+    let packed_buf = pack_cache::packed(source, spec, || {
+        transform_weights(w, view, flipped, rows, g.c)
+    })?;
+    let u = packed_buf.as_slice::<f32>()?;
+    let (th, tw) = (g.ho.div_ceil(2), g.wo.div_ceil(2));
+    let (hp, wp) = (2 * th + 2, 2 * tw + 2);
+    let padded = pad_planes(x, g, p, (wp, hp * wp), g.n * hp * wp)?;
+    let layout = Layout {
+        g: *g,
+        th,
+        tw,
+        wp,
+        image: hp * wp,
+        channel: g.n * hp * wp,
+    };
+    run(&layout, u, padded.as_slice::<f32>()?, out);
+    Ok(true)
+}
+
+/// Sizes shared by the transforms.
+#[derive(Clone, Copy)]
+struct Layout {
+    g: Geom,
+    /// tile rows and columns of an output plane
+    th: usize,
+    tw: usize,
+    /// padded row width, image plane and channel row of the padded input
+    wp: usize,
+    image: usize,
+    channel: usize,
+}
+
+impl Layout {
+    fn tiles(&self) -> usize {
+        self.g.n * self.th * self.tw
+    }
+
+    /// Image, tile row and tile column of flat tile `t`.
+    fn tile(&self, t: usize) -> (usize, usize, usize) {
+        let per_image = self.th * self.tw;
+        (t / per_image, t % per_image / self.tw, t % self.tw)
+    }
+}
+
+thread_local! {
+    /// Per-thread transformed inputs and products, reused across calls.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs every chunk of tiles in parallel.
+fn run(l: &Layout, u: &[f32], xp: &[f32], out: &mut [f32]) {
+    let g = &l.g;
+    let tiles = l.tiles();
+    let blocks = g.o.div_ceil(BLOCK);
+    let threads = rayon::current_num_threads().max(1);
+    let cap = (CHUNK_BYTES / (XI * 4 * g.c)).clamp(MICRO, MAX_CHUNK);
+    let per_thread = tiles.div_ceil(threads);
+    let chunk = if per_thread <= cap && tiles <= 4 * MICRO * threads {
+        per_thread
+    } else {
+        tiles
+            .div_ceil(4 * threads)
+            .next_multiple_of(MICRO)
+            .clamp(MICRO, cap)
+    };
+    let chunks = tiles.div_ceil(chunk);
+    // Few chunks (batch 1): split the output channel blocks too; each task then repeats the
+    // chunk's input transform, which costs 1/64 of a block's products.
+    let groups = if chunks >= 2 * threads {
+        1
+    } else {
+        blocks.min((2 * threads).div_ceil(chunks))
+    };
+    let per_group = blocks.div_ceil(groups);
+    let dst = SharedMut(out.as_mut_ptr());
+    (0..chunks * groups).into_par_iter().for_each(|task| {
+        let (c, b) = (task / groups, task % groups);
+        let first = c * chunk;
+        let count = chunk.min(tiles - first);
+        let block_range = b * per_group..((b + 1) * per_group).min(blocks);
+        if block_range.is_empty() {
+            return;
+        }
+        SCRATCH.with(|s| {
+            let mut scratch = s.borrow_mut();
+            let stride = count.next_multiple_of(LANES);
+            let (v_len, m_len) = (XI * g.c * stride, XI * stride * BLOCK);
+            let staging_len = BLOCK * 4 * stride;
+            if scratch.len() < v_len + m_len + staging_len {
+                scratch.resize(v_len + m_len + staging_len, 0.0);
+            }
+            let (v, rest) = scratch.split_at_mut(v_len);
+            let (m, staging) = rest.split_at_mut(m_len);
+            // SAFETY: `xp` is the padded input of `l` (every patch of every tile inside it),
+            // `v`, `m` and `staging` hold `XI * c * stride`, `XI * stride * 64` and
+            // `64 * 4 * stride` values, `u` holds the
+            // transformed weights of every block, and the tasks write disjoint (tile,
+            // channel) outputs of the [N, O, ho, wo] output behind `dst`.
+            unsafe {
+                input_transform(l, xp, first, count, v, stride);
+                for block in block_range {
+                    let ub = &u[block * XI * g.c * BLOCK..][..XI * g.c * BLOCK];
+                    products(ub, g.c, v, count, stride, m);
+                    let tiles = (first, count, stride);
+                    output_transform(l, m, tiles, block, staging, dst.ptr());
+                }
+            }
+        });
+    });
+}
+
+/// `V[xi][c][j] = (B^T d B)[xi]` for the `count` tiles from `first` (`j` their index in the
+/// chunk) and every channel; lanes past `count` hold copies of the first tile.
+///
+/// # Safety
+/// `xp` must hold the padded input `l` describes; `v` at least `XI * c * stride` values.
+#[target_feature(enable = "avx512f")]
+unsafe fn input_transform(
+    l: &Layout,
+    xp: &[f32],
+    first: usize,
+    count: usize,
+    v: &mut [f32],
+    stride: usize,
+) {
+    use std::arch::x86_64::*;
+    let c_count = l.g.c;
+    for lane0 in (0..count).step_by(LANES) {
+        let mut bases = [0i32; LANES];
+        for (lane, base) in bases.iter_mut().enumerate() {
+            let t = first
+                + if lane0 + lane < count {
+                    lane0 + lane
+                } else {
+                    0
+                };
+            let (n, ty, tx) = l.tile(t);
+            *base = (n * l.image + 2 * ty * l.wp + 2 * tx) as i32;
+        }
+        let idx = _mm512_loadu_si512(bases.as_ptr().cast());
+        for ci in 0..c_count {
+            let plane = xp.as_ptr().add(ci * l.channel);
+            // d[i][j] for the 16 tiles, then B^T d (rows) and (B^T d) B (columns).
+            let d: [[__m512; 4]; 4] = std::array::from_fn(|i| {
+                std::array::from_fn(|j| _mm512_i32gather_ps::<4>(idx, plane.add(i * l.wp + j)))
+            });
+            let r: [[__m512; 4]; 4] = [
+                std::array::from_fn(|j| _mm512_sub_ps(d[0][j], d[2][j])),
+                std::array::from_fn(|j| _mm512_add_ps(d[1][j], d[2][j])),
+                std::array::from_fn(|j| _mm512_sub_ps(d[2][j], d[1][j])),
+                std::array::from_fn(|j| _mm512_sub_ps(d[1][j], d[3][j])),
+            ];
+            let dst = v.as_mut_ptr().add(ci * stride + lane0);
+            for (i, ri) in r.iter().enumerate() {
+                let row = [
+                    _mm512_sub_ps(ri[0], ri[2]),
+                    _mm512_add_ps(ri[1], ri[2]),
+                    _mm512_sub_ps(ri[2], ri[1]),
+                    _mm512_sub_ps(ri[1], ri[3]),
+                ];
+                for (j, value) in row.into_iter().enumerate() {
+                    _mm512_storeu_ps(dst.add((4 * i + j) * c_count * stride), value);
+                }
+            }
+        }
+    }
+}
+
+/// `M[xi][j][o] = sum_c U[xi][c][o] V[xi][c][j]` for one block of 64 output channels (`u`
+/// is `[XI][depth][64]`), `count` tiles.
+///
+/// # Safety
+/// `v` holds `XI * depth * stride` values and `m` `XI * stride * 64`.
+unsafe fn products(u: &[f32], depth: usize, v: &[f32], count: usize, stride: usize, m: &mut [f32]) {
+    for xi in 0..XI {
+        let a = u.as_ptr().add(xi * depth * BLOCK);
+        let b = v.as_ptr().add(xi * depth * stride);
+        let out = m.as_mut_ptr().add(xi * stride * BLOCK);
+        for j in (0..count).step_by(MICRO) {
+            let args = (a, depth, b.add(j), stride, out.add(j * BLOCK));
+            match (count - j).min(MICRO) {
+                1 => micro::<1>(args),
+                2 => micro::<2>(args),
+                3 => micro::<3>(args),
+                4 => micro::<4>(args),
+                5 => micro::<5>(args),
+                _ => micro::<MICRO>(args),
+            }
+        }
+    }
+}
+
+/// One register tile: 64 output channels x `P` tiles over the whole depth, stored as `P`
+/// rows of 64 values.
+///
+/// # Safety
+/// `a` holds `depth * 64` values, `b + c * stride + p` is readable for `c < depth`,
+/// `p < P`, and `out` is writable for `P * 64` values.
+#[target_feature(enable = "avx512f")]
+unsafe fn micro<const P: usize>(
+    (a, depth, b, stride, out): (*const f32, usize, *const f32, usize, *mut f32),
+) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); 4]; P];
+    let mut ap = a;
+    let mut bp = b;
+    for _ in 0..depth {
+        let w = [
+            _mm512_loadu_ps(ap),
+            _mm512_loadu_ps(ap.add(16)),
+            _mm512_loadu_ps(ap.add(32)),
+            _mm512_loadu_ps(ap.add(48)),
+        ];
+        for (p, acc_p) in acc.iter_mut().enumerate() {
+            let x = _mm512_set1_ps(*bp.add(p));
+            for (acc_v, wv) in acc_p.iter_mut().zip(w) {
+                *acc_v = _mm512_fmadd_ps(wv, x, *acc_v);
+            }
+        }
+        ap = ap.add(BLOCK);
+        bp = bp.add(stride);
+    }
+    for (p, acc_p) in acc.iter().enumerate() {
+        for (q, acc_v) in acc_p.iter().enumerate() {
+            _mm512_storeu_ps(out.add(p * BLOCK + 16 * q), *acc_v);
+        }
+    }
+}
+
+/// `Y = A^T M A` for the chunk's tiles and block `block` of output channels, written to
+/// the [N, O, ho, wo] output at `out` through `staging` (`[64][4][stride]`: each channel's
+/// four outputs of every tile, so that the rows of a plane are written with vector stores;
+/// scattering the channel-vectorized results straight into the planes hits one cache set
+/// per lane group when a plane is 4 KiB).
+///
+/// # Safety
+/// `m` holds the block's products, `staging` `64 * 4 * stride` values; `out` is the whole
+/// output, and no other task writes these tiles' outputs of this block.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn output_transform(
+    l: &Layout,
+    m: &[f32],
+    (first, count, stride): (usize, usize, usize),
+    block: usize,
+    staging: &mut [f32],
+    out: *mut f32,
+) {
+    use std::arch::x86_64::*;
+    let g = &l.g;
+    let lanes = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32((4 * stride) as i32),
+    );
+    let o0 = block * BLOCK;
+    let channels = BLOCK.min(g.o - o0);
+    let vectors = channels.div_ceil(16);
+    let st = staging.as_mut_ptr();
+    for j in 0..count {
+        for q in 0..vectors {
+            let at =
+                |xi: usize| _mm512_loadu_ps(m.as_ptr().add((xi * stride + j) * BLOCK + 16 * q));
+            // A^T M (two rows), then (A^T M) A (two columns).
+            let s: [[__m512; 4]; 2] = [
+                std::array::from_fn(|c| _mm512_add_ps(_mm512_add_ps(at(c), at(4 + c)), at(8 + c))),
+                std::array::from_fn(|c| {
+                    _mm512_sub_ps(_mm512_sub_ps(at(4 + c), at(8 + c)), at(12 + c))
+                }),
+            ];
+            let base = st.add(16 * q * 4 * stride + j);
+            for (r, sr) in s.iter().enumerate() {
+                let left = _mm512_add_ps(_mm512_add_ps(sr[0], sr[1]), sr[2]);
+                let right = _mm512_sub_ps(_mm512_sub_ps(sr[1], sr[2]), sr[3]);
+                _mm512_i32scatter_ps::<4>(base.add(2 * r * stride), lanes, left);
+                _mm512_i32scatter_ps::<4>(base.add((2 * r + 1) * stride), lanes, right);
+            }
+        }
+    }
+    // Runs of tiles along one tile row: each gives two output rows of every channel.
+    let plane = g.hw();
+    let mut j = 0;
+    while j < count {
+        let (n, ty, tx) = l.tile(first + j);
+        let run = (l.tw - tx).min(count - j);
+        let (y, x) = (2 * ty, 2 * tx);
+        let width = (g.wo - x).min(2 * run);
+        for k in 0..channels {
+            let row = out.add((n * g.o + o0 + k) * plane + y * g.wo + x);
+            let src = st.add(k * 4 * stride + j);
+            interleave(src, src.add(stride), width, row);
+            if y + 1 < g.ho {
+                interleave(
+                    src.add(2 * stride),
+                    src.add(3 * stride),
+                    width,
+                    row.add(g.wo),
+                );
+            }
+        }
+        j += run;
+    }
+}
+
+/// Writes `dst[2 i] = even[i]`, `dst[2 i + 1] = odd[i]` for the first `width` values of
+/// `dst`.
+///
+/// # Safety
+/// `even` and `odd` are readable for `width.div_ceil(2)` values, `dst` writable for `width`.
+#[target_feature(enable = "avx512f")]
+unsafe fn interleave(even: *const f32, odd: *const f32, width: usize, dst: *mut f32) {
+    use std::arch::x86_64::*;
+    let low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    let high = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    let mut i = 0;
+    while i < width {
+        let pairs = mask((width - i).div_ceil(2));
+        let (e, o) = (
+            _mm512_maskz_loadu_ps(pairs, even.add(i / 2)),
+            _mm512_maskz_loadu_ps(pairs, odd.add(i / 2)),
+        );
+        let left = (width - i).min(16);
+        _mm512_mask_storeu_ps(dst.add(i), mask(left), _mm512_permutex2var_ps(e, low, o));
+        if width - i > 16 {
+            let left = (width - i - 16).min(16);
+            _mm512_mask_storeu_ps(
+                dst.add(i + 16),
+                mask(left),
+                _mm512_permutex2var_ps(e, high, o),
+            );
+        }
+        i += 32;
+    }
+}
+
+/// The mask of the first `n` (at most 16) lanes.
+fn mask(n: usize) -> u16 {
+    if n >= 16 {
+        u16::MAX
+    } else {
+        (1u16 << n) - 1
+    }
+}
+
+/// The transformed weights `U = G g G^T` of every row `m < rows` (zero past the view's
+/// rows), packed `[rows / 64][XI][depth][64]`; taps are read flipped when `flipped`.
+fn transform_weights(
+    w: &[f32],
+    view: WeightView,
+    flipped: bool,
+    rows: usize,
+    depth: usize,
+) -> Result<Storage> {
+    let needed = if view.rows == 0 || depth == 0 {
+        0
+    } else {
+        (view.rows - 1) * view.m + (depth - 1) * view.k + 8 * view.t + 1
+    };
+    if w.len() < needed {
+        return Err(Error::Invalid(format!(
+            "internal: convolution weights hold {} values, {needed} expected",
+            w.len()
+        )));
+    }
+    let mut packed = Storage::uninit(DType::Float32, rows * XI * depth)?;
+    let block_len = XI * depth * BLOCK;
+    packed
+        .as_mut_slice::<f32>()?
+        .par_chunks_mut(block_len.max(1))
+        .enumerate()
+        .for_each(|(block, dst)| {
+            for k in 0..depth {
+                for r in 0..BLOCK {
+                    let m = block * BLOCK + r;
+                    let u = if m < view.rows {
+                        let src = &w[m * view.m + k * view.k..];
+                        let tap = |t: usize| src[if flipped { 8 - t } else { t } * view.t];
+                        transform_kernel(std::array::from_fn(tap))
+                    } else {
+                        [0.0; XI]
+                    };
+                    for (xi, value) in u.into_iter().enumerate() {
+                        dst[(xi * depth + k) * BLOCK + r] = value;
+                    }
+                }
+            }
+        });
+    Ok(packed)
+}
+
+/// `G g G^T` of one 3x3 kernel (row-major), with `G = [[1, 0, 0], [1/2, 1/2, 1/2],
+/// [1/2, -1/2, 1/2], [0, 0, 1]]`.
+fn transform_kernel(k: [f32; 9]) -> [f32; XI] {
+    let side = |a: f32, b: f32, c: f32| [a, 0.5 * (a + b + c), 0.5 * (a - b + c), c];
+    // G g: four rows of three.
+    let cols: [[f32; 4]; 3] = std::array::from_fn(|j| side(k[j], k[3 + j], k[6 + j]));
+    let mut u = [0.0; XI];
+    for i in 0..4 {
+        let row = side(cols[0][i], cols[1][i], cols[2][i]);
+        u[4 * i..4 * i + 4].copy_from_slice(&row);
+    }
+    u
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The direct sum, in f64.
+    fn reference(x: &[f32], w: &[f32], g: &Geom, p: &ConvParams) -> Vec<f64> {
+        let mut out = vec![0.0f64; g.n * g.o * g.hw()];
+        for n in 0..g.n {
+            for o in 0..g.o {
+                for y in 0..g.ho {
+                    for xo in 0..g.wo {
+                        let mut s = 0.0f64;
+                        for c in 0..g.c {
+                            for i in 0..3 {
+                                for j in 0..3 {
+                                    let (yi, xi) = (
+                                        (y + i) as isize - p.padding[0] as isize,
+                                        (xo + j) as isize - p.padding[1] as isize,
+                                    );
+                                    if yi < 0 || xi < 0 || yi >= g.h as isize || xi >= g.w as isize
+                                    {
+                                        continue;
+                                    }
+                                    let xv = x
+                                        [((n * g.c + c) * g.h + yi as usize) * g.w + xi as usize]
+                                        as f64;
+                                    s += xv * w[((o * g.c + c) * 3 + i) * 3 + j] as f64;
+                                }
+                            }
+                        }
+                        out[((n * g.o + o) * g.ho + y) * g.wo + xo] = s;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(2654435761).wrapping_add(1);
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                (state % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn matches_the_direct_sum() {
+        if !conv_tiles::available() {
+            eprintln!("skipped: the Winograd kernel needs AVX-512");
+            return;
+        }
+        // (n, c, h, w, o, padding): odd and even planes, partial channel blocks, padding
+        // 0 to 2, a single tile, more tiles than one chunk.
+        let cases = [
+            (1, 3, 8, 8, 64, [1, 1]),
+            (2, 5, 7, 9, 70, [1, 1]),
+            (1, 16, 5, 6, 17, [0, 0]),
+            (3, 8, 4, 4, 130, [2, 1]),
+            (1, 4, 2, 2, 16, [1, 1]),
+            (2, 32, 33, 31, 48, [1, 1]),
+        ];
+        for (n, c, h, w, o, padding) in cases {
+            let p = ConvParams {
+                stride: [1, 1],
+                padding,
+                dilation: [1, 1],
+                groups: 1,
+            };
+            let (ho, wo) = (h + 2 * padding[0] - 2, w + 2 * padding[1] - 2);
+            let g = Geom::new(&[n, c, h, w], &[o, c, 3, 3], &[n, o, ho, wo], 1);
+            let x = values(n * c * h * w, 1);
+            let wt = values(o * c * 9, 2);
+            let mut out = vec![f32::NAN; n * o * ho * wo];
+            let view = WeightView::output_rows(o, c, 9);
+            let ran = convolve(&x, (&wt, None, view, false), &g, &p, &mut out, true).unwrap();
+            assert!(ran, "the kernel should take {:?}", (n, c, h, w, o));
+            let want = reference(&x, &wt, &g, &p);
+            for (i, (&got, &want)) in out.iter().zip(&want).enumerate() {
+                let tol = 1e-5 * (1.0 + (c * 9) as f64).sqrt();
+                assert!(
+                    (got as f64 - want).abs() <= tol,
+                    "case {:?} output {i}: {got} vs {want}",
+                    (n, c, h, w, o)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn transformed_kernel_of_a_delta_is_its_outer_product() {
+        // g = delta at the centre: G g G^T = G[:,1] G[:,1]^T = (0, 1/2, -1/2, 0)^2.
+        let mut k = [0.0; 9];
+        k[4] = 1.0;
+        let u = transform_kernel(k);
+        let col = [0.0, 0.5, -0.5, 0.0];
+        for i in 0..4 {
+            for j in 0..4 {
+                assert_eq!(u[4 * i + j], col[i] * col[j]);
+            }
+        }
+    }
+}
