@@ -224,6 +224,10 @@ fn pad_input<T: ConvFloat>(xs: &[T], g: &Geom, p: &ConvParams, grid: &Grid) -> R
     pad_planes(xs, g, p, (grid.wp, grid.ps), grid.input_stride())
 }
 
+/// Padded inputs smaller than this are written by one thread: splitting a few microseconds
+/// of copying costs more in hand-offs than it saves (batch-1 layers).
+const PARALLEL_PAD_ELEMENTS: usize = 1 << 15;
+
 /// `xp` [c][stride]: each image's channel plane zero-padded into `plane` elements of rows of
 /// `width` (the image at row `ph`, column `pw`), images end to end, zeros after the last.
 pub(crate) fn pad_planes<T: ConvFloat>(
@@ -235,20 +239,26 @@ pub(crate) fn pad_planes<T: ConvFloat>(
 ) -> Result<Storage> {
     let mut buf = Storage::uninit(T::DTYPE, g.c * stride)?;
     let (ph, pw, plane) = (p.padding[0], p.padding[1], g.h * g.w);
-    buf.as_mut_slice::<T>()?
-        .par_chunks_mut(stride)
-        .enumerate()
-        .for_each(|(ci, row)| {
-            // One fill of the whole row, then the image lines: the padding runs are too short
-            // for a fill call each.
-            row.fill(T::default());
-            for (ni, padded) in row[..g.n * plane_len].chunks_mut(plane_len).enumerate() {
-                let src = &xs[(ni * g.c + ci) * plane..][..plane];
-                for (y, line) in src.chunks(g.w).enumerate() {
-                    copy_short(&mut padded[(ph + y) * width + pw..][..g.w], line);
-                }
+    let pad_channel = |(ci, row): (usize, &mut [T])| {
+        // One fill of the whole row, then the image lines: the padding runs are too short
+        // for a fill call each.
+        row.fill(T::default());
+        for (ni, padded) in row[..g.n * plane_len].chunks_mut(plane_len).enumerate() {
+            let src = &xs[(ni * g.c + ci) * plane..][..plane];
+            for (y, line) in src.chunks(g.w).enumerate() {
+                copy_short(&mut padded[(ph + y) * width + pw..][..g.w], line);
             }
-        });
+        }
+    };
+    let values = buf.as_mut_slice::<T>()?;
+    if values.len() < PARALLEL_PAD_ELEMENTS {
+        values.chunks_mut(stride).enumerate().for_each(pad_channel);
+    } else {
+        values
+            .par_chunks_mut(stride)
+            .enumerate()
+            .for_each(pad_channel);
+    }
     Ok(buf)
 }
 

@@ -20,7 +20,7 @@
 //! give ~3e-7).
 
 use crate::conv::{ConvFloat, ConvParams, Geom};
-use crate::conv_direct::{choice, pad_planes, Choice, SharedMut};
+use crate::conv_direct::{choice, Choice, SharedMut};
 use crate::conv_pixels::input_gradient_geometry;
 use crate::conv_tiles::{self, WeightView};
 use crate::pack_cache::{self, PackSpec, Transform, WeightSource};
@@ -90,10 +90,9 @@ fn disabled() -> bool {
 
 /// Whether every gather and scatter offset fits an `i32`.
 fn fits_i32(g: &Geom) -> bool {
-    let (th, tw) = (g.ho.div_ceil(2), g.wo.div_ceil(2));
-    let padded = g.n * (2 * th + 2) * (2 * tw + 2);
-    let channel_rows = g.o.next_multiple_of(BLOCK) * g.hw();
-    padded < i32::MAX as usize && channel_rows < i32::MAX as usize
+    // Gather offsets span the batch (and one padded row and column before it).
+    let input = (g.n * g.c * g.h * g.w).saturating_add(2 * g.w + 2);
+    input < i32::MAX as usize
 }
 
 /// Forward convolution into `out` ([N, O, ho, wo]); `false` when the kernel does not apply.
@@ -164,17 +163,20 @@ fn convolve<T: ConvFloat>(
     })?;
     let u = packed_buf.as_slice::<f32>()?;
     let (th, tw) = (g.ho.div_ceil(2), g.wo.div_ceil(2));
-    let (hp, wp) = (2 * th + 2, 2 * tw + 2);
-    let padded = pad_planes(x, g, p, (wp, hp * wp), g.n * hp * wp)?;
+    if x.len() < g.n * g.c * g.h * g.w {
+        return Err(Error::Invalid(format!(
+            "internal: convolution input holds {} values, {} expected",
+            x.len(),
+            g.n * g.c * g.h * g.w
+        )));
+    }
     let layout = Layout {
         g: *g,
         th,
         tw,
-        wp,
-        image: hp * wp,
-        channel: g.n * hp * wp,
+        padding: (p.padding[0], p.padding[1]),
     };
-    run(&layout, u, padded.as_slice::<f32>()?, out);
+    run(&layout, u, x, out);
     Ok(true)
 }
 
@@ -185,10 +187,8 @@ struct Layout {
     /// tile rows and columns of an output plane
     th: usize,
     tw: usize,
-    /// padded row width, image plane and channel row of the padded input
-    wp: usize,
-    image: usize,
-    channel: usize,
+    /// rows and columns of zeros before the input's first row and column
+    padding: (usize, usize),
 }
 
 impl Layout {
@@ -209,7 +209,7 @@ thread_local! {
 }
 
 /// Runs every chunk of tiles in parallel.
-fn run(l: &Layout, u: &[f32], xp: &[f32], out: &mut [f32]) {
+fn run(l: &Layout, u: &[f32], x: &[f32], out: &mut [f32]) {
     let g = &l.g;
     let tiles = l.tiles();
     let blocks = g.o.div_ceil(BLOCK);
@@ -252,13 +252,13 @@ fn run(l: &Layout, u: &[f32], xp: &[f32], out: &mut [f32]) {
             }
             let (v, rest) = scratch.split_at_mut(v_len);
             let (m, staging) = rest.split_at_mut(m_len);
-            // SAFETY: `xp` is the padded input of `l` (every patch of every tile inside it),
+            // SAFETY: `x` is the input of `l` (gathers are masked to the image),
             // `v`, `m` and `staging` hold `XI * c * stride`, `XI * stride * 64` and
             // `64 * 4 * stride` values, `u` holds the
             // transformed weights of every block, and the tasks write disjoint (tile,
             // channel) outputs of the [N, O, ho, wo] output behind `dst`.
             unsafe {
-                input_transform(l, xp, first, count, v, stride);
+                input_transform(l, x, first, count, v, stride);
                 for block in block_range {
                     let ub = &u[block * XI * g.c * BLOCK..][..XI * g.c * BLOCK];
                     products(ub, g.c, v, count, stride, m);
@@ -271,39 +271,54 @@ fn run(l: &Layout, u: &[f32], xp: &[f32], out: &mut [f32]) {
 }
 
 /// `V[xi][c][j] = (B^T d B)[xi]` for the `count` tiles from `first` (`j` their index in the
-/// chunk) and every channel; lanes past `count` hold copies of the first tile.
+/// chunk) and every channel, gathered from the [N, C, H, W] input `x` (positions in the
+/// padding, and lanes past `count`, read as zeros).
 ///
 /// # Safety
-/// `xp` must hold the padded input `l` describes; `v` at least `XI * c * stride` values.
+/// `x` must be the input `l` describes; `v` must hold at least `XI * c * stride` values.
 #[target_feature(enable = "avx512f")]
 unsafe fn input_transform(
     l: &Layout,
-    xp: &[f32],
+    x: &[f32],
     first: usize,
     count: usize,
     v: &mut [f32],
     stride: usize,
 ) {
     use std::arch::x86_64::*;
-    let c_count = l.g.c;
+    let g = &l.g;
+    let (ph, pw) = l.padding;
+    let inside = |at: usize, pad: usize, len: usize| at >= pad && at - pad < len;
     for lane0 in (0..count).step_by(LANES) {
-        let mut bases = [0i32; LANES];
-        for (lane, base) in bases.iter_mut().enumerate() {
-            let t = first
-                + if lane0 + lane < count {
-                    lane0 + lane
-                } else {
-                    0
-                };
-            let (n, ty, tx) = l.tile(t);
-            *base = (n * l.image + 2 * ty * l.wp + 2 * tx) as i32;
+        // Each lane's window origin (may lie in the padding) and which of its rows and
+        // columns are inside the image.
+        let mut origins = [0i32; LANES];
+        let (mut rows, mut cols) = ([0u16; 4], [0u16; 4]);
+        for (lane, origin) in origins.iter_mut().enumerate() {
+            if lane0 + lane >= count {
+                continue;
+            }
+            let (n, ty, tx) = l.tile(first + lane0 + lane);
+            let (y, xo) = (2 * ty, 2 * tx);
+            *origin = ((n * g.c * g.h * g.w) as isize
+                + (y as isize - ph as isize) * g.w as isize
+                + xo as isize
+                - pw as isize) as i32;
+            for k in 0..4 {
+                rows[k] |= u16::from(inside(y + k, ph, g.h)) << lane;
+                cols[k] |= u16::from(inside(xo + k, pw, g.w)) << lane;
+            }
         }
-        let idx = _mm512_loadu_si512(bases.as_ptr().cast());
-        for ci in 0..c_count {
-            let plane = xp.as_ptr().add(ci * l.channel);
+        let idx = _mm512_loadu_si512(origins.as_ptr().cast());
+        let zero = _mm512_setzero_ps();
+        for ci in 0..g.c {
+            let plane = x.as_ptr().add(ci * g.h * g.w);
             // d[i][j] for the 16 tiles, then B^T d (rows) and (B^T d) B (columns).
             let d: [[__m512; 4]; 4] = std::array::from_fn(|i| {
-                std::array::from_fn(|j| _mm512_i32gather_ps::<4>(idx, plane.add(i * l.wp + j)))
+                std::array::from_fn(|j| {
+                    let at = plane.wrapping_add(i * g.w + j);
+                    _mm512_mask_i32gather_ps::<4>(zero, rows[i] & cols[j], idx, at)
+                })
             });
             let r: [[__m512; 4]; 4] = [
                 std::array::from_fn(|j| _mm512_sub_ps(d[0][j], d[2][j])),
@@ -320,7 +335,7 @@ unsafe fn input_transform(
                     _mm512_sub_ps(ri[1], ri[3]),
                 ];
                 for (j, value) in row.into_iter().enumerate() {
-                    _mm512_storeu_ps(dst.add((4 * i + j) * c_count * stride), value);
+                    _mm512_storeu_ps(dst.add((4 * i + j) * g.c * stride), value);
                 }
             }
         }
