@@ -246,7 +246,7 @@ fn run(l: &Layout, u: &[f32], x: &[f32], out: &mut [f32]) {
             let mut scratch = s.borrow_mut();
             let stride = count.next_multiple_of(LANES);
             let (v_len, m_len) = (XI * g.c * stride, XI * stride * BLOCK);
-            let staging_len = BLOCK * 4 * stride;
+            let staging_len = 4 * stride * BLOCK;
             if scratch.len() < v_len + m_len + staging_len {
                 scratch.resize(v_len + m_len + staging_len, 0.0);
             }
@@ -254,7 +254,7 @@ fn run(l: &Layout, u: &[f32], x: &[f32], out: &mut [f32]) {
             let (m, staging) = rest.split_at_mut(m_len);
             // SAFETY: `x` is the input of `l` (gathers are masked to the image),
             // `v`, `m` and `staging` hold `XI * c * stride`, `XI * stride * 64` and
-            // `64 * 4 * stride` values, `u` holds the
+            // `4 * stride * 64` values, `u` holds the
             // transformed weights of every block, and the tasks write disjoint (tile,
             // channel) outputs of the [N, O, ho, wo] output behind `dst`.
             unsafe {
@@ -404,16 +404,15 @@ unsafe fn micro<const P: usize>(
 }
 
 /// `Y = A^T M A` for the chunk's tiles and block `block` of output channels, written to
-/// the [N, O, ho, wo] output at `out` through `staging` (`[64][4][stride]`: each channel's
-/// four outputs of every tile, so that the rows of a plane are written with vector stores;
-/// scattering the channel-vectorized results straight into the planes hits one cache set
-/// per lane group when a plane is 4 KiB).
+/// the [N, O, ho, wo] output at `out` through `staging` (`[4 * tile + output][64]`: the
+/// results as they leave the transform, channels in the lanes). The chunk's output pixels
+/// are then taken 16 at a time in the planes' order, their staged vectors transposed, and
+/// each channel's run stored with one masked store (a scatter per vector cost 2-3x more).
 ///
 /// # Safety
-/// `m` holds the block's products, `staging` `64 * 4 * stride` values; `out` is the whole
+/// `m` holds the block's products, `staging` `4 * stride * 64` values; `out` is the whole
 /// output, and no other task writes these tiles' outputs of this block.
 #[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
 unsafe fn output_transform(
     l: &Layout,
     m: &[f32],
@@ -424,10 +423,6 @@ unsafe fn output_transform(
 ) {
     use std::arch::x86_64::*;
     let g = &l.g;
-    let lanes = _mm512_mullo_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        _mm512_set1_epi32((4 * stride) as i32),
-    );
     let o0 = block * BLOCK;
     let channels = BLOCK.min(g.o - o0);
     let vectors = channels.div_ceil(16);
@@ -443,69 +438,136 @@ unsafe fn output_transform(
                     _mm512_sub_ps(_mm512_sub_ps(at(4 + c), at(8 + c)), at(12 + c))
                 }),
             ];
-            let base = st.add(16 * q * 4 * stride + j);
             for (r, sr) in s.iter().enumerate() {
                 let left = _mm512_add_ps(_mm512_add_ps(sr[0], sr[1]), sr[2]);
                 let right = _mm512_sub_ps(_mm512_sub_ps(sr[1], sr[2]), sr[3]);
-                _mm512_i32scatter_ps::<4>(base.add(2 * r * stride), lanes, left);
-                _mm512_i32scatter_ps::<4>(base.add((2 * r + 1) * stride), lanes, right);
+                let slot = st.add((4 * j + 2 * r) * BLOCK + 16 * q);
+                _mm512_storeu_ps(slot, left);
+                _mm512_storeu_ps(slot.add(BLOCK), right);
             }
         }
     }
-    // Runs of tiles along one tile row: each gives two output rows of every channel.
+    // The chunk's output pixels in plane order: runs of up to 16 consecutive positions.
+    let per_image = l.th * l.tw;
     let plane = g.hw();
-    let mut j = 0;
-    while j < count {
-        let (n, ty, tx) = l.tile(first + j);
-        let run = (l.tw - tx).min(count - j);
-        let (y, x) = (2 * ty, 2 * tx);
-        let width = (g.wo - x).min(2 * run);
-        for k in 0..channels {
-            let row = out.add((n * g.o + o0 + k) * plane + y * g.wo + x);
-            let src = st.add(k * 4 * stride + j);
-            interleave(src, src.add(stride), width, row);
-            if y + 1 < g.ho {
-                interleave(
-                    src.add(2 * stride),
-                    src.add(3 * stride),
-                    width,
-                    row.add(g.wo),
-                );
+    let mut run = Run {
+        image: 0,
+        start: 0,
+        slots: [0; 16],
+        len: 0,
+    };
+    let last = first + count - 1;
+    for n in first / per_image..=last / per_image {
+        let image_first = n * per_image;
+        let rows = (first.max(image_first) - image_first) / l.tw
+            ..=(last.min(image_first + per_image - 1) - image_first) / l.tw;
+        for ty in rows {
+            let row_first = image_first + ty * l.tw;
+            let t0 = first.max(row_first);
+            let t1 = (first + count).min(row_first + l.tw);
+            for y in 2 * ty..(2 * ty + 2).min(g.ho) {
+                for x in 2 * (t0 - row_first)..(2 * (t1 - row_first)).min(g.wo) {
+                    let at = y * g.wo + x;
+                    let contiguous = run.image == n && run.start + run.len == at;
+                    if run.len == 16 || (run.len > 0 && !contiguous) {
+                        store_run(&run, st, (out, g.o, plane), o0, channels);
+                        run.len = 0;
+                    }
+                    if run.len == 0 {
+                        run.image = n;
+                        run.start = at;
+                    }
+                    let t = row_first + x / 2 - first;
+                    run.slots[run.len] = 4 * t + 2 * (y % 2) + x % 2;
+                    run.len += 1;
+                }
             }
         }
-        j += run;
+    }
+    if run.len > 0 {
+        store_run(&run, st, (out, g.o, plane), o0, channels);
     }
 }
 
-/// Writes `dst[2 i] = even[i]`, `dst[2 i + 1] = odd[i]` for the first `width` values of
-/// `dst`.
+/// Consecutive output positions of one image and the staging slot of each.
+struct Run {
+    image: usize,
+    /// position of the first in its plane
+    start: usize,
+    slots: [usize; 16],
+    len: usize,
+}
+
+/// Stores a run's values of channels `o0..o0 + channels` into their planes.
 ///
 /// # Safety
-/// `even` and `odd` are readable for `width.div_ceil(2)` values, `dst` writable for `width`.
+/// As [`output_transform`]; `out` holds `[N][outputs][plane]`.
 #[target_feature(enable = "avx512f")]
-unsafe fn interleave(even: *const f32, odd: *const f32, width: usize, dst: *mut f32) {
+unsafe fn store_run(
+    run: &Run,
+    staging: *const f32,
+    (out, outputs, plane): (*mut f32, usize, usize),
+    o0: usize,
+    channels: usize,
+) {
     use std::arch::x86_64::*;
-    let low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-    let high = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-    let mut i = 0;
-    while i < width {
-        let pairs = mask((width - i).div_ceil(2));
-        let (e, o) = (
-            _mm512_maskz_loadu_ps(pairs, even.add(i / 2)),
-            _mm512_maskz_loadu_ps(pairs, odd.add(i / 2)),
-        );
-        let left = (width - i).min(16);
-        _mm512_mask_storeu_ps(dst.add(i), mask(left), _mm512_permutex2var_ps(e, low, o));
-        if width - i > 16 {
-            let left = (width - i - 16).min(16);
-            _mm512_mask_storeu_ps(
-                dst.add(i + 16),
-                mask(left),
-                _mm512_permutex2var_ps(e, high, o),
-            );
+    let lanes = mask(run.len);
+    for q in 0..channels.div_ceil(16) {
+        let rows: [__m512; 16] = std::array::from_fn(|i| {
+            if i < run.len {
+                _mm512_loadu_ps(staging.add(run.slots[i] * BLOCK + 16 * q))
+            } else {
+                _mm512_setzero_ps()
+            }
+        });
+        let columns = transpose16(rows);
+        for (k, column) in columns.iter().enumerate().take(channels - 16 * q) {
+            let o = o0 + 16 * q + k;
+            let dst = out.add((run.image * outputs + o) * plane + run.start);
+            _mm512_mask_storeu_ps(dst, lanes, *column);
         }
-        i += 32;
     }
+}
+
+/// The transpose of a 16 x 16 block held as 16 rows: `out[k]` lane `p` is `rows[p]` lane `k`.
+#[target_feature(enable = "avx512f")]
+unsafe fn transpose16(rows: [std::arch::x86_64::__m512; 16]) -> [std::arch::x86_64::__m512; 16] {
+    use std::arch::x86_64::*;
+    // Pairs of rows interleaved by 32 bits, then groups of four by 64 bits: u[4 i + m] then
+    // holds, in 128-bit lane L, column 4 L + m of rows 4 i .. 4 i + 3.
+    let t: [__m512; 16] = std::array::from_fn(|i| {
+        let (a, b) = (rows[i & !1], rows[i | 1]);
+        if i % 2 == 0 {
+            _mm512_unpacklo_ps(a, b)
+        } else {
+            _mm512_unpackhi_ps(a, b)
+        }
+    });
+    let u: [__m512; 16] = std::array::from_fn(|i| {
+        let (group, m) = (i / 4, i % 4);
+        let (a, b) = (
+            _mm512_castps_pd(t[4 * group + m / 2]),
+            _mm512_castps_pd(t[4 * group + 2 + m / 2]),
+        );
+        _mm512_castpd_ps(if m % 2 == 0 {
+            _mm512_unpacklo_pd(a, b)
+        } else {
+            _mm512_unpackhi_pd(a, b)
+        })
+    });
+    // Lane L of the four row groups into one vector: column 4 L + m.
+    let mut out = [_mm512_setzero_ps(); 16];
+    for m in 0..4 {
+        let v0 = _mm512_shuffle_f32x4::<0x88>(u[m], u[4 + m]);
+        let v1 = _mm512_shuffle_f32x4::<0xdd>(u[m], u[4 + m]);
+        let v2 = _mm512_shuffle_f32x4::<0x88>(u[8 + m], u[12 + m]);
+        let v3 = _mm512_shuffle_f32x4::<0xdd>(u[8 + m], u[12 + m]);
+        out[m] = _mm512_shuffle_f32x4::<0x88>(v0, v2);
+        out[8 + m] = _mm512_shuffle_f32x4::<0xdd>(v0, v2);
+        out[4 + m] = _mm512_shuffle_f32x4::<0x88>(v1, v3);
+        out[12 + m] = _mm512_shuffle_f32x4::<0xdd>(v1, v3);
+    }
+    out
 }
 
 /// The mask of the first `n` (at most 16) lanes.
@@ -666,6 +728,29 @@ mod tests {
                     "case {:?} output {i}: {got} vs {want}",
                     (n, c, h, w, o)
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn transpose16_transposes() {
+        if !conv_tiles::available() {
+            eprintln!("skipped: needs AVX-512");
+            return;
+        }
+        use std::arch::x86_64::*;
+        let values: Vec<f32> = (0..256).map(|i| i as f32).collect();
+        let mut got = [[0.0f32; 16]; 16];
+        // SAFETY: AVX-512 is available; every load and store is of 16 values in bounds.
+        unsafe {
+            let rows = std::array::from_fn(|p| _mm512_loadu_ps(values.as_ptr().add(16 * p)));
+            for (k, column) in transpose16(rows).iter().enumerate() {
+                _mm512_storeu_ps(got[k].as_mut_ptr(), *column);
+            }
+        }
+        for (k, column) in got.iter().enumerate() {
+            for (p, &v) in column.iter().enumerate() {
+                assert_eq!(v, (16 * p + k) as f32);
             }
         }
     }
