@@ -8,16 +8,17 @@
 //! over the input channels, run with the same 64-channel x 6-tile register tile as the
 //! pixel kernel of `conv_pixels`.
 //!
-//! Work is split into chunks of tiles. A chunk transforms its input patches (`V`, kept in
-//! the L2 cache), runs the 16 products for every block of 64 output channels (the
+//! Work is split into chunks of tiles. A chunk copies the input rows it reads channel-last,
+//! transforms its input patches (`V`, kept in the L2 cache), runs the 16 products for every block of 64 output channels (the
 //! transformed weights `U` stream from the cache), and transforms the products back into
 //! the output planes. The input gradient of a stride-1 3x3 convolution is the same
 //! computation with the weights transposed and flipped (see
 //! `conv_pixels::input_gradient_geometry`).
 //!
-//! Accuracy: the transforms only add, subtract and halve, so the result differs from the
-//! direct sum by rounding (relative error ~1e-6 on ResNet layers, where the direct kernels
-//! give ~3e-7).
+//! Accuracy: the transforms only add, subtract and halve, but the transformed values are
+//! larger than the inputs, so rounding errors grow: against the pixel kernel, with inputs
+//! and weights uniform in [-1, 1], the largest difference relative to `1 + |y|` is 1.5e-5
+//! for 64 input channels and 7.7e-5 for 512 (sums of 576 and 4,608 products).
 
 use crate::conv::{ConvFloat, ConvParams, Geom};
 use crate::conv_direct::{choice, Choice, SharedMut};
@@ -34,8 +35,6 @@ const BLOCK: usize = 64;
 const MICRO: usize = 6;
 /// Transformed positions of a tile (4 x 4).
 const XI: usize = 16;
-/// Tiles transformed together (the lanes of the input transform).
-const LANES: usize = 16;
 /// Bytes of transformed input a chunk may hold (it stays in the L2 cache with the
 /// products and the weights of one position).
 const CHUNK_BYTES: usize = 1 << 20;
@@ -47,7 +46,7 @@ const MAX_CHUNK: usize = 96;
 const MIN_TILES: usize = 16;
 
 /// Whether `g` is a 3x3, stride-1, undilated, ungrouped convolution that this kernel can run
-/// on this CPU (AVX-512, offsets that fit 32-bit gather indices), and, unless
+/// on this CPU (AVX-512), and, unless
 /// `PYFLAME_CONV_ALGO=winograd` forces it, one where it pays: enough output channels to
 /// fill the lanes, enough input channels to amortize the transforms, and planes whose 2x2
 /// tiles waste little.
@@ -65,7 +64,7 @@ fn applies(g: &Geom, p: &ConvParams, forced: bool) -> bool {
         && g.wo > 0
         && (g.h + 2 * p.padding[0]).checked_sub(2) == Some(g.ho)
         && (g.w + 2 * p.padding[1]).checked_sub(2) == Some(g.wo);
-    if !shape_ok || !fits_i32(g) {
+    if !shape_ok {
         return false;
     }
     match choice() {
@@ -86,13 +85,6 @@ fn applies(g: &Geom, p: &ConvParams, forced: bool) -> bool {
 /// closer to the direct sum, or to compare; read on every call).
 fn disabled() -> bool {
     std::env::var("PYFLAME_CONV_WINOGRAD").is_ok_and(|v| v.trim() == "0")
-}
-
-/// Whether every gather and scatter offset fits an `i32`.
-fn fits_i32(g: &Geom) -> bool {
-    // Gather offsets span the batch (and one padded row and column before it).
-    let input = (g.n * g.c * g.h * g.w).saturating_add(2 * g.w + 2);
-    input < i32::MAX as usize
 }
 
 /// Forward convolution into `out` ([N, O, ho, wo]); `false` when the kernel does not apply.
@@ -244,24 +236,28 @@ fn run(l: &Layout, u: &[f32], x: &[f32], out: &mut [f32]) {
         }
         SCRATCH.with(|s| {
             let mut scratch = s.borrow_mut();
-            let stride = count.next_multiple_of(LANES);
-            let (v_len, m_len) = (XI * g.c * stride, XI * stride * BLOCK);
+            let stride = count;
+            let cp = g.c.next_multiple_of(16);
+            let xt_len = channels_last_len(l, first, count);
+            let (v_len, m_len) = (XI * count * cp, XI * stride * BLOCK);
             let staging_len = 4 * stride * BLOCK;
-            if scratch.len() < v_len + m_len + staging_len {
-                scratch.resize(v_len + m_len + staging_len, 0.0);
+            let total = xt_len + v_len + m_len + staging_len;
+            if scratch.len() < total {
+                scratch.resize(total, 0.0);
             }
-            let (v, rest) = scratch.split_at_mut(v_len);
+            let (xt, rest) = scratch.split_at_mut(xt_len);
+            let (v, rest) = rest.split_at_mut(v_len);
             let (m, staging) = rest.split_at_mut(m_len);
-            // SAFETY: `x` is the input of `l` (gathers are masked to the image),
-            // `v`, `m` and `staging` hold `XI * c * stride`, `XI * stride * 64` and
-            // `4 * stride * 64` values, `u` holds the
-            // transformed weights of every block, and the tasks write disjoint (tile,
-            // channel) outputs of the [N, O, ho, wo] output behind `dst`.
+            // SAFETY: `x` is the [N, C, H, W] input of `l`; `xt`, `v`, `m` and `staging` hold
+            // the values `channels_last`, `input_transform`, `products` and
+            // `output_transform` write; `u` holds the transformed weights of every block;
+            // the tasks write disjoint (tile, channel) outputs of the output behind `dst`.
             unsafe {
-                input_transform(l, x, first, count, v, stride);
+                channels_last(l, x, first, count, xt);
+                input_transform(l, xt, first, count, v);
                 for block in block_range {
                     let ub = &u[block * XI * g.c * BLOCK..][..XI * g.c * BLOCK];
-                    products(ub, g.c, v, count, stride, m);
+                    products(ub, (g.c, cp), v, (count, stride), m);
                     let tiles = (first, count, stride);
                     output_transform(l, m, tiles, block, staging, dst.ptr());
                 }
@@ -270,90 +266,167 @@ fn run(l: &Layout, u: &[f32], x: &[f32], out: &mut [f32]) {
     });
 }
 
-/// `V[xi][c][j] = (B^T d B)[xi]` for the `count` tiles from `first` (`j` their index in the
-/// chunk) and every channel, gathered from the [N, C, H, W] input `x` (positions in the
-/// padding, and lanes past `count`, read as zeros).
-///
-/// # Safety
-/// `x` must be the input `l` describes; `v` must hold at least `XI * c * stride` values.
-#[target_feature(enable = "avx512f")]
-unsafe fn input_transform(
+/// The input rows a chunk of tiles reads, image by image: `(image, first row, end row)`,
+/// clipped to the image.
+fn chunk_rows(
     l: &Layout,
-    x: &[f32],
     first: usize,
     count: usize,
-    v: &mut [f32],
-    stride: usize,
-) {
+) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+    let per_image = l.th * l.tw;
+    let last = first + count - 1;
+    let ph = l.padding.0;
+    (first / per_image..=last / per_image).map(move |n| {
+        let image_first = n * per_image;
+        let ty0 = (first.max(image_first) - image_first) / l.tw;
+        let ty1 = (last.min(image_first + per_image - 1) - image_first) / l.tw;
+        let lo = (2 * ty0).saturating_sub(ph).min(l.g.h);
+        let hi = (2 * ty1 + 4).saturating_sub(ph).min(l.g.h);
+        (n, lo, hi.max(lo))
+    })
+}
+
+/// Values of the channel-last copy of a chunk's input rows (see [`channels_last`]).
+fn channels_last_len(l: &Layout, first: usize, count: usize) -> usize {
+    let rows: usize = chunk_rows(l, first, count).map(|(_, lo, hi)| hi - lo).sum();
+    rows * l.g.w * l.g.c.next_multiple_of(16)
+}
+
+/// Copies the input rows the chunk reads into `xt` channel-last (`[image, row, column]
+/// [channel]`, channels padded to 16; images one after another as [`chunk_rows`] lists
+/// them), 16 positions x 16 channels at a time through a register transpose.
+///
+/// # Safety
+/// `x` is the [N, C, H, W] input of `l`; `xt` holds [`channels_last_len`] values.
+#[target_feature(enable = "avx512f")]
+unsafe fn channels_last(l: &Layout, x: &[f32], first: usize, count: usize, xt: &mut [f32]) {
     use std::arch::x86_64::*;
     let g = &l.g;
-    let (ph, pw) = l.padding;
-    let inside = |at: usize, pad: usize, len: usize| at >= pad && at - pad < len;
-    for lane0 in (0..count).step_by(LANES) {
-        // Each lane's window origin (may lie in the padding) and which of its rows and
-        // columns are inside the image.
-        let mut origins = [0i32; LANES];
-        let (mut rows, mut cols) = ([0u16; 4], [0u16; 4]);
-        for (lane, origin) in origins.iter_mut().enumerate() {
-            if lane0 + lane >= count {
-                continue;
-            }
-            let (n, ty, tx) = l.tile(first + lane0 + lane);
-            let (y, xo) = (2 * ty, 2 * tx);
-            *origin = ((n * g.c * g.h * g.w) as isize
-                + (y as isize - ph as isize) * g.w as isize
-                + xo as isize
-                - pw as isize) as i32;
-            for k in 0..4 {
-                rows[k] |= u16::from(inside(y + k, ph, g.h)) << lane;
-                cols[k] |= u16::from(inside(xo + k, pw, g.w)) << lane;
+    let (plane, cp) = (g.h * g.w, g.c.next_multiple_of(16));
+    let mut base = 0;
+    for (n, lo, hi) in chunk_rows(l, first, count) {
+        let (start, end) = (lo * g.w, hi * g.w);
+        for c0 in (0..g.c).step_by(16) {
+            let src = x.as_ptr().add((n * g.c + c0) * plane);
+            for p0 in (start..end).step_by(16) {
+                let len = (end - p0).min(16);
+                let rows: [__m512; 16] = std::array::from_fn(|k| {
+                    if c0 + k < g.c {
+                        _mm512_maskz_loadu_ps(mask(len), src.add(k * plane + p0))
+                    } else {
+                        _mm512_setzero_ps()
+                    }
+                });
+                let columns = transpose16(rows);
+                let dst = xt.as_mut_ptr().add((base + p0 - start) * cp + c0);
+                for (i, column) in columns.iter().enumerate().take(len) {
+                    _mm512_storeu_ps(dst.add(i * cp), *column);
+                }
             }
         }
-        let idx = _mm512_loadu_si512(origins.as_ptr().cast());
-        let zero = _mm512_setzero_ps();
-        for ci in 0..g.c {
-            let plane = x.as_ptr().add(ci * g.h * g.w);
-            // d[i][j] for the 16 tiles, then B^T d (rows) and (B^T d) B (columns).
-            let d: [[__m512; 4]; 4] = std::array::from_fn(|i| {
-                std::array::from_fn(|j| {
-                    let at = plane.wrapping_add(i * g.w + j);
-                    _mm512_mask_i32gather_ps::<4>(zero, rows[i] & cols[j], idx, at)
-                })
-            });
+        base += end - start;
+    }
+}
+
+/// `V[xi][j][c] = (B^T d B)[xi]` for the `count` tiles from `first` (`j` their index in the
+/// chunk) and every channel (padded to 16), 16 channels at a time, from the channel-last
+/// rows `xt` (positions in the padding read as zeros).
+///
+/// # Safety
+/// `xt` is [`channels_last`]'s copy for this chunk; `v` holds `XI * count * cp` values.
+#[target_feature(enable = "avx512f")]
+unsafe fn input_transform(l: &Layout, xt: &[f32], first: usize, count: usize, v: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let g = &l.g;
+    let cp = g.c.next_multiple_of(16);
+    let (ph, pw) = (l.padding.0 as isize, l.padding.1 as isize);
+    let per_image = l.th * l.tw;
+    let zero = _mm512_setzero_ps();
+    // Where each image's rows start in `xt`, and its first row.
+    let images: Vec<(usize, usize, usize)> = {
+        let mut base = 0;
+        chunk_rows(l, first, count)
+            .map(|(n, lo, hi)| {
+                let entry = (n, lo, base);
+                base += (hi - lo) * g.w;
+                entry
+            })
+            .collect()
+    };
+    let first_image = first / per_image;
+    for j in 0..count {
+        let (n, ty, tx) = l.tile(first + j);
+        let (_, lo, base) = images[n - first_image];
+        // Offsets of the patch's rows and columns, `None` in the padding.
+        let row = |i: usize| {
+            let y = (2 * ty + i) as isize - ph;
+            (y >= 0 && (y as usize) < g.h).then(|| base + (y as usize - lo) * g.w)
+        };
+        let col = |k: usize| {
+            let x = (2 * tx + k) as isize - pw;
+            (x >= 0 && (x as usize) < g.w).then_some(x as usize)
+        };
+        let rows: [Option<usize>; 4] = std::array::from_fn(row);
+        let cols: [Option<usize>; 4] = std::array::from_fn(col);
+        // Offsets of the patch's values (`None` in the padding); plain loops, because
+        // closures do not inherit this function's target features.
+        let mut at = [[None; 4]; 4];
+        for i in 0..4 {
+            for k in 0..4 {
+                if let (Some(r), Some(c)) = (rows[i], cols[k]) {
+                    at[i][k] = Some((r + c) * cp);
+                }
+            }
+        }
+        for c0 in (0..g.c).step_by(16) {
+            let mut d = [[zero; 4]; 4];
+            for i in 0..4 {
+                for k in 0..4 {
+                    if let Some(offset) = at[i][k] {
+                        d[i][k] = _mm512_loadu_ps(xt.as_ptr().add(offset + c0));
+                    }
+                }
+            }
             let r: [[__m512; 4]; 4] = [
-                std::array::from_fn(|j| _mm512_sub_ps(d[0][j], d[2][j])),
-                std::array::from_fn(|j| _mm512_add_ps(d[1][j], d[2][j])),
-                std::array::from_fn(|j| _mm512_sub_ps(d[2][j], d[1][j])),
-                std::array::from_fn(|j| _mm512_sub_ps(d[1][j], d[3][j])),
+                std::array::from_fn(|k| _mm512_sub_ps(d[0][k], d[2][k])),
+                std::array::from_fn(|k| _mm512_add_ps(d[1][k], d[2][k])),
+                std::array::from_fn(|k| _mm512_sub_ps(d[2][k], d[1][k])),
+                std::array::from_fn(|k| _mm512_sub_ps(d[1][k], d[3][k])),
             ];
-            let dst = v.as_mut_ptr().add(ci * stride + lane0);
+            let dst = v.as_mut_ptr().add(j * cp + c0);
             for (i, ri) in r.iter().enumerate() {
-                let row = [
+                let values = [
                     _mm512_sub_ps(ri[0], ri[2]),
                     _mm512_add_ps(ri[1], ri[2]),
                     _mm512_sub_ps(ri[2], ri[1]),
                     _mm512_sub_ps(ri[1], ri[3]),
                 ];
-                for (j, value) in row.into_iter().enumerate() {
-                    _mm512_storeu_ps(dst.add((4 * i + j) * g.c * stride), value);
+                for (k, value) in values.into_iter().enumerate() {
+                    _mm512_storeu_ps(dst.add((4 * i + k) * count * cp), value);
                 }
             }
         }
     }
 }
 
-/// `M[xi][j][o] = sum_c U[xi][c][o] V[xi][c][j]` for one block of 64 output channels (`u`
-/// is `[XI][depth][64]`), `count` tiles.
+/// `M[xi][j][o] = sum_c U[xi][c][o] V[xi][j][c]` for one block of 64 output channels (`u`
+/// is `[XI][depth][64]`, `v` `[XI][count][cp]`), `count` tiles.
 ///
 /// # Safety
-/// `v` holds `XI * depth * stride` values and `m` `XI * stride * 64`.
-unsafe fn products(u: &[f32], depth: usize, v: &[f32], count: usize, stride: usize, m: &mut [f32]) {
+/// `v` holds `XI * count * cp` values and `m` `XI * stride * 64`.
+unsafe fn products(
+    u: &[f32],
+    (depth, cp): (usize, usize),
+    v: &[f32],
+    (count, stride): (usize, usize),
+    m: &mut [f32],
+) {
     for xi in 0..XI {
         let a = u.as_ptr().add(xi * depth * BLOCK);
-        let b = v.as_ptr().add(xi * depth * stride);
+        let b = v.as_ptr().add(xi * count * cp);
         let out = m.as_mut_ptr().add(xi * stride * BLOCK);
         for j in (0..count).step_by(MICRO) {
-            let args = (a, depth, b.add(j), stride, out.add(j * BLOCK));
+            let args = (a, depth, b.add(j * cp), cp, out.add(j * BLOCK));
             match (count - j).min(MICRO) {
                 1 => micro::<1>(args),
                 2 => micro::<2>(args),
@@ -367,34 +440,33 @@ unsafe fn products(u: &[f32], depth: usize, v: &[f32], count: usize, stride: usi
 }
 
 /// One register tile: 64 output channels x `P` tiles over the whole depth, stored as `P`
-/// rows of 64 values.
+/// rows of 64 values; tile `p`'s values are the `depth` consecutive ones at `b + p * step`.
 ///
 /// # Safety
-/// `a` holds `depth * 64` values, `b + c * stride + p` is readable for `c < depth`,
+/// `a` holds `depth * 64` values, `b + p * step + c` is readable for `c < depth`,
 /// `p < P`, and `out` is writable for `P * 64` values.
 #[target_feature(enable = "avx512f")]
 unsafe fn micro<const P: usize>(
-    (a, depth, b, stride, out): (*const f32, usize, *const f32, usize, *mut f32),
+    (a, depth, b, step, out): (*const f32, usize, *const f32, usize, *mut f32),
 ) {
     use std::arch::x86_64::*;
     let mut acc = [[_mm512_setzero_ps(); 4]; P];
     let mut ap = a;
-    let mut bp = b;
-    for _ in 0..depth {
+    let tiles: [*const f32; P] = std::array::from_fn(|p| b.add(p * step));
+    for c in 0..depth {
         let w = [
             _mm512_loadu_ps(ap),
             _mm512_loadu_ps(ap.add(16)),
             _mm512_loadu_ps(ap.add(32)),
             _mm512_loadu_ps(ap.add(48)),
         ];
-        for (p, acc_p) in acc.iter_mut().enumerate() {
-            let x = _mm512_set1_ps(*bp.add(p));
+        for (tile, acc_p) in tiles.iter().zip(acc.iter_mut()) {
+            let x = _mm512_set1_ps(*tile.add(c));
             for (acc_v, wv) in acc_p.iter_mut().zip(w) {
                 *acc_v = _mm512_fmadd_ps(wv, x, *acc_v);
             }
         }
         ap = ap.add(BLOCK);
-        bp = bp.add(stride);
     }
     for (p, acc_p) in acc.iter().enumerate() {
         for (q, acc_v) in acc_p.iter().enumerate() {
