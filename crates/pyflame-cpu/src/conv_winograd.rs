@@ -310,13 +310,10 @@ unsafe fn channels_last(l: &Layout, x: &[f32], first: usize, count: usize, xt: &
             let src = x.as_ptr().add((n * g.c + c0) * plane);
             for p0 in (start..end).step_by(16) {
                 let len = (end - p0).min(16);
-                let rows: [__m512; 16] = std::array::from_fn(|k| {
-                    if c0 + k < g.c {
-                        _mm512_maskz_loadu_ps(mask(len), src.add(k * plane + p0))
-                    } else {
-                        _mm512_setzero_ps()
-                    }
-                });
+                let mut rows = [_mm512_setzero_ps(); 16];
+                for (k, row) in rows.iter_mut().enumerate().take(g.c - c0) {
+                    *row = _mm512_maskz_loadu_ps(mask(len), src.add(k * plane + p0));
+                }
                 let columns = transpose16(rows);
                 let dst = xt.as_mut_ptr().add((base + p0 - start) * cp + c0);
                 for (i, column) in columns.iter().enumerate().take(len) {
@@ -328,7 +325,7 @@ unsafe fn channels_last(l: &Layout, x: &[f32], first: usize, count: usize, xt: &
     }
 }
 
-/// `V[xi][j][c] = (B^T d B)[xi]` for the `count` tiles from `first` (`j` their index in the
+/// `V[j][xi][c] = (B^T d B)[xi]` for the `count` tiles from `first` (`j` their index in the
 /// chunk) and every channel (padded to 16), 16 channels at a time, from the channel-last
 /// rows `xt` (positions in the padding read as zeros).
 ///
@@ -357,24 +354,20 @@ unsafe fn input_transform(l: &Layout, xt: &[f32], first: usize, count: usize, v:
     for j in 0..count {
         let (n, ty, tx) = l.tile(first + j);
         let (_, lo, base) = images[n - first_image];
-        // Offsets of the patch's rows and columns, `None` in the padding.
-        let row = |i: usize| {
-            let y = (2 * ty + i) as isize - ph;
-            (y >= 0 && (y as usize) < g.h).then(|| base + (y as usize - lo) * g.w)
-        };
-        let col = |k: usize| {
-            let x = (2 * tx + k) as isize - pw;
-            (x >= 0 && (x as usize) < g.w).then_some(x as usize)
-        };
-        let rows: [Option<usize>; 4] = std::array::from_fn(row);
-        let cols: [Option<usize>; 4] = std::array::from_fn(col);
-        // Offsets of the patch's values (`None` in the padding); plain loops, because
-        // closures do not inherit this function's target features.
+        // Offsets of the patch's values in `xt`, `None` in the padding. (Plain loops here
+        // and below: closures do not inherit this function's target features, and
+        // `array::from_fn` over one was left as a call.)
         let mut at = [[None; 4]; 4];
-        for i in 0..4 {
-            for k in 0..4 {
-                if let (Some(r), Some(c)) = (rows[i], cols[k]) {
-                    at[i][k] = Some((r + c) * cp);
+        for (i, at_row) in at.iter_mut().enumerate() {
+            let y = (2 * ty + i) as isize - ph;
+            if y < 0 || y as usize >= g.h {
+                continue;
+            }
+            let row = base + (y as usize - lo) * g.w;
+            for (k, slot) in at_row.iter_mut().enumerate() {
+                let x = (2 * tx + k) as isize - pw;
+                if x >= 0 && (x as usize) < g.w {
+                    *slot = Some((row + x as usize) * cp);
                 }
             }
         }
@@ -387,30 +380,33 @@ unsafe fn input_transform(l: &Layout, xt: &[f32], first: usize, count: usize, v:
                     }
                 }
             }
-            let r: [[__m512; 4]; 4] = [
-                std::array::from_fn(|k| _mm512_sub_ps(d[0][k], d[2][k])),
-                std::array::from_fn(|k| _mm512_add_ps(d[1][k], d[2][k])),
-                std::array::from_fn(|k| _mm512_sub_ps(d[2][k], d[1][k])),
-                std::array::from_fn(|k| _mm512_sub_ps(d[1][k], d[3][k])),
-            ];
-            let dst = v.as_mut_ptr().add(j * cp + c0);
-            for (i, ri) in r.iter().enumerate() {
+            let mut r = [[zero; 4]; 4];
+            for k in 0..4 {
+                r[0][k] = _mm512_sub_ps(d[0][k], d[2][k]);
+                r[1][k] = _mm512_add_ps(d[1][k], d[2][k]);
+                r[2][k] = _mm512_sub_ps(d[2][k], d[1][k]);
+                r[3][k] = _mm512_sub_ps(d[1][k], d[3][k]);
+            }
+            // A tile's 16 positions are `cp` apart: one pointer stepping through them.
+            let mut dst = v.as_mut_ptr().add(j * XI * cp + c0);
+            for ri in &r {
                 let values = [
                     _mm512_sub_ps(ri[0], ri[2]),
                     _mm512_add_ps(ri[1], ri[2]),
                     _mm512_sub_ps(ri[2], ri[1]),
                     _mm512_sub_ps(ri[1], ri[3]),
                 ];
-                for (k, value) in values.into_iter().enumerate() {
-                    _mm512_storeu_ps(dst.add((4 * i + k) * count * cp), value);
+                for value in values {
+                    _mm512_storeu_ps(dst, value);
+                    dst = dst.add(cp);
                 }
             }
         }
     }
 }
 
-/// `M[xi][j][o] = sum_c U[xi][c][o] V[xi][j][c]` for one block of 64 output channels (`u`
-/// is `[XI][depth][64]`, `v` `[XI][count][cp]`), `count` tiles.
+/// `M[xi][j][o] = sum_c U[xi][c][o] V[j][xi][c]` for one block of 64 output channels (`u`
+/// is `[XI][depth][64]`, `v` `[count][XI][cp]`), `count` tiles.
 ///
 /// # Safety
 /// `v` holds `XI * count * cp` values and `m` `XI * stride * 64`.
@@ -423,10 +419,10 @@ unsafe fn products(
 ) {
     for xi in 0..XI {
         let a = u.as_ptr().add(xi * depth * BLOCK);
-        let b = v.as_ptr().add(xi * count * cp);
+        let b = v.as_ptr().add(xi * cp);
         let out = m.as_mut_ptr().add(xi * stride * BLOCK);
         for j in (0..count).step_by(MICRO) {
-            let args = (a, depth, b.add(j * cp), cp, out.add(j * BLOCK));
+            let args = (a, depth, b.add(j * XI * cp), XI * cp, out.add(j * BLOCK));
             match (count - j).min(MICRO) {
                 1 => micro::<1>(args),
                 2 => micro::<2>(args),
@@ -452,7 +448,10 @@ unsafe fn micro<const P: usize>(
     use std::arch::x86_64::*;
     let mut acc = [[_mm512_setzero_ps(); 4]; P];
     let mut ap = a;
-    let tiles: [*const f32; P] = std::array::from_fn(|p| b.add(p * step));
+    let mut tiles = [b; P];
+    for (p, tile) in tiles.iter_mut().enumerate() {
+        *tile = b.add(p * step);
+    }
     for c in 0..depth {
         let w = [
             _mm512_loadu_ps(ap),
@@ -501,15 +500,16 @@ unsafe fn output_transform(
     let st = staging.as_mut_ptr();
     for j in 0..count {
         for q in 0..vectors {
-            let at =
-                |xi: usize| _mm512_loadu_ps(m.as_ptr().add((xi * stride + j) * BLOCK + 16 * q));
+            let mut mv = [_mm512_setzero_ps(); XI];
+            for (xi, value) in mv.iter_mut().enumerate() {
+                *value = _mm512_loadu_ps(m.as_ptr().add((xi * stride + j) * BLOCK + 16 * q));
+            }
             // A^T M (two rows), then (A^T M) A (two columns).
-            let s: [[__m512; 4]; 2] = [
-                std::array::from_fn(|c| _mm512_add_ps(_mm512_add_ps(at(c), at(4 + c)), at(8 + c))),
-                std::array::from_fn(|c| {
-                    _mm512_sub_ps(_mm512_sub_ps(at(4 + c), at(8 + c)), at(12 + c))
-                }),
-            ];
+            let mut s = [[_mm512_setzero_ps(); 4]; 2];
+            for c in 0..4 {
+                s[0][c] = _mm512_add_ps(_mm512_add_ps(mv[c], mv[4 + c]), mv[8 + c]);
+                s[1][c] = _mm512_sub_ps(_mm512_sub_ps(mv[4 + c], mv[8 + c]), mv[12 + c]);
+            }
             for (r, sr) in s.iter().enumerate() {
                 let left = _mm512_add_ps(_mm512_add_ps(sr[0], sr[1]), sr[2]);
                 let right = _mm512_sub_ps(_mm512_sub_ps(sr[1], sr[2]), sr[3]);
@@ -585,13 +585,10 @@ unsafe fn store_run(
     use std::arch::x86_64::*;
     let lanes = mask(run.len);
     for q in 0..channels.div_ceil(16) {
-        let rows: [__m512; 16] = std::array::from_fn(|i| {
-            if i < run.len {
-                _mm512_loadu_ps(staging.add(run.slots[i] * BLOCK + 16 * q))
-            } else {
-                _mm512_setzero_ps()
-            }
-        });
+        let mut rows = [_mm512_setzero_ps(); 16];
+        for (row, &slot) in rows.iter_mut().zip(&run.slots).take(run.len) {
+            *row = _mm512_loadu_ps(staging.add(slot * BLOCK + 16 * q));
+        }
         let columns = transpose16(rows);
         for (k, column) in columns.iter().enumerate().take(channels - 16 * q) {
             let o = o0 + 16 * q + k;
@@ -607,26 +604,20 @@ unsafe fn transpose16(rows: [std::arch::x86_64::__m512; 16]) -> [std::arch::x86_
     use std::arch::x86_64::*;
     // Pairs of rows interleaved by 32 bits, then groups of four by 64 bits: u[4 i + m] then
     // holds, in 128-bit lane L, column 4 L + m of rows 4 i .. 4 i + 3.
-    let t: [__m512; 16] = std::array::from_fn(|i| {
-        let (a, b) = (rows[i & !1], rows[i | 1]);
-        if i % 2 == 0 {
-            _mm512_unpacklo_ps(a, b)
-        } else {
-            _mm512_unpackhi_ps(a, b)
+    let mut t = [_mm512_setzero_ps(); 16];
+    for i in (0..16).step_by(2) {
+        t[i] = _mm512_unpacklo_ps(rows[i], rows[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(rows[i], rows[i + 1]);
+    }
+    let mut u = [_mm512_setzero_ps(); 16];
+    for group in (0..16).step_by(4) {
+        for half in 0..2 {
+            let a = _mm512_castps_pd(t[group + half]);
+            let b = _mm512_castps_pd(t[group + 2 + half]);
+            u[group + 2 * half] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+            u[group + 2 * half + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
         }
-    });
-    let u: [__m512; 16] = std::array::from_fn(|i| {
-        let (group, m) = (i / 4, i % 4);
-        let (a, b) = (
-            _mm512_castps_pd(t[4 * group + m / 2]),
-            _mm512_castps_pd(t[4 * group + 2 + m / 2]),
-        );
-        _mm512_castpd_ps(if m % 2 == 0 {
-            _mm512_unpacklo_pd(a, b)
-        } else {
-            _mm512_unpackhi_pd(a, b)
-        })
-    });
+    }
     // Lane L of the four row groups into one vector: column 4 L + m.
     let mut out = [_mm512_setzero_ps(); 16];
     for m in 0..4 {
@@ -672,35 +663,127 @@ fn transform_weights(
         )));
     }
     let mut packed = Storage::uninit(DType::Float32, rows * XI * depth)?;
-    let block_len = XI * depth * BLOCK;
-    packed
-        .as_mut_slice::<f32>()?
-        .par_chunks_mut(block_len.max(1))
-        .enumerate()
-        .for_each(|(block, dst)| {
-            for k in 0..depth {
-                for r in 0..BLOCK {
-                    let m = block * BLOCK + r;
-                    let u = if m < view.rows {
-                        let src = &w[m * view.m + k * view.k..];
-                        let tap = |t: usize| src[if flipped { 8 - t } else { t } * view.t];
-                        transform_kernel(std::array::from_fn(tap))
+    let dst = SharedMut(packed.as_mut_slice::<f32>()?.as_mut_ptr());
+    // Tasks of (block, run of `k`): one block is a whole layer's weights for 64 channels.
+    let per_task = depth
+        .div_ceil(4 * rayon::current_num_threads())
+        .clamp(1, 64);
+    let runs = depth.div_ceil(per_task);
+    let gathers_fit = needed < i32::MAX as usize;
+    (0..(rows / BLOCK) * runs).into_par_iter().for_each(|task| {
+        let (block, run) = (task / runs, task % runs);
+        let ks = run * per_task..((run + 1) * per_task).min(depth);
+        let dst = dst.ptr();
+        for k in ks {
+            for group in 0..BLOCK / 16 {
+                let m0 = block * BLOCK + 16 * group;
+                // SAFETY: the task writes values (xi, k, m0..m0 + 16) of its block, which no
+                // other task writes; `w` holds every tap of rows < view.rows (checked above).
+                unsafe {
+                    let at = dst.add((block * XI * depth + k) * BLOCK + 16 * group);
+                    if gathers_fit {
+                        transform_rows_avx512(w, view, flipped, (m0, k), at, depth * BLOCK);
                     } else {
-                        [0.0; XI]
-                    };
-                    for (xi, value) in u.into_iter().enumerate() {
-                        dst[(xi * depth + k) * BLOCK + r] = value;
+                        transform_rows(w, view, flipped, (m0, k), at, depth * BLOCK);
                     }
                 }
             }
-        });
+        }
+    });
     Ok(packed)
+}
+
+/// `U` of rows `m0..m0 + 16` (zero past the view's rows) at depth `k`: value `xi` of row
+/// `m0 + i` goes to `dst[xi * xi_stride + i]`.
+///
+/// # Safety
+/// `dst` is writable at those positions; `w` holds every tap of the rows that exist.
+unsafe fn transform_rows(
+    w: &[f32],
+    view: WeightView,
+    flipped: bool,
+    (m0, k): (usize, usize),
+    dst: *mut f32,
+    xi_stride: usize,
+) {
+    for i in 0..16 {
+        let m = m0 + i;
+        let u = if m < view.rows {
+            let src = &w[m * view.m + k * view.k..];
+            let tap = |t: usize| src[if flipped { 8 - t } else { t } * view.t];
+            transform_kernel(std::array::from_fn(tap))
+        } else {
+            [0.0; XI]
+        };
+        for (xi, value) in u.into_iter().enumerate() {
+            *dst.add(xi * xi_stride + i) = value;
+        }
+    }
+}
+
+/// [`transform_rows`] with the 16 rows in the lanes (gathered taps).
+///
+/// # Safety
+/// As [`transform_rows`]; every tap offset fits an `i32`.
+#[target_feature(enable = "avx512f")]
+unsafe fn transform_rows_avx512(
+    w: &[f32],
+    view: WeightView,
+    flipped: bool,
+    (m0, k): (usize, usize),
+    dst: *mut f32,
+    xi_stride: usize,
+) {
+    use std::arch::x86_64::*;
+    let mut offsets = [0i32; 16];
+    let mut lanes = 0u16;
+    for (i, offset) in offsets.iter_mut().enumerate() {
+        if m0 + i < view.rows {
+            *offset = ((m0 + i) * view.m) as i32;
+            lanes |= 1 << i;
+        }
+    }
+    let idx = _mm512_loadu_si512(offsets.as_ptr().cast());
+    let zero = _mm512_setzero_ps();
+    let half = _mm512_set1_ps(0.5);
+    let mut g = [zero; 9];
+    for (t, value) in g.iter_mut().enumerate() {
+        let tap = if flipped { 8 - t } else { t };
+        let base = w.as_ptr().wrapping_add(k * view.k + tap * view.t);
+        *value = _mm512_mask_i32gather_ps::<4>(zero, lanes, idx, base);
+    }
+    // G g (four rows of three), then (G g) G^T row by row.
+    let mut cols = [[zero; 4]; 3];
+    for (j, col) in cols.iter_mut().enumerate() {
+        let (a, b, c) = (g[j], g[3 + j], g[6 + j]);
+        let (sum, diff) = (_mm512_add_ps(a, c), b);
+        *col = [
+            a,
+            _mm512_mul_ps(half, _mm512_add_ps(sum, diff)),
+            _mm512_mul_ps(half, _mm512_sub_ps(sum, diff)),
+            c,
+        ];
+    }
+    let [first, middle, last] = cols;
+    for (i, ((a, b), c)) in first.into_iter().zip(middle).zip(last).enumerate() {
+        let sum = _mm512_add_ps(a, c);
+        let row = [
+            a,
+            _mm512_mul_ps(half, _mm512_add_ps(sum, b)),
+            _mm512_mul_ps(half, _mm512_sub_ps(sum, b)),
+            c,
+        ];
+        for (j, value) in row.into_iter().enumerate() {
+            _mm512_storeu_ps(dst.add((4 * i + j) * xi_stride), value);
+        }
+    }
 }
 
 /// `G g G^T` of one 3x3 kernel (row-major), with `G = [[1, 0, 0], [1/2, 1/2, 1/2],
 /// [1/2, -1/2, 1/2], [0, 0, 1]]`.
 fn transform_kernel(k: [f32; 9]) -> [f32; XI] {
-    let side = |a: f32, b: f32, c: f32| [a, 0.5 * (a + b + c), 0.5 * (a - b + c), c];
+    // The same order of operations as `transform_rows_avx512`.
+    let side = |a: f32, b: f32, c: f32| [a, 0.5 * ((a + c) + b), 0.5 * ((a + c) - b), c];
     // G g: four rows of three.
     let cols: [[f32; 4]; 3] = std::array::from_fn(|j| side(k[j], k[3 + j], k[6 + j]));
     let mut u = [0.0; XI];
@@ -800,6 +883,34 @@ mod tests {
                     "case {:?} output {i}: {got} vs {want}",
                     (n, c, h, w, o)
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn vector_and_scalar_weight_transforms_agree() {
+        if !conv_tiles::available() {
+            eprintln!("skipped: needs AVX-512");
+            return;
+        }
+        // 70 output channels (a partial second block), 5 input channels, both views.
+        let (o, c) = (70, 5);
+        let w = values(o * c * 9, 3);
+        for (view, rows, flipped) in [
+            (WeightView::output_rows(o, c, 9), o, false),
+            (WeightView::input_rows(c, 9), c, true),
+        ] {
+            let depth = if rows == o { c } else { o };
+            for m0 in (0..rows.next_multiple_of(16)).step_by(16) {
+                for k in 0..depth {
+                    let (mut a, mut b) = ([f32::NAN; 16 * XI], [f32::NAN; 16 * XI]);
+                    // SAFETY: AVX-512 is available; both write 16 x XI values.
+                    unsafe {
+                        transform_rows(&w, view, flipped, (m0, k), a.as_mut_ptr(), 16);
+                        transform_rows_avx512(&w, view, flipped, (m0, k), b.as_mut_ptr(), 16);
+                    }
+                    assert_eq!(a, b, "rows {m0}.., depth {k}");
+                }
             }
         }
     }
