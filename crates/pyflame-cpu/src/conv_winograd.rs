@@ -155,6 +155,13 @@ fn convolve<T: ConvFloat>(
     })?;
     let u = packed_buf.as_slice::<f32>()?;
     let (th, tw) = (g.ho.div_ceil(2), g.wo.div_ceil(2));
+    if out.len() < g.n * g.o * g.hw() {
+        return Err(Error::Invalid(format!(
+            "internal: convolution output holds {} values, {} expected",
+            out.len(),
+            g.n * g.o * g.hw()
+        )));
+    }
     if x.len() < g.n * g.c * g.h * g.w {
         return Err(Error::Invalid(format!(
             "internal: convolution input holds {} values, {} expected",
@@ -266,62 +273,114 @@ fn run(l: &Layout, u: &[f32], x: &[f32], out: &mut [f32]) {
     });
 }
 
-/// The input rows a chunk of tiles reads, image by image: `(image, first row, end row)`,
-/// clipped to the image.
-fn chunk_rows(
-    l: &Layout,
-    first: usize,
-    count: usize,
-) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+/// The part of one image's input a chunk of tiles reads: rows `rows`, columns `cols`
+/// (clipped to the image; all columns unless the chunk lies inside one tile row, so that a
+/// very wide image is not copied whole for every chunk).
+#[derive(Clone)]
+struct Region {
+    image: usize,
+    rows: std::ops::Range<usize>,
+    cols: std::ops::Range<usize>,
+}
+
+impl Region {
+    fn len(&self) -> usize {
+        self.rows.len() * self.cols.len()
+    }
+}
+
+/// The regions a chunk of tiles reads, image by image.
+fn chunk_regions(l: &Layout, first: usize, count: usize) -> impl Iterator<Item = Region> + '_ {
     let per_image = l.th * l.tw;
     let last = first + count - 1;
-    let ph = l.padding.0;
+    let (ph, pw) = l.padding;
+    let window = |start: usize, tiles: usize, pad: usize, len: usize| {
+        let lo = (2 * start).saturating_sub(pad).min(len);
+        let hi = (2 * (start + tiles) + 2).saturating_sub(pad).min(len);
+        lo..hi.max(lo)
+    };
     (first / per_image..=last / per_image).map(move |n| {
         let image_first = n * per_image;
-        let ty0 = (first.max(image_first) - image_first) / l.tw;
-        let ty1 = (last.min(image_first + per_image - 1) - image_first) / l.tw;
-        let lo = (2 * ty0).saturating_sub(ph).min(l.g.h);
-        let hi = (2 * ty1 + 4).saturating_sub(ph).min(l.g.h);
-        (n, lo, hi.max(lo))
+        let (t0, t1) = (
+            first.max(image_first) - image_first,
+            last.min(image_first + per_image - 1) - image_first,
+        );
+        let (ty0, ty1) = (t0 / l.tw, t1 / l.tw);
+        let cols = if ty0 == ty1 {
+            window(t0 % l.tw, t1 - t0 + 1, pw, l.g.w)
+        } else {
+            0..l.g.w
+        };
+        Region {
+            image: n,
+            rows: window(ty0, ty1 - ty0 + 1, ph, l.g.h),
+            cols,
+        }
     })
 }
 
-/// Values of the channel-last copy of a chunk's input rows (see [`channels_last`]).
+/// Values of the channel-last copy of a chunk's input (see [`channels_last`]).
 fn channels_last_len(l: &Layout, first: usize, count: usize) -> usize {
-    let rows: usize = chunk_rows(l, first, count).map(|(_, lo, hi)| hi - lo).sum();
-    rows * l.g.w * l.g.c.next_multiple_of(16)
+    let positions: usize = chunk_regions(l, first, count).map(|r| r.len()).sum();
+    positions * l.g.c.next_multiple_of(16)
 }
 
-/// Copies the input rows the chunk reads into `xt` channel-last (`[image, row, column]
-/// [channel]`, channels padded to 16; images one after another as [`chunk_rows`] lists
-/// them), 16 positions x 16 channels at a time through a register transpose.
+/// Copies the input a chunk reads into `xt` channel-last (`[region, row, column][channel]`,
+/// channels padded to 16, regions one after another as [`chunk_regions`] lists them), 16
+/// positions x 16 channels at a time through a register transpose.
 ///
 /// # Safety
 /// `x` is the [N, C, H, W] input of `l`; `xt` holds [`channels_last_len`] values.
 #[target_feature(enable = "avx512f")]
 unsafe fn channels_last(l: &Layout, x: &[f32], first: usize, count: usize, xt: &mut [f32]) {
-    use std::arch::x86_64::*;
     let g = &l.g;
-    let (plane, cp) = (g.h * g.w, g.c.next_multiple_of(16));
+    let cp = g.c.next_multiple_of(16);
     let mut base = 0;
-    for (n, lo, hi) in chunk_rows(l, first, count) {
-        let (start, end) = (lo * g.w, hi * g.w);
-        for c0 in (0..g.c).step_by(16) {
-            let src = x.as_ptr().add((n * g.c + c0) * plane);
-            for p0 in (start..end).step_by(16) {
-                let len = (end - p0).min(16);
-                let mut rows = [_mm512_setzero_ps(); 16];
-                for (k, row) in rows.iter_mut().enumerate().take(g.c - c0) {
-                    *row = _mm512_maskz_loadu_ps(mask(len), src.add(k * plane + p0));
-                }
-                let columns = transpose16(rows);
-                let dst = xt.as_mut_ptr().add((base + p0 - start) * cp + c0);
-                for (i, column) in columns.iter().enumerate().take(len) {
-                    _mm512_storeu_ps(dst.add(i * cp), *column);
-                }
+    for region in chunk_regions(l, first, count) {
+        if region.cols.len() == g.w {
+            // Whole rows: one run of positions.
+            let run = region.rows.start * g.w..region.rows.end * g.w;
+            copy_positions(g, x, (region.image, run), xt.as_mut_ptr().add(base * cp));
+        } else {
+            for (i, y) in region.rows.clone().enumerate() {
+                let run = y * g.w + region.cols.start..y * g.w + region.cols.end;
+                let at = base + i * region.cols.len();
+                copy_positions(g, x, (region.image, run), xt.as_mut_ptr().add(at * cp));
             }
         }
-        base += end - start;
+        base += region.len();
+    }
+}
+
+/// Copies plane positions `run` of image `image`, every channel, to `dst` channel-last
+/// (position `p` of the run at `dst + p * cp`).
+///
+/// # Safety
+/// `x` is the [N, C, H, W] input of `g`, `run` inside a plane, and `dst` writable for
+/// `run.len() * cp` values.
+#[target_feature(enable = "avx512f")]
+unsafe fn copy_positions(
+    g: &Geom,
+    x: &[f32],
+    (image, run): (usize, std::ops::Range<usize>),
+    dst: *mut f32,
+) {
+    use std::arch::x86_64::*;
+    let (plane, cp) = (g.h * g.w, g.c.next_multiple_of(16));
+    for c0 in (0..g.c).step_by(16) {
+        let src = x.as_ptr().add((image * g.c + c0) * plane);
+        for p0 in run.clone().step_by(16) {
+            let len = (run.end - p0).min(16);
+            let mut rows = [_mm512_setzero_ps(); 16];
+            for (k, row) in rows.iter_mut().enumerate().take(g.c - c0) {
+                *row = _mm512_maskz_loadu_ps(mask(len), src.add(k * plane + p0));
+            }
+            let columns = transpose16(rows);
+            let to = dst.add((p0 - run.start) * cp + c0);
+            for (i, column) in columns.iter().enumerate().take(len) {
+                _mm512_storeu_ps(to.add(i * cp), *column);
+            }
+        }
     }
 }
 
@@ -340,20 +399,22 @@ unsafe fn input_transform(l: &Layout, xt: &[f32], first: usize, count: usize, v:
     let per_image = l.th * l.tw;
     let zero = _mm512_setzero_ps();
     // Where each image's rows start in `xt`, and its first row.
-    let images: Vec<(usize, usize, usize)> = {
+    // Each image's region and where it starts in `xt`.
+    let images: Vec<(Region, usize)> = {
         let mut base = 0;
-        chunk_rows(l, first, count)
-            .map(|(n, lo, hi)| {
-                let entry = (n, lo, base);
-                base += (hi - lo) * g.w;
-                entry
+        chunk_regions(l, first, count)
+            .map(|region| {
+                let len = region.len();
+                base += len;
+                (region, base - len)
             })
             .collect()
     };
     let first_image = first / per_image;
     for j in 0..count {
         let (n, ty, tx) = l.tile(first + j);
-        let (_, lo, base) = images[n - first_image];
+        let (region, base) = &images[n - first_image];
+        let (rows, cols) = (&region.rows, &region.cols);
         // Offsets of the patch's values in `xt`, `None` in the padding. (Plain loops here
         // and below: closures do not inherit this function's target features, and
         // `array::from_fn` over one was left as a call.)
@@ -363,11 +424,12 @@ unsafe fn input_transform(l: &Layout, xt: &[f32], first: usize, count: usize, v:
             if y < 0 || y as usize >= g.h {
                 continue;
             }
-            let row = base + (y as usize - lo) * g.w;
+            // Inside the image means inside the region (it holds every patch of the chunk).
+            let row = base + (y as usize - rows.start) * cols.len();
             for (k, slot) in at_row.iter_mut().enumerate() {
                 let x = (2 * tx + k) as isize - pw;
                 if x >= 0 && (x as usize) < g.w {
-                    *slot = Some((row + x as usize) * cp);
+                    *slot = Some((row + x as usize - cols.start) * cp);
                 }
             }
         }
@@ -859,6 +921,8 @@ mod tests {
             (3, 8, 4, 4, 130, [2, 1]),
             (1, 4, 2, 2, 16, [1, 1]),
             (2, 32, 33, 31, 48, [1, 1]),
+            // Wide rows: chunks inside one tile row copy only their columns.
+            (1, 16, 4, 401, 64, [1, 1]),
         ];
         for (n, c, h, w, o, padding) in cases {
             let p = ConvParams {
@@ -883,6 +947,76 @@ mod tests {
                     "case {:?} output {i}: {got} vs {want}",
                     (n, c, h, w, o)
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn input_gradient_matches_the_direct_sum() {
+        if !conv_tiles::available() {
+            eprintln!("skipped: the Winograd kernel needs AVX-512");
+            return;
+        }
+        for (n, c, h, w, o, padding) in [(2, 20, 7, 9, 70, [1, 1]), (1, 17, 6, 5, 64, [2, 0])] {
+            let p = ConvParams {
+                stride: [1, 1],
+                padding,
+                dilation: [1, 1],
+                groups: 1,
+            };
+            let (ho, wo) = (h + 2 * padding[0] - 2, w + 2 * padding[1] - 2);
+            let g = Geom::new(&[n, c, h, w], &[o, c, 3, 3], &[n, o, ho, wo], 1);
+            let gy = values(n * o * ho * wo, 4);
+            let wt = values(o * c * 9, 5);
+            let (transposed, params) = input_gradient_geometry(&g, &p).unwrap();
+            let view = WeightView::input_rows(c, 9);
+            let mut dx = vec![f32::NAN; n * c * h * w];
+            let ran = convolve(
+                &gy,
+                (&wt, None, view, true),
+                &transposed,
+                &params,
+                &mut dx,
+                true,
+            )
+            .unwrap();
+            assert!(ran);
+            // dx[n, c, y, x] = sum over (o, i, j) of gy[n, o, y - i + ph, x - j + pw] w[o, c, i, j].
+            for ni in 0..n {
+                for ci in 0..c {
+                    for y in 0..h {
+                        for x in 0..w {
+                            let mut want = 0.0f64;
+                            for oi in 0..o {
+                                for i in 0..3 {
+                                    for j in 0..3 {
+                                        let (yo, xo) = (
+                                            (y + padding[0]) as isize - i as isize,
+                                            (x + padding[1]) as isize - j as isize,
+                                        );
+                                        if yo < 0
+                                            || xo < 0
+                                            || yo >= ho as isize
+                                            || xo >= wo as isize
+                                        {
+                                            continue;
+                                        }
+                                        let g_at =
+                                            ((ni * o + oi) * ho + yo as usize) * wo + xo as usize;
+                                        let w_at = ((oi * c + ci) * 3 + i) * 3 + j;
+                                        want += gy[g_at] as f64 * wt[w_at] as f64;
+                                    }
+                                }
+                            }
+                            let got = dx[((ni * c + ci) * h + y) * w + x] as f64;
+                            let tol = 1e-5 * (1.0 + (o * 9) as f64).sqrt();
+                            assert!(
+                                (got - want).abs() <= tol,
+                                "{got} vs {want} at {ni} {ci} {y} {x}"
+                            );
+                        }
+                    }
+                }
             }
         }
     }
