@@ -218,6 +218,12 @@ fn bench_conv(c: &mut Criterion) {
         g.bench_function(format!("forward/{name}"), |bench| {
             bench.iter(|| conv2d(&x, &w, &params, &x_shape, DType::Float32).expect("conv"))
         });
+        // The same without the Winograd kernel (the direct kernels `auto` used before it).
+        g.bench_function(format!("forward_no_winograd/{name}"), |bench| {
+            std::env::set_var("PYFLAME_CONV_WINOGRAD", "0");
+            bench.iter(|| conv2d(&x, &w, &params, &x_shape, DType::Float32).expect("conv"));
+            std::env::remove_var("PYFLAME_CONV_WINOGRAD");
+        });
         g.bench_function(format!("input_grad/{name}"), |bench| {
             bench.iter(|| {
                 conv2d_backward_input(&gy, &w, &params, &x_shape, DType::Float32).expect("conv")
