@@ -243,11 +243,10 @@ fn run(l: &Layout, u: &[f32], x: &[f32], out: &mut [f32]) {
         }
         SCRATCH.with(|s| {
             let mut scratch = s.borrow_mut();
-            let stride = count;
             let cp = g.c.next_multiple_of(16);
             let xt_len = channels_last_len(l, first, count);
-            let (v_len, m_len) = (XI * count * cp, XI * stride * BLOCK);
-            let staging_len = 4 * stride * BLOCK;
+            let (v_len, m_len) = (XI * count * cp, XI * count * BLOCK);
+            let staging_len = 4 * count * BLOCK;
             let total = xt_len + v_len + m_len + staging_len;
             if scratch.len() < total {
                 scratch.resize(total, 0.0);
@@ -264,9 +263,8 @@ fn run(l: &Layout, u: &[f32], x: &[f32], out: &mut [f32]) {
                 input_transform(l, xt, first, count, v);
                 for block in block_range {
                     let ub = &u[block * XI * g.c * BLOCK..][..XI * g.c * BLOCK];
-                    products(ub, (g.c, cp), v, (count, stride), m);
-                    let tiles = (first, count, stride);
-                    output_transform(l, m, tiles, block, staging, dst.ptr());
+                    products(ub, (g.c, cp), v, count, m);
+                    output_transform(l, m, (first, count), block, staging, dst.ptr());
                 }
             }
         });
@@ -471,18 +469,12 @@ unsafe fn input_transform(l: &Layout, xt: &[f32], first: usize, count: usize, v:
 /// is `[XI][depth][64]`, `v` `[count][XI][cp]`), `count` tiles.
 ///
 /// # Safety
-/// `v` holds `XI * count * cp` values and `m` `XI * stride * 64`.
-unsafe fn products(
-    u: &[f32],
-    (depth, cp): (usize, usize),
-    v: &[f32],
-    (count, stride): (usize, usize),
-    m: &mut [f32],
-) {
+/// `v` holds `XI * count * cp` values and `m` `XI * count * 64`.
+unsafe fn products(u: &[f32], (depth, cp): (usize, usize), v: &[f32], count: usize, m: &mut [f32]) {
     for xi in 0..XI {
         let a = u.as_ptr().add(xi * depth * BLOCK);
         let b = v.as_ptr().add(xi * cp);
-        let out = m.as_mut_ptr().add(xi * stride * BLOCK);
+        let out = m.as_mut_ptr().add(xi * count * BLOCK);
         for j in (0..count).step_by(MICRO) {
             let args = (a, depth, b.add(j * XI * cp), XI * cp, out.add(j * BLOCK));
             match (count - j).min(MICRO) {
@@ -543,13 +535,13 @@ unsafe fn micro<const P: usize>(
 /// each channel's run stored with one masked store (a scatter per vector cost 2-3x more).
 ///
 /// # Safety
-/// `m` holds the block's products, `staging` `4 * stride * 64` values; `out` is the whole
+/// `m` holds the block's products, `staging` `4 * count * 64` values; `out` is the whole
 /// output, and no other task writes these tiles' outputs of this block.
 #[target_feature(enable = "avx512f")]
 unsafe fn output_transform(
     l: &Layout,
     m: &[f32],
-    (first, count, stride): (usize, usize, usize),
+    (first, count): (usize, usize),
     block: usize,
     staging: &mut [f32],
     out: *mut f32,
@@ -564,7 +556,7 @@ unsafe fn output_transform(
         for q in 0..vectors {
             let mut mv = [_mm512_setzero_ps(); XI];
             for (xi, value) in mv.iter_mut().enumerate() {
-                *value = _mm512_loadu_ps(m.as_ptr().add((xi * stride + j) * BLOCK + 16 * q));
+                *value = _mm512_loadu_ps(m.as_ptr().add((xi * count + j) * BLOCK + 16 * q));
             }
             // A^T M (two rows), then (A^T M) A (two columns).
             let mut s = [[_mm512_setzero_ps(); 4]; 2];
@@ -894,6 +886,25 @@ mod tests {
         out
     }
 
+    /// The geometry and parameters of a 3x3 stride-1 convolution of `[n, c, h, w]` into
+    /// `o` channels with `padding`.
+    fn geometry(
+        (n, c, h, w, o): (usize, usize, usize, usize, usize),
+        padding: [usize; 2],
+    ) -> (Geom, ConvParams) {
+        let p = ConvParams {
+            stride: [1, 1],
+            padding,
+            dilation: [1, 1],
+            groups: 1,
+        };
+        let (ho, wo) = (h + 2 * padding[0] - 2, w + 2 * padding[1] - 2);
+        (
+            Geom::new(&[n, c, h, w], &[o, c, 3, 3], &[n, o, ho, wo], 1),
+            p,
+        )
+    }
+
     fn values(len: usize, seed: u32) -> Vec<f32> {
         let mut state = seed.wrapping_mul(2654435761).wrapping_add(1);
         (0..len)
@@ -925,14 +936,8 @@ mod tests {
             (1, 16, 4, 401, 64, [1, 1]),
         ];
         for (n, c, h, w, o, padding) in cases {
-            let p = ConvParams {
-                stride: [1, 1],
-                padding,
-                dilation: [1, 1],
-                groups: 1,
-            };
-            let (ho, wo) = (h + 2 * padding[0] - 2, w + 2 * padding[1] - 2);
-            let g = Geom::new(&[n, c, h, w], &[o, c, 3, 3], &[n, o, ho, wo], 1);
+            let (g, p) = geometry((n, c, h, w, o), padding);
+            let (ho, wo) = (g.ho, g.wo);
             let x = values(n * c * h * w, 1);
             let wt = values(o * c * 9, 2);
             let mut out = vec![f32::NAN; n * o * ho * wo];
@@ -958,14 +963,8 @@ mod tests {
             return;
         }
         for (n, c, h, w, o, padding) in [(2, 20, 7, 9, 70, [1, 1]), (1, 17, 6, 5, 64, [2, 0])] {
-            let p = ConvParams {
-                stride: [1, 1],
-                padding,
-                dilation: [1, 1],
-                groups: 1,
-            };
-            let (ho, wo) = (h + 2 * padding[0] - 2, w + 2 * padding[1] - 2);
-            let g = Geom::new(&[n, c, h, w], &[o, c, 3, 3], &[n, o, ho, wo], 1);
+            let (g, p) = geometry((n, c, h, w, o), padding);
+            let (ho, wo) = (g.ho, g.wo);
             let gy = values(n * o * ho * wo, 4);
             let wt = values(o * c * 9, 5);
             let (transposed, params) = input_gradient_geometry(&g, &p).unwrap();
