@@ -63,7 +63,57 @@ pub fn evaluate_graph_in(
     schedule: &Schedule,
     keep_awake: bool,
 ) -> Result<()> {
-    let small = schedule.steps.len() < HANDOFF_MIN_STEPS;
+    run_on_pool(pool, schedule.steps.len(), keep_awake, || {
+        run_schedule(g, schedule)
+    })
+}
+
+/// Runs `schedule` over `g`, a graph kept from one run to the next (a recorded template's),
+/// with `feeds` (graph position, value) in place of the values its placeholder nodes hold,
+/// and returns the values of `g.outputs` in order. Unlike [`evaluate_graph_in`] it stores
+/// nothing in the graph's nodes and releases none of their inputs, so the same graph serves
+/// every run (and concurrent runs): a run builds no nodes and drops none.
+pub fn run_detached_in(
+    pool: Option<&rayon::ThreadPool>,
+    g: &Graph,
+    schedule: &Schedule,
+    feeds: &[(usize, Value)],
+    keep_awake: bool,
+) -> Result<Vec<Value>> {
+    run_on_pool(pool, schedule.steps.len(), keep_awake, || {
+        let mut slots: Vec<Option<Value>> = g.nodes.iter().map(|node| node.value()).collect();
+        for (position, value) in feeds {
+            let slot = slots.get_mut(*position).ok_or_else(|| {
+                Error::Invalid("internal: feed position outside the graph".into())
+            })?;
+            *slot = Some(value.clone());
+        }
+        let mut keep = vec![false; g.len()];
+        for &o in &g.outputs {
+            keep[o] = true;
+        }
+        run_steps(g, schedule, &mut slots, &keep, false)?;
+        g.outputs
+            .iter()
+            .map(|&o| {
+                slots[o]
+                    .clone()
+                    .ok_or_else(|| Error::Invalid("internal: output was not computed".into()))
+            })
+            .collect()
+    })
+}
+
+/// Runs `work` (a graph of `steps` steps) on the threads of `pool` (`None`: the global
+/// pool), as described at [`evaluate_in`]: on the pool's first worker while the others spin,
+/// or on the current thread for small graphs and nested evaluations.
+fn run_on_pool<R: Send>(
+    pool: Option<&rayon::ThreadPool>,
+    steps: usize,
+    keep_awake: bool,
+    work: impl Fn() -> Result<R> + Sync,
+) -> Result<R> {
+    let small = steps < HANDOFF_MIN_STEPS;
     if small || rayon::current_thread_index().is_some() {
         // One hand-off would cost more than a small graph saves; a nested evaluation stays
         // on its worker.
@@ -72,11 +122,11 @@ pub fn evaluate_graph_in(
         return match pool {
             Some(p) if p.current_thread_index().is_none() => p.install(|| {
                 let _busy = Occupied::enter();
-                run_schedule(g, schedule)
+                work()
             }),
             _ => {
                 let _busy = Occupied::enter();
-                run_schedule(g, schedule)
+                work()
             }
         };
     }
@@ -94,7 +144,7 @@ pub fn evaluate_graph_in(
             spin_for_work(&done);
             return None;
         }
-        let result = run_schedule(g, schedule);
+        let result = work();
         done.store(true, Ordering::Release);
         Some(result)
     };
@@ -285,6 +335,19 @@ fn run_schedule(g: &Graph, schedule: &Schedule) -> Result<()> {
             keep[j] = true;
         }
     }
+    run_steps(g, schedule, &mut slots, &keep, true)
+}
+
+/// Runs the steps of `schedule` over `g`, reading and filling `slots` (one per graph
+/// position) and releasing each value after its last reader. `keep[j]`: the value of node
+/// `j` must survive the run; with `publish` it is also stored in the node.
+fn run_steps(
+    g: &Graph,
+    schedule: &Schedule,
+    slots: &mut [Option<Value>],
+    keep: &[bool],
+    publish: bool,
+) -> Result<()> {
     let profile = profiling();
     // Step timings are printed after the evaluation: writing between steps would let the
     // worker threads fall asleep and charge their wake-up to the next step.
@@ -300,8 +363,8 @@ fn run_schedule(g: &Graph, schedule: &Schedule) -> Result<()> {
                 slot,
                 matmul,
                 views,
-            } => crate::epilogue::run(g, i, program, inputs, *slot, *matmul, views, &slots, &keep)?,
-            kind => run_step(g, i, kind, &slots)?,
+            } => crate::epilogue::run(g, i, program, inputs, *slot, *matmul, views, slots, keep)?,
+            kind => run_step(g, i, kind, slots)?,
         };
         if let Some(t0) = started {
             let kind = match &step.kind {
@@ -323,7 +386,7 @@ fn run_schedule(g: &Graph, schedule: &Schedule) -> Result<()> {
                 node.dtype
             ));
         }
-        if keep[i] {
+        if publish && keep[i] {
             node.set_value(value.clone());
         }
         slots[i] = Some(value);

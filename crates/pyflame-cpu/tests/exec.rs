@@ -216,3 +216,53 @@ fn graphs_evaluated_from_several_threads_with_lingering_workers() {
         h.join().expect("an evaluating thread panicked");
     }
 }
+
+#[test]
+fn detached_runs_reuse_one_graph_and_leave_its_nodes_unrealized() {
+    // A recorded template's graph serves every run: each run takes its own input value in
+    // the placeholder's place, returns the outputs (the last node and an intermediate that
+    // is also read further on) and stores nothing in the nodes.
+    let shear = input_f32(&[2, 2], vec![1., 1., 0., 1.]);
+    let x = input_f32(&[1, 2], vec![0.0, 1.0]);
+    let mut y = x.clone();
+    let mut middle = None;
+    for step in 0..8 {
+        y = build::matmul(&y, &shear).unwrap();
+        if step == 3 {
+            middle = Some(build::unary(UnaryOp::Neg, &y).unwrap());
+            y = build::binary(BinaryOp::Sub, &y, middle.as_ref().unwrap()).unwrap();
+        }
+    }
+    let middle = middle.unwrap();
+    let template = pyflame_ir::template::Template::record(&[y, middle], &[x]).unwrap();
+    let first = Value::contiguous(
+        Arc::new(Storage::from_slice(&[0.0f32, 1.0]).unwrap()),
+        vec![1, 2],
+    );
+    let graph = template.instantiate_graph(vec![first]).unwrap();
+    let sched = schedule::schedule_for(&graph).unwrap();
+    assert!(
+        sched.steps.len() >= 6,
+        "the run should be handed to the pool"
+    );
+    let position = template.placeholder_positions()[0];
+    for start in [2.0f32, -3.0, 0.5] {
+        let feed = Value::contiguous(
+            Arc::new(Storage::from_slice(&[start, 1.0]).unwrap()),
+            vec![1, 2],
+        );
+        let outs = exec::run_detached_in(None, &graph, &sched, &[(position, feed)], true).unwrap();
+        let read = |v: &Value| v.storage.as_slice::<f32>().unwrap()[..2].to_vec();
+        // after 4 shears [s, 4s + 1]; doubled by `y - (-y)`; 4 more shears add 4 * 2s
+        let (a, b) = (2.0 * start, 2.0 * (4.0 * start + 1.0));
+        assert_eq!(read(&outs[0]), vec![a, b + 4.0 * a]);
+        assert_eq!(read(&outs[1]), vec![-start, -(4.0 * start + 1.0)]);
+    }
+    for (j, node) in graph.nodes.iter().enumerate() {
+        let leaf = graph.input_index[j].is_empty();
+        assert_eq!(node.is_realized(), leaf, "node {j} ({})", node.op.name());
+        if !leaf {
+            assert_eq!(node.inputs().len(), graph.input_index[j].len());
+        }
+    }
+}

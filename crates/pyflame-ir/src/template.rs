@@ -4,7 +4,10 @@
 //! models (a batch-1 ResNet-18 spends about as long building its ~60 ops as computing
 //! them). A [`Template`] records the structure once, from the unevaluated outputs back to
 //! the placeholders (the nodes that will take new values) and the realized constants, and
-//! [`Template::instantiate`] rebuilds fresh nodes around new input values in one pass.
+//! [`Template::instantiate`] rebuilds fresh nodes around new input values in one pass. The
+//! inference runtime builds one graph ([`Template::instantiate_graph`]) and runs it again
+//! and again with new values in the placeholders' places ([`Template::placeholder_positions`]),
+//! without building nodes at all.
 
 use crate::{Graph, Node, NodeRef, Op, Value};
 use pyflame_core::{DType, Error, MeshLayout, Result};
@@ -130,8 +133,21 @@ impl Template {
         })
     }
 
-    /// One fresh node per recorded step (placeholders take `inputs`).
-    fn build_nodes(&self, inputs: Vec<Value>) -> Result<Vec<NodeRef>> {
+    /// The graph position of each placeholder (in placeholder order) in the graphs that
+    /// [`Template::instantiate_graph`] builds.
+    pub fn placeholder_positions(&self) -> Vec<usize> {
+        let mut positions = vec![0; self.inputs.len()];
+        for (position, step) in self.steps.iter().enumerate() {
+            if let Step::Placeholder { index } = step {
+                positions[*index] = position;
+            }
+        }
+        positions
+    }
+
+    /// Checks that `inputs` are one value per placeholder, each with the placeholder's
+    /// shape and dtype.
+    pub fn check_inputs(&self, inputs: &[Value]) -> Result<()> {
         if inputs.len() != self.inputs.len() {
             return Err(Error::Invalid(format!(
                 "the recorded graph takes {} inputs, {} were given",
@@ -148,6 +164,12 @@ impl Template {
                 )));
             }
         }
+        Ok(())
+    }
+
+    /// One fresh node per recorded step (placeholders take `inputs`).
+    fn build_nodes(&self, inputs: Vec<Value>) -> Result<Vec<NodeRef>> {
+        self.check_inputs(&inputs)?;
         let mut inputs: Vec<Option<Value>> = inputs.into_iter().map(Some).collect();
         let mut made: Vec<NodeRef> = Vec::with_capacity(self.steps.len());
         for step in &self.steps {

@@ -5,10 +5,10 @@ use crate::convert::{value_from_numpy, value_to_numpy};
 use crate::errors::IntoPy;
 use crate::tensor::PyTensor;
 use crate::threads::PyThreadPool;
-use pyflame_cpu::exec::evaluate_graph_in;
+use pyflame_cpu::exec::run_detached_in;
 use pyflame_cpu::schedule::{schedule_for, Schedule};
 use pyflame_ir::template::Template;
-use pyflame_ir::Value;
+use pyflame_ir::{Graph, Value};
 use pyo3::prelude::*;
 use std::sync::{Arc, OnceLock};
 
@@ -19,8 +19,18 @@ use std::sync::{Arc, OnceLock};
 #[pyclass(name = "Template", module = "pyflame._core", frozen)]
 pub struct PyTemplate {
     inner: Template,
-    /// The schedule of the recorded graph, made on the first run.
-    schedule: OnceLock<Arc<Schedule>>,
+    /// The graph every run executes, made on the first run (see [`Runnable`]).
+    runnable: OnceLock<Arc<Runnable>>,
+}
+
+/// One graph of the recorded nodes, kept for all runs with its schedule: each run puts its
+/// inputs in the placeholders' places and computes the outputs without building nodes or
+/// storing values in them (`run_detached_in`).
+struct Runnable {
+    graph: Graph,
+    schedule: Arc<Schedule>,
+    /// graph position of each placeholder
+    placeholders: Vec<usize>,
 }
 
 #[pymethods]
@@ -34,7 +44,7 @@ impl PyTemplate {
         let phs: Vec<_> = placeholders.iter().map(|t| t.node.clone()).collect();
         Ok(Self {
             inner: Template::record(&outs, &phs).py()?,
-            schedule: OnceLock::new(),
+            runnable: OnceLock::new(),
         })
     }
 
@@ -58,28 +68,34 @@ impl PyTemplate {
             .iter()
             .map(value_from_numpy)
             .collect::<PyResult<Vec<_>>>()?;
-        let graph = self.inner.instantiate_graph(values).py()?;
-        let schedule = match self.schedule.get() {
-            Some(s) => s.clone(),
+        self.inner.check_inputs(&values).py()?;
+        let runnable = match self.runnable.get() {
+            Some(r) => r.clone(),
             None => {
-                let s = schedule_for(&graph).py()?;
-                self.schedule.get_or_init(|| s).clone()
+                // The first run's inputs stay in the placeholder nodes: the schedule takes
+                // realized leaves for inputs.
+                let graph = self.inner.instantiate_graph(values.clone()).py()?;
+                let schedule = schedule_for(&graph).py()?;
+                let made = Arc::new(Runnable {
+                    graph,
+                    schedule,
+                    placeholders: self.inner.placeholder_positions(),
+                });
+                self.runnable.get_or_init(|| made).clone()
             }
         };
+        let feeds: Vec<(usize, Value)> =
+            runnable.placeholders.iter().copied().zip(values).collect();
         let pool = pool.as_ref().map(|p| p.get());
-        // The graph (every intermediate node) is also dropped without the GIL.
         let values = py
-            .detach(move || -> pyflame_core::Result<Vec<Value>> {
-                evaluate_graph_in(pool.map(|p| &p.pool), &graph, &schedule, keep_awake)?;
-                graph
-                    .outputs
-                    .iter()
-                    .map(|&o| {
-                        graph.nodes[o].value().ok_or_else(|| {
-                            pyflame_core::Error::Invalid("internal: output was not computed".into())
-                        })
-                    })
-                    .collect()
+            .detach(|| {
+                run_detached_in(
+                    pool.map(|p| &p.pool),
+                    &runnable.graph,
+                    &runnable.schedule,
+                    &feeds,
+                    keep_awake,
+                )
             })
             .py()?;
         values.iter().map(|v| value_to_numpy(py, v)).collect()
