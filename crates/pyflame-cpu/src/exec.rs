@@ -7,7 +7,7 @@ use crate::schedule::{schedule_for, Schedule, StepKind};
 use crate::{attention, conv, movement, norm, pool, softmax, sources};
 use pyflame_core::{dispatch_dtype, numel, DType, Element, Error, Result, Storage};
 use pyflame_ir::{ConvAttrs, Graph, NodeRef, Op, PoolAttrs, PoolKind, ReduceOp, Value};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Evaluates `outputs` (and whatever they depend on) and stores their values in the nodes.
@@ -48,51 +48,40 @@ pub fn evaluate_in(pool: Option<&rayon::ThreadPool>, outputs: &[NodeRef]) -> Res
     }
     let g = Graph::capture(&pending, true);
     let schedule = schedule_for(&g)?;
-    evaluate_graph_in(pool, &g, &schedule, true)
-}
-
-/// Runs `schedule` (the schedule of `g`, see [`schedule_for`]) on the threads of `pool`
-/// (`None`: the global pool), as [`evaluate_in`] does once it has captured and scheduled
-/// the graph. For callers that build the same graph again and again and keep its schedule
-/// (recorded templates). `keep_awake: false` lets the workers sleep as soon as the graph is
-/// done instead of lingering for [`worker_spin`] (ONNX Runtime's
-/// `session.intra_op.allow_spinning = 0`).
-pub fn evaluate_graph_in(
-    pool: Option<&rayon::ThreadPool>,
-    g: &Graph,
-    schedule: &Schedule,
-    keep_awake: bool,
-) -> Result<()> {
-    run_on_pool(pool, schedule.steps.len(), keep_awake, || {
-        run_schedule(g, schedule)
+    run_on_pool(pool, schedule.steps.len(), true, move || {
+        run_schedule(&g, &schedule)
     })
 }
 
 /// Runs `schedule` over `g`, a graph kept from one run to the next (a recorded template's),
 /// with `feeds` (graph position, value) in place of the values its placeholder nodes hold,
-/// and returns the values of `g.outputs` in order. Unlike [`evaluate_graph_in`] it stores
-/// nothing in the graph's nodes and releases none of their inputs, so the same graph serves
-/// every run (and concurrent runs): a run builds no nodes and drops none.
+/// and returns the values of `g.outputs` in order, on the threads of `pool` (`None`: the
+/// global pool) as [`evaluate_in`] runs a graph. Unlike [`evaluate_in`] it stores nothing
+/// in the graph's nodes and releases none of their inputs, so the same graph serves every
+/// run (and concurrent runs): a run builds no nodes and drops none. `keep_awake: false` lets
+/// the workers sleep as soon as the graph is done instead of lingering for [`worker_spin`]
+/// (ONNX Runtime's `session.intra_op.allow_spinning = 0`).
 pub fn run_detached_in(
     pool: Option<&rayon::ThreadPool>,
-    g: &Graph,
-    schedule: &Schedule,
-    feeds: &[(usize, Value)],
+    g: Arc<Graph>,
+    schedule: Arc<Schedule>,
+    feeds: Vec<(usize, Value)>,
     keep_awake: bool,
 ) -> Result<Vec<Value>> {
-    run_on_pool(pool, schedule.steps.len(), keep_awake, || {
+    let steps = schedule.steps.len();
+    run_on_pool(pool, steps, keep_awake, move || {
         let mut slots: Vec<Option<Value>> = g.nodes.iter().map(|node| node.value()).collect();
         for (position, value) in feeds {
-            let slot = slots.get_mut(*position).ok_or_else(|| {
+            let slot = slots.get_mut(position).ok_or_else(|| {
                 Error::Invalid("internal: feed position outside the graph".into())
             })?;
-            *slot = Some(value.clone());
+            *slot = Some(value);
         }
         let mut keep = vec![false; g.len()];
         for &o in &g.outputs {
             keep[o] = true;
         }
-        run_steps(g, schedule, &mut slots, &keep, false)?;
+        run_steps(&g, &schedule, &mut slots, &keep, false)?;
         g.outputs
             .iter()
             .map(|&o| {
@@ -107,11 +96,16 @@ pub fn run_detached_in(
 /// Runs `work` (a graph of `steps` steps) on the threads of `pool` (`None`: the global
 /// pool), as described at [`evaluate_in`]: on the pool's first worker while the others spin,
 /// or on the current thread for small graphs and nested evaluations.
-fn run_on_pool<R: Send>(
+///
+/// The calling thread waits for the result by polling (yielding its core between polls) for
+/// up to [`CALLER_SPIN`], then sleeps until woken: a thread asleep in the kernel took 7-15 us
+/// to wake on this virtual machine, paid once per run. The workers stay awake for
+/// [`worker_spin`] after the run (`keep_awake`), each lingering at the end of its own job.
+fn run_on_pool<R: Send + 'static>(
     pool: Option<&rayon::ThreadPool>,
     steps: usize,
     keep_awake: bool,
-    work: impl Fn() -> Result<R> + Sync,
+    work: impl FnOnce() -> Result<R> + Send + 'static,
 ) -> Result<R> {
     let small = steps < HANDOFF_MIN_STEPS;
     if small || rayon::current_thread_index().is_some() {
@@ -130,41 +124,94 @@ fn run_on_pool<R: Send>(
             }
         };
     }
-    let done = AtomicBool::new(false);
-    // Workers that took this graph's work from inside `linger`: they keep lingering after it.
-    let lingering = AtomicUsize::new(0);
-    // Worker 0 runs the graph and returns its result; the others spin until it is done.
-    let on_each_worker = |ctx: rayon::BroadcastContext<'_>| {
-        // A lingering job reaching this worker while it works for this graph returns at once.
-        let busy = Occupied::enter();
-        if busy.was {
-            lingering.fetch_add(1, Ordering::Relaxed);
+    let linger_after = keep_awake && !worker_spin().is_zero();
+    let handoff = Arc::new(HandOff::new(work));
+    let shared = handoff.clone();
+    // Worker 0 runs the graph; the others spin (taking its parallel work) until it is done.
+    let on_each_worker = move |ctx: rayon::BroadcastContext<'_>| {
+        {
+            // A lingering job reaching this worker while it works for this graph returns
+            // at once.
+            let _busy = Occupied::enter();
+            if ctx.index() == 0 {
+                shared.run();
+            } else {
+                spin_for_work(&shared.done);
+            }
         }
-        if ctx.index() != 0 {
-            spin_for_work(&done);
-            return None;
+        // Keep the worker awake for the next evaluation (returns at once inside an outer
+        // linger, which goes on).
+        if linger_after {
+            linger();
         }
-        let result = work();
-        done.store(true, Ordering::Release);
-        Some(result)
     };
-    let results = match pool {
-        Some(p) => p.broadcast(on_each_worker),
-        None => rayon::broadcast(on_each_worker),
-    };
-    // Keep the workers awake for the next evaluation (see `linger`), unless all of them
-    // are lingering already.
-    if keep_awake && !worker_spin().is_zero() && lingering.load(Ordering::Relaxed) < results.len() {
-        match pool {
-            Some(p) => p.spawn_broadcast(|_| linger()),
-            None => rayon::spawn_broadcast(|_| linger()),
+    match pool {
+        Some(p) => p.spawn_broadcast(on_each_worker),
+        None => rayon::spawn_broadcast(on_each_worker),
+    }
+    handoff.wait(if keep_awake {
+        CALLER_SPIN
+    } else {
+        std::time::Duration::ZERO
+    })
+}
+
+/// How long the thread that handed a graph to the pool polls for its result before it
+/// sleeps (see [`run_on_pool`]).
+const CALLER_SPIN: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// A graph handed to the pool: the work (taken by the worker that runs it), its result and
+/// the flag the caller and the spinning workers wait on.
+struct HandOff<F, R> {
+    work: Mutex<Option<F>>,
+    result: Mutex<Option<Result<R>>>,
+    done: AtomicBool,
+    finished: std::sync::Condvar,
+}
+
+impl<F: FnOnce() -> Result<R>, R> HandOff<F, R> {
+    fn new(work: F) -> Self {
+        Self {
+            work: Mutex::new(Some(work)),
+            result: Mutex::new(None),
+            done: AtomicBool::new(false),
+            finished: std::sync::Condvar::new(),
         }
     }
-    results.into_iter().flatten().next().unwrap_or_else(|| {
-        Err(Error::Invalid(
-            "internal: the evaluating worker did not report a result".into(),
-        ))
-    })
+
+    /// Runs the work (dropping it, and what it holds, before the caller resumes) and
+    /// publishes the result; a panic becomes an error.
+    fn run(&self) {
+        let work = self.work.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let result = match work {
+            Some(work) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+                .unwrap_or_else(|_| {
+                    Err(Error::Invalid(
+                        "internal: a kernel panicked while evaluating the graph".into(),
+                    ))
+                }),
+            None => Err(Error::Invalid("internal: the graph ran twice".into())),
+        };
+        let mut slot = self.result.lock().unwrap_or_else(|e| e.into_inner());
+        *slot = Some(result);
+        self.done.store(true, Ordering::Release);
+        self.finished.notify_all();
+    }
+
+    /// The result, once published: polls for up to `spin`, then sleeps until it is.
+    fn wait(&self, spin: std::time::Duration) -> Result<R> {
+        let started = std::time::Instant::now();
+        while !self.done.load(Ordering::Acquire) && started.elapsed() < spin {
+            std::thread::yield_now();
+        }
+        let mut slot = self.result.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(result) = slot.take() {
+                return result;
+            }
+            slot = self.finished.wait(slot).unwrap_or_else(|e| e.into_inner());
+        }
+    }
 }
 
 /// How long a spinning worker waits without finding work before it goes back to rayon's

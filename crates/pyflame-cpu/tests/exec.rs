@@ -239,7 +239,7 @@ fn detached_runs_reuse_one_graph_and_leave_its_nodes_unrealized() {
         Arc::new(Storage::from_slice(&[0.0f32, 1.0]).unwrap()),
         vec![1, 2],
     );
-    let graph = template.instantiate_graph(vec![first]).unwrap();
+    let graph = Arc::new(template.instantiate_graph(vec![first]).unwrap());
     let sched = schedule::schedule_for(&graph).unwrap();
     assert!(
         sched.steps.len() >= 6,
@@ -251,7 +251,14 @@ fn detached_runs_reuse_one_graph_and_leave_its_nodes_unrealized() {
             Arc::new(Storage::from_slice(&[start, 1.0]).unwrap()),
             vec![1, 2],
         );
-        let outs = exec::run_detached_in(None, &graph, &sched, &[(position, feed)], true).unwrap();
+        let outs = exec::run_detached_in(
+            None,
+            graph.clone(),
+            sched.clone(),
+            vec![(position, feed)],
+            true,
+        )
+        .unwrap();
         let read = |v: &Value| v.storage.as_slice::<f32>().unwrap()[..2].to_vec();
         // after 4 shears [s, 4s + 1]; doubled by `y - (-y)`; 4 more shears add 4 * 2s
         let (a, b) = (2.0 * start, 2.0 * (4.0 * start + 1.0));

@@ -27,7 +27,7 @@ pub struct PyTemplate {
 /// inputs in the placeholders' places and computes the outputs without building nodes or
 /// storing values in them (`run_detached_in`).
 struct Runnable {
-    graph: Graph,
+    graph: Arc<Graph>,
     schedule: Arc<Schedule>,
     /// graph position of each placeholder
     placeholders: Vec<usize>,
@@ -77,7 +77,7 @@ impl PyTemplate {
                 let graph = self.inner.instantiate_graph(values.clone()).py()?;
                 let schedule = schedule_for(&graph).py()?;
                 let made = Arc::new(Runnable {
-                    graph,
+                    graph: Arc::new(graph),
                     schedule,
                     placeholders: self.inner.placeholder_positions(),
                 });
@@ -91,9 +91,9 @@ impl PyTemplate {
             .detach(|| {
                 run_detached_in(
                     pool.map(|p| &p.pool),
-                    &runnable.graph,
-                    &runnable.schedule,
-                    &feeds,
+                    runnable.graph.clone(),
+                    runnable.schedule.clone(),
+                    feeds,
                     keep_awake,
                 )
             })
