@@ -310,3 +310,64 @@ def test_executor_refuses_intermediates_as_outputs():
     np.testing.assert_allclose(ex.run(["y"], {"x": x})[0], [0.0, -2.0])
     with pytest.raises(ort.BackendError, match="not graph outputs"):
         ex.run(["h"], {"x": x})
+
+
+_PINNING_SCRIPT = """
+import os, time
+import pyflame as pf
+
+def affinities(prefix):
+    out = {}
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        out = {}
+        for t in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{t}/comm") as f:
+                    name = f.read().strip()
+                if name.startswith(prefix):
+                    out[name] = sorted(os.sched_getaffinity(int(t)))
+            except OSError:
+                pass
+        if len(out) >= expected.get(prefix, 0):
+            return out
+        time.sleep(0.01)
+    return out
+
+cpus = sorted(os.sched_getaffinity(0))
+pin = os.environ.get("PYFLAME_PIN_THREADS", "1") != "0"
+expected = {"pyflame-wrk": 2, "pyflame-pool": 2}
+globals_ = affinities("pyflame-wrk")
+assert sorted(globals_) == ["pyflame-wrk-0", "pyflame-wrk-1"], globals_
+pool = pf._core.ThreadPool(2)
+pooled = affinities("pyflame-pool")
+assert sorted(pooled) == ["pyflame-pool-0", "pyflame-pool-1"], pooled
+for workers in (globals_, pooled):
+    for i in range(2):
+        name = sorted(workers)[i]
+        assert workers[name] == ([cpus[i]] if pin else cpus), (workers, cpus)
+# The calling thread stays free.
+assert sorted(os.sched_getaffinity(0)) == cpus
+# A pool with more workers than cores leaves them free.
+before = set(os.listdir("/proc/self/task"))
+big = pf._core.ThreadPool(len(cpus) + 1)
+deadline = time.monotonic() + 10
+while len(set(os.listdir("/proc/self/task")) - before) < len(cpus) + 1:
+    assert time.monotonic() < deadline, "the pool's workers did not start"
+    time.sleep(0.01)
+for t in set(os.listdir("/proc/self/task")) - before:
+    assert sorted(os.sched_getaffinity(int(t))) == cpus
+print("ok")
+"""
+
+
+@pytest.mark.skipif(
+    not os.path.exists("/proc/self/task") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs Linux /proc and two cores",
+)
+@pytest.mark.parametrize("pin", ["1", "0"])
+def test_pool_workers_are_pinned_to_cores_unless_turned_off(pin, monkeypatch, run_script_ok):
+    # Two workers on a process with two or more cores: worker i runs on the i-th allowed
+    # core, the Python thread stays free; PYFLAME_PIN_THREADS=0 leaves every worker free.
+    monkeypatch.setenv("PYFLAME_PIN_THREADS", pin)
+    run_script_ok(_PINNING_SCRIPT, "2")

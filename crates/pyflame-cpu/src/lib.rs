@@ -1,6 +1,7 @@
 //! PyFlame CPU backend: the scheduler and executor for captured graphs, fused elementwise
 //! programs, and the kernels (matmul, reductions, math) they call.
 
+pub mod affinity;
 pub mod attention;
 pub mod conv;
 mod conv_batched;

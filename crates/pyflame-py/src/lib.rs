@@ -20,6 +20,8 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
+    // Rayon's global pool, built now so that its workers are pinned to cores.
+    pyflame_cpu::affinity::init_global_pool();
     m.add_class::<tensor::PyTensor>()?;
     m.add_class::<dtype::PyDType>()?;
     m.add_class::<dtype::PyMeshLayout>()?;

@@ -10,6 +10,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 /// A pool of `num_threads` worker threads (named `pyflame-pool-<i>`) that evaluates tensors.
+/// Its workers are pinned to cores when the pool fits the process's cores
+/// (`pyflame_cpu::affinity`; `PYFLAME_PIN_THREADS=0` leaves them free).
 #[pyclass(name = "ThreadPool", module = "pyflame._core", frozen)]
 pub struct PyThreadPool {
     /// the worker threads
@@ -27,6 +29,7 @@ impl PyThreadPool {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(num_threads)
             .thread_name(|i| format!("pyflame-pool-{i}"))
+            .start_handler(pyflame_cpu::affinity::start_handler(num_threads))
             .build()
             .map_err(|e| PyRuntimeError::new_err(format!("cannot start thread pool: {e}")))?;
         Ok(Self { pool, num_threads })
