@@ -97,13 +97,13 @@ pub fn run_detached_in(
 /// pool), as described at [`evaluate_in`]: on the pool's first worker while the others spin,
 /// or on the current thread for small graphs and nested evaluations.
 ///
-/// The calling thread does not sleep through the whole graph: a thread asleep in the kernel
-/// took 7-15 us to wake on this virtual machine, paid at the end of every run. It polls for
-/// the result (yielding its core between polls) for [`CALLER_SPIN`], which covers small
-/// graphs, then sleeps until the graph's last [`NEAR_END_STEPS`] steps, and polls from there
-/// (see [`HandOff::wait`]): polling all along took the core from a worker dozens of times
-/// per run. The workers stay awake for [`worker_spin`] after the run (`keep_awake`), each
-/// lingering at the end of its own job.
+/// The calling thread waits for the result by polling (yielding its core between polls) for
+/// up to [`CALLER_SPIN`], then sleeps until woken: a thread asleep in the kernel took 7-15 us
+/// to wake on this virtual machine, paid once per run. (Sleeping until the graph's last
+/// steps and polling only from there was tried: it took the core from the workers less
+/// often, but batch-1 ResNet-18 and the MLP step were no faster than with the plain poll.)
+/// The workers stay awake for [`worker_spin`] after the run (`keep_awake`), each lingering
+/// at the end of its own job.
 fn run_on_pool<R: Send + 'static>(
     pool: Option<&rayon::ThreadPool>,
     steps: usize,
@@ -139,7 +139,7 @@ fn run_on_pool<R: Send + 'static>(
             if ctx.index() == 0 {
                 shared.run();
             } else {
-                spin_for_work(&shared.waiter.done);
+                spin_for_work(&shared.done);
             }
         }
         // Keep the worker awake for the next evaluation (returns at once inside an outer
@@ -152,90 +152,24 @@ fn run_on_pool<R: Send + 'static>(
         Some(p) => p.spawn_broadcast(on_each_worker),
         None => rayon::spawn_broadcast(on_each_worker),
     }
-    handoff.wait(keep_awake)
+    handoff.wait(if keep_awake {
+        CALLER_SPIN
+    } else {
+        std::time::Duration::ZERO
+    })
 }
 
-/// How long the thread that handed a graph to the pool polls for the result before it
-/// sleeps until the graph is near its end (see [`run_on_pool`]).
-const CALLER_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
-
-/// How long the caller polls once woken near the end of the graph, before it sleeps until
-/// the graph is done.
-const CALLER_SPIN_AT_END: std::time::Duration = std::time::Duration::from_millis(2);
-
-/// Steps before the end of a handed-off graph at which the waiting caller is woken, so that
-/// its wake-up overlaps the last kernels.
-const NEAR_END_STEPS: usize = 4;
-
-thread_local! {
-    /// The waiter to wake when the graph this worker runs reaches its last
-    /// [`NEAR_END_STEPS`] steps (set while a handed-off graph runs; taken once).
-    static NEAR_END: std::cell::RefCell<Option<Arc<Waiter>>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// Where the caller of a handed-off graph waits: woken near the graph's end and at its end.
-struct Waiter {
-    /// 0 running, 1 near the end, 2 done
-    stage: Mutex<u8>,
-    changed: std::sync::Condvar,
-    done: AtomicBool,
-}
-
-impl Waiter {
-    fn reach(&self, stage: u8) {
-        if stage == 2 {
-            self.done.store(true, Ordering::Release);
-        }
-        let mut current = self.stage.lock().unwrap_or_else(|e| e.into_inner());
-        if *current < stage {
-            *current = stage;
-            self.changed.notify_all();
-        }
-    }
-
-    /// Sleeps until the stage is at least `stage`.
-    fn sleep_until(&self, stage: u8) {
-        let mut current = self.stage.lock().unwrap_or_else(|e| e.into_inner());
-        while *current < stage {
-            current = self
-                .changed
-                .wait(current)
-                .unwrap_or_else(|e| e.into_inner());
-        }
-    }
-
-    /// Polls (yielding the core between polls) until done or `limit` has passed.
-    fn poll(&self, limit: std::time::Duration) -> bool {
-        let started = std::time::Instant::now();
-        loop {
-            if self.done.load(Ordering::Acquire) {
-                return true;
-            }
-            if started.elapsed() >= limit {
-                return false;
-            }
-            std::thread::yield_now();
-        }
-    }
-}
-
-/// Called by [`run_steps`] at each step: wakes the caller of a handed-off graph when the
-/// graph enters its last [`NEAR_END_STEPS`] steps.
-fn near_end_check(step: usize, steps: usize) {
-    if step + NEAR_END_STEPS == steps {
-        if let Some(waiter) = NEAR_END.with(|w| w.borrow_mut().take()) {
-            waiter.reach(1);
-        }
-    }
-}
+/// How long the thread that handed a graph to the pool polls for its result before it
+/// sleeps (see [`run_on_pool`]).
+const CALLER_SPIN: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// A graph handed to the pool: the work (taken by the worker that runs it), its result and
-/// where the caller and the spinning workers wait.
+/// the flag the caller and the spinning workers wait on.
 struct HandOff<F, R> {
     work: Mutex<Option<F>>,
     result: Mutex<Option<Result<R>>>,
-    waiter: Arc<Waiter>,
+    done: AtomicBool,
+    finished: std::sync::Condvar,
 }
 
 impl<F: FnOnce() -> Result<R>, R> HandOff<F, R> {
@@ -243,11 +177,8 @@ impl<F: FnOnce() -> Result<R>, R> HandOff<F, R> {
         Self {
             work: Mutex::new(Some(work)),
             result: Mutex::new(None),
-            waiter: Arc::new(Waiter {
-                stage: Mutex::new(0),
-                changed: std::sync::Condvar::new(),
-                done: AtomicBool::new(false),
-            }),
+            done: AtomicBool::new(false),
+            finished: std::sync::Condvar::new(),
         }
     }
 
@@ -255,7 +186,6 @@ impl<F: FnOnce() -> Result<R>, R> HandOff<F, R> {
     /// publishes the result; a panic becomes an error.
     fn run(&self) {
         let work = self.work.lock().unwrap_or_else(|e| e.into_inner()).take();
-        NEAR_END.with(|w| *w.borrow_mut() = Some(self.waiter.clone()));
         let result = match work {
             Some(work) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
                 .unwrap_or_else(|_| {
@@ -265,33 +195,25 @@ impl<F: FnOnce() -> Result<R>, R> HandOff<F, R> {
                 }),
             None => Err(Error::Invalid("internal: the graph ran twice".into())),
         };
-        NEAR_END.with(|w| w.borrow_mut().take());
-        *self.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
-        self.waiter.reach(2);
+        let mut slot = self.result.lock().unwrap_or_else(|e| e.into_inner());
+        *slot = Some(result);
+        self.done.store(true, Ordering::Release);
+        self.finished.notify_all();
     }
 
-    /// The result, once published. With `poll` the caller polls for [`CALLER_SPIN`] (short
-    /// graphs end within it), sleeps until the graph is near its end, and polls again from
-    /// there; without, it sleeps until the graph is done.
-    fn wait(&self, poll: bool) -> Result<R> {
-        let w = &self.waiter;
-        if !poll || !w.poll(CALLER_SPIN) {
-            if poll {
-                w.sleep_until(1);
-            }
-            if !poll || !w.poll(CALLER_SPIN_AT_END) {
-                w.sleep_until(2);
-            }
+    /// The result, once published: polls for up to `spin`, then sleeps until it is.
+    fn wait(&self, spin: std::time::Duration) -> Result<R> {
+        let started = std::time::Instant::now();
+        while !self.done.load(Ordering::Acquire) && started.elapsed() < spin {
+            std::thread::yield_now();
         }
-        self.result
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .unwrap_or_else(|| {
-                Err(Error::Invalid(
-                    "internal: the graph finished without a result".into(),
-                ))
-            })
+        let mut slot = self.result.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(result) = slot.take() {
+                return result;
+            }
+            slot = self.finished.wait(slot).unwrap_or_else(|e| e.into_inner());
+        }
     }
 }
 
@@ -481,7 +403,6 @@ fn run_steps(
     // worker threads fall asleep and charge their wake-up to the next step.
     let mut timings: Vec<String> = Vec::new();
     for (s, step) in schedule.steps.iter().enumerate() {
-        near_end_check(s, schedule.steps.len());
         let i = step.node;
         let node = &g.nodes[i];
         let started = profile.then(std::time::Instant::now);
