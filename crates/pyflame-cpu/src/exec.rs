@@ -401,7 +401,10 @@ fn run_steps(
     let profile = profiling();
     // Step timings are printed after the evaluation: writing between steps would let the
     // worker threads fall asleep and charge their wake-up to the next step.
-    let mut timings: Vec<String> = Vec::new();
+    // Only the step and its time are recorded while the graph runs: formatting a line per
+    // step inside the loop cost about as much as a small kernel.
+    let mut timings: Vec<(usize, f64)> =
+        Vec::with_capacity(if profile { schedule.steps.len() } else { 0 });
     for (s, step) in schedule.steps.iter().enumerate() {
         let i = step.node;
         let node = &g.nodes[i];
@@ -417,24 +420,7 @@ fn run_steps(
             kind => run_step(g, i, kind, slots)?,
         };
         if let Some(t0) = started {
-            let kind = match &step.kind {
-                StepKind::Fused { program, .. } => format!("fused[{}]", program.instrs.len()),
-                StepKind::MatmulEpilogue { program, .. } => {
-                    format!("mm+fused[{}]", program.instrs.len())
-                }
-                StepKind::Reduce { .. } => "reduce".to_string(),
-                StepKind::Source => "source".to_string(),
-                StepKind::View => "view".to_string(),
-                StepKind::Kernel => "kernel".to_string(),
-            };
-            timings.push(format!(
-                "pyflame-profile {:>9.1} us  {:<12} {:<20} {:?} {}",
-                t0.elapsed().as_secs_f64() * 1e6,
-                kind,
-                node.op.name(),
-                node.shape,
-                node.dtype
-            ));
+            timings.push((s, t0.elapsed().as_secs_f64() * 1e6));
         }
         if publish && keep[i] {
             node.set_value(value.clone());
@@ -444,8 +430,27 @@ fn run_steps(
             slots[j] = None;
         }
     }
-    for line in timings {
-        eprintln!("{line}");
+    for (s, us) in timings {
+        let step = &schedule.steps[s];
+        let node = &g.nodes[step.node];
+        let kind = match &step.kind {
+            StepKind::Fused { program, .. } => format!("fused[{}]", program.instrs.len()),
+            StepKind::MatmulEpilogue { program, .. } => {
+                format!("mm+fused[{}]", program.instrs.len())
+            }
+            StepKind::Reduce { .. } => "reduce".to_string(),
+            StepKind::Source => "source".to_string(),
+            StepKind::View => "view".to_string(),
+            StepKind::Kernel => "kernel".to_string(),
+        };
+        eprintln!(
+            "pyflame-profile {:>9.1} us  {:<12} {:<20} {:?} {}",
+            us,
+            kind,
+            node.op.name(),
+            node.shape,
+            node.dtype
+        );
     }
     Ok(())
 }
