@@ -29,6 +29,9 @@ CASES = [
     (1, 20, 5, 7, 64, 3, 3, (2, 1), (1, 0), (1, 2)),  # per-axis stride and dilation
     (3, 20, 9, 11, 70, 3, 3, 1, 1, 1),  # Winograd under auto: odd planes, two channel blocks
     (2, 16, 6, 5, 48, 3, 3, 1, (2, 0), 1),  # Winograd with per-axis padding 2 and 0
+    # pixels: 2-4 tiles per 64-channel block share its weights, chunk of channels by chunk
+    (1, 150, 4, 4, 128, 3, 3, 1, 1, 1),  # 3 tiles x 2 blocks, 15 chunks of 10 channels
+    (2, 24, 2, 2, 192, 3, 3, 1, 1, 1),  # 2 tiles, the first one spanning both images
 ]
 
 

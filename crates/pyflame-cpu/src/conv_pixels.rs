@@ -18,6 +18,13 @@ const TILE_CHANNELS: usize = 64;
 /// Output pixels of a tile.
 const TILE_PIXELS: usize = 6;
 
+/// Most pixel tiles of one 64-channel block that run as one task sharing the weights (see
+/// [`convolve`]).
+const MAX_SHARED_TILES: usize = 4;
+/// Weights streamed per depth chunk when tiles share them: small enough to stay in the L1
+/// cache while every tile of the task reads them.
+const SHARED_CHUNK_BYTES: usize = 24 * 1024;
+
 /// Output pixels below which packing the weights costs more than the tiles save (batch-1
 /// deep layers are bound by reading the weights; im2col's GEMM does that best).
 const MIN_PIXELS: usize = 256;
@@ -227,9 +234,17 @@ fn convolve<T: ConvFloat>(
     let target = |(image, at): (usize, usize)| image * g.o * hw + at;
     let tiles = pixels.div_ceil(TILE_PIXELS);
     let blocks = rows / TILE_CHANNELS;
-    let per_task = tiles
-        .div_ceil((4 * rayon::current_num_threads()).div_ceil(blocks))
-        .clamp(1, 64);
+    let threads = rayon::current_num_threads();
+    // A few tiles per block and a block per thread (batch-1 layers of a few pixels, such as
+    // ResNet's 4x4 maps): one task per block, whose tiles take turns on each chunk of the
+    // block's weights while it is in L1, so the weights are read from L3 once instead of
+    // once per tile (and from L2 after that).
+    let shared = (2..=MAX_SHARED_TILES).contains(&tiles) && blocks >= threads;
+    let per_task = if shared {
+        tiles
+    } else {
+        tiles.div_ceil((4 * threads).div_ceil(blocks)).clamp(1, 64)
+    };
     let chunks = tiles.div_ceil(per_task);
     let dst = SharedMut(out.as_mut_ptr().cast::<f32>());
     let plane_stride = planes.channel_stride;
@@ -238,6 +253,32 @@ fn convolve<T: ConvFloat>(
         let a = &packed[block * g.c * kk * TILE_CHANNELS..][..g.c * kk * TILE_CHANNELS];
         let mut tile = [[0.0f32; TILE_CHANNELS]; TILE_PIXELS];
         let first_tile = chunk * per_task;
+        if shared {
+            let cursor = PixelCursor::at(first_tile * TILE_PIXELS, g, p, (wp, planes.image_stride));
+            let (dst, o0) = (dst.ptr(), block * TILE_CHANNELS);
+            let shared_args = SharedTiles {
+                a,
+                taps: &taps,
+                b: xp,
+                b_stride: plane_stride,
+                pixels,
+                first_tile,
+                tiles: tiles - first_tile,
+            };
+            // SAFETY: as for the tiles below: `a` is this block's packed weights, the
+            // sources lie inside the padded planes, and this task alone writes channels
+            // `o0..o0 + channels` of its pixels, inside the output.
+            unsafe {
+                shared_tiles(
+                    &shared_args,
+                    g,
+                    cursor,
+                    |position| dst.add(target(position) + o0 * hw),
+                    (hw, TILE_CHANNELS.min(g.o - o0)),
+                )
+            };
+            return;
+        }
         let mut cursor = PixelCursor::at(first_tile * TILE_PIXELS, g, p, (wp, planes.image_stride));
         for t in first_tile..((chunk + 1) * per_task).min(tiles) {
             let first = t * TILE_PIXELS;
@@ -329,13 +370,123 @@ struct TileArgs<'a> {
 /// # Safety
 /// As [`tile_n`].
 unsafe fn tile_avx512(pixels: usize, args: &TileArgs<'_>, out: Target<'_>) {
+    tile_part(pixels, args, (0, args.depth), None, Some(out));
+}
+
+/// Input channels `c0..c1` of a tile of `pixels` pixels: starts from the partial sums in
+/// the carry buffer when `carry` is `Some((buffer, true))` (from zero otherwise), and ends
+/// by writing to `out`, or without `out` to the carry buffer.
+///
+/// # Safety
+/// As [`tile_n`]; a carry buffer holds `TILE_PIXELS * TILE_CHANNELS` values.
+unsafe fn tile_part(
+    pixels: usize,
+    args: &TileArgs<'_>,
+    range: (usize, usize),
+    carry: Option<(*mut f32, bool)>,
+    out: Option<Target<'_>>,
+) {
     match pixels {
-        1 => tile_n::<1>(args, out),
-        2 => tile_n::<2>(args, out),
-        3 => tile_n::<3>(args, out),
-        4 => tile_n::<4>(args, out),
-        5 => tile_n::<5>(args, out),
-        _ => tile_n::<TILE_PIXELS>(args, out),
+        1 => tile_n::<1>(args, range, carry, out),
+        2 => tile_n::<2>(args, range, carry, out),
+        3 => tile_n::<3>(args, range, carry, out),
+        4 => tile_n::<4>(args, range, carry, out),
+        5 => tile_n::<5>(args, range, carry, out),
+        _ => tile_n::<TILE_PIXELS>(args, range, carry, out),
+    }
+}
+
+/// The tiles of one task that share its block's weights (see [`convolve`]).
+struct SharedTiles<'a> {
+    /// this block's packed weights
+    a: &'a [f32],
+    taps: &'a [usize],
+    /// the padded input planes, channel `c` at `c * b_stride`
+    b: &'a [f32],
+    b_stride: usize,
+    /// pixels of the whole output
+    pixels: usize,
+    first_tile: usize,
+    tiles: usize,
+}
+
+/// Runs the task's tiles chunk of input channels by chunk, every tile on each chunk of
+/// weights in turn, with the partial sums kept between chunks; `dst(position)` is where the
+/// output pixel at `position` has its first channel's value (channels `plane` apart,
+/// `channels` of them): a tile whose pixels lie in one image is stored from its first
+/// pixel as a [`Target::Planes`], other tiles pixel by pixel.
+///
+/// # Safety
+/// As [`tile_n`] for every tile; the destinations are this task's alone.
+unsafe fn shared_tiles(
+    t: &SharedTiles<'_>,
+    g: &Geom,
+    mut cursor: PixelCursor,
+    dst: impl Fn((usize, usize)) -> *mut f32,
+    (plane, channels): (usize, usize),
+) {
+    let tiles = t.tiles.min(MAX_SHARED_TILES);
+    let mut sources = [[0usize; TILE_PIXELS]; MAX_SHARED_TILES];
+    let mut positions = [[(0usize, 0usize); TILE_PIXELS]; MAX_SHARED_TILES];
+    let mut counts = [0usize; MAX_SHARED_TILES];
+    for k in 0..tiles {
+        let first = (t.first_tile + k) * TILE_PIXELS;
+        let count = TILE_PIXELS.min(t.pixels - first);
+        for i in 0..count {
+            sources[k][i] = cursor.source();
+            positions[k][i] = cursor.position();
+            cursor.advance();
+        }
+        for i in count..TILE_PIXELS {
+            sources[k][i] = sources[k][count - 1];
+        }
+        counts[k] = count;
+    }
+    let mut carry = [[0.0f32; TILE_PIXELS * TILE_CHANNELS]; MAX_SHARED_TILES];
+    let step = (SHARED_CHUNK_BYTES / (t.taps.len() * TILE_CHANNELS * 4)).max(1);
+    let mut c0 = 0;
+    while c0 < g.c {
+        let c1 = (c0 + step).min(g.c);
+        for k in 0..tiles {
+            let args = TileArgs {
+                a: t.a.as_ptr(),
+                depth: g.c,
+                taps: t.taps,
+                b: t.b.as_ptr(),
+                b_stride: t.b_stride,
+                src: &sources[k],
+            };
+            let carry_k = Some((carry[k].as_mut_ptr(), c0 > 0));
+            let (count, pos) = (counts[k], &positions[k]);
+            if c1 < g.c {
+                tile_part(count, &args, (c0, c1), carry_k, None);
+                continue;
+            }
+            if pos[0].0 == pos[count - 1].0 {
+                let target = Target::Planes {
+                    dst: dst(pos[0]),
+                    plane,
+                    channels,
+                };
+                tile_part(count, &args, (c0, c1), carry_k, Some(target));
+            } else {
+                let mut tile = [[0.0f32; TILE_CHANNELS]; TILE_PIXELS];
+                tile_part(
+                    count,
+                    &args,
+                    (c0, c1),
+                    carry_k,
+                    Some(Target::Tile(&mut tile)),
+                );
+                for (values, &position) in tile.iter().zip(pos.iter()).take(count) {
+                    let to = dst(position);
+                    for (j, &v) in values.iter().take(channels).enumerate() {
+                        *to.add(j * plane) = v;
+                    }
+                }
+            }
+        }
+        c0 = c1;
     }
 }
 
@@ -348,19 +499,31 @@ unsafe fn tile_avx512(pixels: usize, args: &TileArgs<'_>, out: Target<'_>) {
 /// Needs AVX-512 (F, VL, DQ).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx512dq")]
-unsafe fn tile_n<const P: usize>(args: &TileArgs<'_>, out: Target<'_>) {
+unsafe fn tile_n<const P: usize>(
+    args: &TileArgs<'_>,
+    (c0, c1): (usize, usize),
+    carry: Option<(*mut f32, bool)>,
+    out: Option<Target<'_>>,
+) {
     let TileArgs {
         a,
-        depth,
         taps,
         b,
         b_stride,
         src,
+        ..
     } = *args;
     use std::arch::x86_64::*;
     let mut acc = [[_mm512_setzero_ps(); 4]; P];
-    let mut ap = a;
-    for c in 0..depth {
+    if let Some((sums, true)) = carry {
+        for (p, acc_p) in acc.iter_mut().enumerate() {
+            for (v, acc_v) in acc_p.iter_mut().enumerate() {
+                *acc_v = _mm512_loadu_ps(sums.add(p * TILE_CHANNELS + 16 * v));
+            }
+        }
+    }
+    let mut ap = a.add(c0 * taps.len() * TILE_CHANNELS);
+    for c in c0..c1 {
         let row = b.add(c * b_stride);
         let px: [*const f32; P] = std::array::from_fn(|i| row.add(src[i]));
         for &d in taps {
@@ -379,6 +542,16 @@ unsafe fn tile_n<const P: usize>(args: &TileArgs<'_>, out: Target<'_>) {
             ap = ap.add(TILE_CHANNELS);
         }
     }
+    let Some(out) = out else {
+        if let Some((sums, _)) = carry {
+            for (p, acc_p) in acc.iter().enumerate() {
+                for (v, acc_v) in acc_p.iter().enumerate() {
+                    _mm512_storeu_ps(sums.add(p * TILE_CHANNELS + 16 * v), *acc_v);
+                }
+            }
+        }
+        return;
+    };
     match out {
         Target::Tile(tile) => {
             for (dst, acc_p) in tile.iter_mut().zip(&acc) {
