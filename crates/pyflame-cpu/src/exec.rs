@@ -25,7 +25,8 @@ pub fn evaluate(outputs: &[NodeRef]) -> Result<()> {
 /// each kernel's parallel loop would be handed over to the pool and waited for: two thread
 /// wake-ups per kernel, each costing tens to hundreds of microseconds on a virtual machine
 /// (a batch-1 ResNet-18 went from ~2.1 to ~1.05 ms with the hand-off and spinning workers, an
-/// MLP training step ~15% faster). The calling thread only waits for the result. Afterwards
+/// MLP training step ~15% faster). The calling thread only waits for the result, polling for
+/// it at first rather than sleeping (`run_on_pool`). Afterwards
 /// the workers stay awake for [`worker_spin`] (see [`linger`]), so that the next evaluation's
 /// hand-off does not wake them.
 ///
