@@ -251,7 +251,6 @@ fn convolve<T: ConvFloat>(
     (0..blocks * chunks).into_par_iter().for_each(|task| {
         let (block, chunk) = (task / chunks, task % chunks);
         let a = &packed[block * g.c * kk * TILE_CHANNELS..][..g.c * kk * TILE_CHANNELS];
-        let mut tile = [[0.0f32; TILE_CHANNELS]; TILE_PIXELS];
         let first_tile = chunk * per_task;
         if shared {
             let cursor = PixelCursor::at(first_tile * TILE_PIXELS, g, p, (wp, planes.image_stride));
@@ -280,60 +279,34 @@ fn convolve<T: ConvFloat>(
             return;
         }
         let mut cursor = PixelCursor::at(first_tile * TILE_PIXELS, g, p, (wp, planes.image_stride));
+        let o0 = block * TILE_CHANNELS;
+        // A local copy of the pointer: through the closure's capture it was reloaded for
+        // every store (the stores might have changed it, as far as the compiler knew).
+        let dst = dst.ptr();
         for t in first_tile..((chunk + 1) * per_task).min(tiles) {
-            let first = t * TILE_PIXELS;
-            let count = TILE_PIXELS.min(pixels - first);
-            // Each pixel's window offset and output position (a short tile repeats its last
-            // pixel's window, whose results are not stored).
-            let mut tile_sources = [0usize; TILE_PIXELS];
-            let mut positions = [(0usize, 0usize); TILE_PIXELS];
-            for i in 0..count {
-                tile_sources[i] = cursor.source();
-                positions[i] = cursor.position();
-                cursor.advance();
-            }
-            for i in count..TILE_PIXELS {
-                tile_sources[i] = tile_sources[count - 1];
-            }
+            let count = TILE_PIXELS.min(pixels - t * TILE_PIXELS);
+            let (tile_sources, positions) = tile_pixels(&mut cursor, count);
             let args = TileArgs {
                 a: a.as_ptr(),
-                depth: g.c,
                 taps: &taps,
                 b: xp.as_ptr(),
                 b_stride: plane_stride,
                 src: &tile_sources,
             };
-            let o0 = block * TILE_CHANNELS;
-            let channels = TILE_CHANNELS.min(g.o - o0);
-            // A local copy of the pointer: through the closure's capture it was reloaded
-            // for every store (the stores might have changed it, as far as the compiler knew).
-            let dst = dst.ptr();
-            if positions[0].0 == positions[count - 1].0 {
-                // One image: the pixels are consecutive in every channel plane, so the tile
-                // goes straight from the registers to one run of `count` values per channel.
-                let target = Target::Planes {
-                    // SAFETY: inside the [N, O, ho, wo] output (the tile's first pixel, channel o0).
-                    dst: unsafe { dst.add(target(positions[0]) + o0 * hw) },
-                    plane: hw,
-                    channels,
-                };
-                // SAFETY: `a` is this block's `g.c * kk * 64` packed weights; every source
-                // offset plus every tap offset lies inside the pixel's (padded) plane, which
-                // `PlaneInput` holds for all `c` channels `plane_stride` apart; the (pixel,
-                // channel) pairs written are distinct across tasks and inside the output.
-                unsafe { tile_avx512(count, &args, target) };
-                continue;
-            }
-            // SAFETY: as above, into the local tile.
-            unsafe { tile_avx512(count, &args, Target::Tile(&mut tile)) };
-            for (values, &position) in tile.iter().zip(&positions).take(count) {
-                let base = target(position) + o0 * hw;
-                for (j, &v) in values.iter().take(channels).enumerate() {
-                    // SAFETY: (pixel, channel) pairs are distinct across tasks and inside
-                    // the [N, O, ho, wo] output.
-                    unsafe { *dst.add(base + j * hw) = v };
-                }
-            }
+            // SAFETY: `a` is this block's `g.c * kk * 64` packed weights; every source
+            // offset plus every tap offset lies inside the pixel's (padded) plane, which
+            // `PlaneInput` holds for all `c` channels `plane_stride` apart; the (pixel,
+            // channel) pairs written are distinct across tasks and inside the [N, O, ho, wo]
+            // output.
+            unsafe {
+                finish_tile(
+                    (count, &args),
+                    ((0, g.c), None),
+                    &positions,
+                    |position| dst.add(target(position) + o0 * hw),
+                    (hw, TILE_CHANNELS.min(g.o - o0)),
+                )
+            };
         }
     });
     Ok(true)
@@ -352,25 +325,14 @@ enum Target<'a> {
     },
 }
 
-/// What a tile reads: packed weights `a` (`depth * taps.len() * 64` values), the padded
-/// input `b` (row `c` at `c * b_stride`), each tap's offset, and each pixel's offset.
+/// What a tile reads: packed weights `a` (`taps.len() * 64` values per input channel), the
+/// padded input `b` (row `c` at `c * b_stride`), each tap's offset, and each pixel's offset.
 struct TileArgs<'a> {
     a: *const f32,
-    depth: usize,
     taps: &'a [usize],
     b: *const f32,
     b_stride: usize,
     src: &'a [usize; TILE_PIXELS],
-}
-
-/// One tile of 64 channels x `pixels` (1 to 6) pixels: `out[p][o] = sum_{c, t} a[c][t][o] *
-/// b[c][src[p] + t]` (a short tile does less arithmetic per streamed weight, which is all
-/// that matters for batch-1 layers of one to four pixels).
-///
-/// # Safety
-/// As [`tile_n`].
-unsafe fn tile_avx512(pixels: usize, args: &TileArgs<'_>, out: Target<'_>) {
-    tile_part(pixels, args, (0, args.depth), None, Some(out));
 }
 
 /// Input channels `c0..c1` of a tile of `pixels` pixels: starts from the partial sums in
@@ -383,7 +345,7 @@ unsafe fn tile_part(
     pixels: usize,
     args: &TileArgs<'_>,
     range: (usize, usize),
-    carry: Option<(*mut f32, bool)>,
+    carry: Carry,
     out: Option<Target<'_>>,
 ) {
     match pixels {
@@ -395,6 +357,9 @@ unsafe fn tile_part(
         _ => tile_n::<TILE_PIXELS>(args, range, carry, out),
     }
 }
+
+/// A tile's carried partial sums: the buffer, and whether to start from them.
+type Carry = Option<(*mut f32, bool)>;
 
 /// The tiles of one task that share its block's weights (see [`convolve`]).
 struct SharedTiles<'a> {
@@ -430,17 +395,8 @@ unsafe fn shared_tiles(
     let mut positions = [[(0usize, 0usize); TILE_PIXELS]; MAX_SHARED_TILES];
     let mut counts = [0usize; MAX_SHARED_TILES];
     for k in 0..tiles {
-        let first = (t.first_tile + k) * TILE_PIXELS;
-        let count = TILE_PIXELS.min(t.pixels - first);
-        for i in 0..count {
-            sources[k][i] = cursor.source();
-            positions[k][i] = cursor.position();
-            cursor.advance();
-        }
-        for i in count..TILE_PIXELS {
-            sources[k][i] = sources[k][count - 1];
-        }
-        counts[k] = count;
+        counts[k] = TILE_PIXELS.min(t.pixels - (t.first_tile + k) * TILE_PIXELS);
+        (sources[k], positions[k]) = tile_pixels(&mut cursor, counts[k]);
     }
     let mut carry = [[0.0f32; TILE_PIXELS * TILE_CHANNELS]; MAX_SHARED_TILES];
     let step = (SHARED_CHUNK_BYTES / (t.taps.len() * TILE_CHANNELS * 4)).max(1);
@@ -450,50 +406,85 @@ unsafe fn shared_tiles(
         for k in 0..tiles {
             let args = TileArgs {
                 a: t.a.as_ptr(),
-                depth: g.c,
                 taps: t.taps,
                 b: t.b.as_ptr(),
                 b_stride: t.b_stride,
                 src: &sources[k],
             };
             let carry_k = Some((carry[k].as_mut_ptr(), c0 > 0));
-            let (count, pos) = (counts[k], &positions[k]);
             if c1 < g.c {
-                tile_part(count, &args, (c0, c1), carry_k, None);
-                continue;
-            }
-            if pos[0].0 == pos[count - 1].0 {
-                let target = Target::Planes {
-                    dst: dst(pos[0]),
-                    plane,
-                    channels,
-                };
-                tile_part(count, &args, (c0, c1), carry_k, Some(target));
+                tile_part(counts[k], &args, (c0, c1), carry_k, None);
             } else {
-                let mut tile = [[0.0f32; TILE_CHANNELS]; TILE_PIXELS];
-                tile_part(
-                    count,
-                    &args,
-                    (c0, c1),
-                    carry_k,
-                    Some(Target::Tile(&mut tile)),
+                finish_tile(
+                    (counts[k], &args),
+                    ((c0, c1), carry_k),
+                    &positions[k],
+                    &dst,
+                    (plane, channels),
                 );
-                for (values, &position) in tile.iter().zip(pos.iter()).take(count) {
-                    let to = dst(position);
-                    for (j, &v) in values.iter().take(channels).enumerate() {
-                        *to.add(j * plane) = v;
-                    }
-                }
             }
         }
         c0 = c1;
     }
 }
 
+/// Each pixel's window offset and output position for the next tile of `count` pixels (a
+/// short tile repeats its last pixel's window, whose results are not stored).
+fn tile_pixels(
+    cursor: &mut PixelCursor,
+    count: usize,
+) -> ([usize; TILE_PIXELS], [(usize, usize); TILE_PIXELS]) {
+    let mut sources = [0usize; TILE_PIXELS];
+    let mut positions = [(0usize, 0usize); TILE_PIXELS];
+    for i in 0..count {
+        sources[i] = cursor.source();
+        positions[i] = cursor.position();
+        cursor.advance();
+    }
+    for i in count..TILE_PIXELS {
+        sources[i] = sources[count - 1];
+    }
+    (sources, positions)
+}
+
+/// Runs the last input channels of a tile (`count`, `args`, `range` and `carry` as for
+/// [`tile_part`]) and stores it: `dst(position)` is where the output pixel at `position`
+/// has its first channel's value (`channels` channels `plane` apart). A tile whose pixels
+/// lie in one image goes straight from the registers to one run per channel; others go
+/// through a local tile, pixel by pixel.
+///
+/// # Safety
+/// As [`tile_part`]; every destination is writable.
+unsafe fn finish_tile(
+    (count, args): (usize, &TileArgs<'_>),
+    (range, carry): ((usize, usize), Carry),
+    positions: &[(usize, usize); TILE_PIXELS],
+    dst: impl Fn((usize, usize)) -> *mut f32,
+    (plane, channels): (usize, usize),
+) {
+    if positions[0].0 == positions[count - 1].0 {
+        let target = Target::Planes {
+            dst: dst(positions[0]),
+            plane,
+            channels,
+        };
+        tile_part(count, args, range, carry, Some(target));
+        return;
+    }
+    let mut tile = [[0.0f32; TILE_CHANNELS]; TILE_PIXELS];
+    tile_part(count, args, range, carry, Some(Target::Tile(&mut tile)));
+    for (values, &position) in tile.iter().zip(positions).take(count) {
+        let to = dst(position);
+        for (j, &v) in values.iter().take(channels).enumerate() {
+            *to.add(j * plane) = v;
+        }
+    }
+}
+
 /// The tile for `P` pixels (rows `P..` of a [`Target::Tile`] are left as they were).
 ///
 /// # Safety
-/// `args.b + c * args.b_stride + src[p] + taps[t]` is readable for every `c < depth`, pixel
+/// `args.b + c * args.b_stride + src[p] + taps[t]` is readable for every `c < c1`, pixel
 /// `p < P` and tap, and `args.a` holds the weights described on [`TileArgs`]; a
 /// [`Target::Planes`] destination is writable at the `P` values of each of its channels.
 /// Needs AVX-512 (F, VL, DQ).
@@ -502,7 +493,7 @@ unsafe fn shared_tiles(
 unsafe fn tile_n<const P: usize>(
     args: &TileArgs<'_>,
     (c0, c1): (usize, usize),
-    carry: Option<(*mut f32, bool)>,
+    carry: Carry,
     out: Option<Target<'_>>,
 ) {
     let TileArgs {
@@ -511,7 +502,6 @@ unsafe fn tile_n<const P: usize>(
         b,
         b_stride,
         src,
-        ..
     } = *args;
     use std::arch::x86_64::*;
     let mut acc = [[_mm512_setzero_ps(); 4]; P];
