@@ -517,6 +517,7 @@ unsafe fn tile_n<const P: usize>(
         let row = b.add(c * b_stride);
         let px: [*const f32; P] = std::array::from_fn(|i| row.add(src[i]));
         for &d in taps {
+            conv_tiles::prefetch_weights(ap);
             let wv = [
                 _mm512_loadu_ps(ap),
                 _mm512_loadu_ps(ap.add(16)),

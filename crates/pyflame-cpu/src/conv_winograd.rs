@@ -507,6 +507,7 @@ unsafe fn micro<const P: usize>(
         *tile = b.add(p * step);
     }
     for c in 0..depth {
+        conv_tiles::prefetch_weights(ap);
         let w = [
             _mm512_loadu_ps(ap),
             _mm512_loadu_ps(ap.add(16)),
