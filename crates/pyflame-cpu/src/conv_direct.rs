@@ -27,23 +27,76 @@ use rayon::prelude::*;
 /// where its method does not apply.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Choice {
-    Auto,
-    Direct,
-    Pixels,
-    Winograd,
-    Im2col,
+    Auto = 0,
+    Direct = 1,
+    Pixels = 2,
+    Winograd = 3,
+    Im2col = 4,
 }
 
-/// The algorithm `PYFLAME_CONV_ALGO` asks for (read on every call, so tests and
-/// benchmarks can switch it).
+/// The algorithm `PYFLAME_CONV_ALGO` asks for, as read at the start of the current
+/// evaluation (see [`read_conv_settings`]), or on every call outside evaluations (so tests
+/// and benchmarks can switch it).
 pub(crate) fn choice() -> Choice {
-    match std::env::var("PYFLAME_CONV_ALGO").as_deref() {
+    settings().0
+}
+
+/// Whether `PYFLAME_CONV_WINOGRAD=0` keeps `auto` from choosing the Winograd kernel, read
+/// as [`choice`] is.
+pub(crate) fn winograd_disabled() -> bool {
+    settings().1
+}
+
+/// Reads the convolution settings of the environment (`PYFLAME_CONV_ALGO`,
+/// `PYFLAME_CONV_WINOGRAD`) for the convolutions that follow: the executor calls this once
+/// per evaluation. Reading the environment takes a lock and a scan of every variable, and
+/// a batch-1 ResNet-18 run read it about 80 times (~9 us).
+pub(crate) fn read_conv_settings() {
+    let (choice, no_winograd) = settings_from_env();
+    SETTINGS.store(
+        choice as u8 | if no_winograd { WINOGRAD_OFF } else { 0 },
+        std::sync::atomic::Ordering::Relaxed,
+    );
+}
+
+/// [`SETTINGS`] before [`read_conv_settings`] ran.
+const SETTINGS_UNREAD: u8 = u8::MAX;
+/// The bit of [`SETTINGS`] set when the Winograd kernel is turned off.
+const WINOGRAD_OFF: u8 = 0x80;
+
+/// The settings last read by [`read_conv_settings`]: the [`Choice`] in the low bits and
+/// [`WINOGRAD_OFF`].
+static SETTINGS: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(SETTINGS_UNREAD);
+
+fn settings() -> (Choice, bool) {
+    match SETTINGS.load(std::sync::atomic::Ordering::Relaxed) {
+        SETTINGS_UNREAD => settings_from_env(),
+        bits => {
+            let choice = [
+                Choice::Auto,
+                Choice::Direct,
+                Choice::Pixels,
+                Choice::Winograd,
+                Choice::Im2col,
+            ]
+            .into_iter()
+            .find(|c| *c as u8 == bits & !WINOGRAD_OFF)
+            .unwrap_or(Choice::Auto);
+            (choice, bits & WINOGRAD_OFF != 0)
+        }
+    }
+}
+
+fn settings_from_env() -> (Choice, bool) {
+    let choice = match std::env::var("PYFLAME_CONV_ALGO").as_deref() {
         Ok("direct") => Choice::Direct,
         Ok("pixels") => Choice::Pixels,
         Ok("im2col") => Choice::Im2col,
         Ok("winograd") => Choice::Winograd,
         _ => Choice::Auto,
-    }
+    };
+    let no_winograd = std::env::var("PYFLAME_CONV_WINOGRAD").is_ok_and(|v| v.trim() == "0");
+    (choice, no_winograd)
 }
 
 /// Smallest fraction of useful grid columns for which `auto` picks this method.

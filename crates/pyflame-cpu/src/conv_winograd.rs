@@ -21,7 +21,7 @@
 //! for 64 input channels and 7.7e-5 for 512 (sums of 576 and 4,608 products).
 
 use crate::conv::{ConvFloat, ConvParams, Geom};
-use crate::conv_direct::{choice, Choice, SharedMut};
+use crate::conv_direct::{choice, winograd_disabled, Choice, SharedMut};
 use crate::conv_pixels::input_gradient_geometry;
 use crate::conv_tiles::{self, WeightView};
 use crate::pack_cache::{self, PackSpec, Transform, WeightSource};
@@ -70,7 +70,7 @@ fn applies(g: &Geom, p: &ConvParams, forced: bool) -> bool {
     match choice() {
         _ if forced => true,
         Choice::Winograd => true,
-        Choice::Auto if disabled() => false,
+        Choice::Auto if winograd_disabled() => false,
         Choice::Auto => {
             let (th, tw) = (g.ho.div_ceil(2), g.wo.div_ceil(2));
             // Useful fraction of the tiles' outputs: 2.25x less arithmetic must survive it.
@@ -79,12 +79,6 @@ fn applies(g: &Geom, p: &ConvParams, forced: bool) -> bool {
         }
         _ => false,
     }
-}
-
-/// Whether `PYFLAME_CONV_WINOGRAD=0` keeps `auto` from choosing this method (for results
-/// closer to the direct sum, or to compare; read on every call).
-fn disabled() -> bool {
-    std::env::var("PYFLAME_CONV_WINOGRAD").is_ok_and(|v| v.trim() == "0")
 }
 
 /// Forward convolution into `out` ([N, O, ho, wo]); `false` when the kernel does not apply.

@@ -219,14 +219,14 @@ pub(crate) fn run(
     slot: usize,
     matmul: usize,
     views: &[usize],
-    slots: &[Option<Value>],
+    slots: &crate::exec::Slots<'_>,
     keep: &[bool],
 ) -> Result<Value> {
     let node = &g.nodes[i];
     let mm = &g.nodes[matmul];
     let operand = |p: usize| {
-        slots[g.input_index[matmul][p]]
-            .as_ref()
+        slots
+            .get(g.input_index[matmul][p])
             .ok_or_else(|| Error::Invalid("internal: matmul operand is missing".into()))
     };
     let (a, b) = (operand(0)?, operand(1)?);

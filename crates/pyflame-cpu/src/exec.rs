@@ -54,44 +54,119 @@ pub fn evaluate_in(pool: Option<&rayon::ThreadPool>, outputs: &[NodeRef]) -> Res
     })
 }
 
-/// Runs `schedule` over `g`, a graph kept from one run to the next (a recorded template's),
-/// with `feeds` (graph position, value) in place of the values its placeholder nodes hold,
-/// and returns the values of `g.outputs` in order, on the threads of `pool` (`None`: the
-/// global pool) as [`evaluate_in`] runs a graph. Unlike [`evaluate_in`] it stores nothing
-/// in the graph's nodes and releases none of their inputs, so the same graph serves every
-/// run (and concurrent runs): a run builds no nodes and drops none. `keep_awake: false` lets
-/// the workers sleep as soon as the graph is done instead of lingering for [`worker_spin`]
+/// A graph kept from one run to the next (a recorded template's), with what every run
+/// needs and can share: its schedule, the values its realized nodes hold (constants, and
+/// the inputs it was made with) and which nodes are its outputs. Run it with
+/// [`run_detached_in`].
+pub struct Detached {
+    graph: Arc<Graph>,
+    schedule: Arc<Schedule>,
+    /// each node's value when the graph was kept (`None` for the nodes the steps compute)
+    held: Vec<Option<Value>>,
+    /// the graph's outputs, by position
+    keep: Vec<bool>,
+}
+
+impl Detached {
+    /// Keeps `graph` for [`run_detached_in`]: schedules it and takes its nodes' values.
+    pub fn new(graph: Arc<Graph>) -> Result<Self> {
+        let schedule = schedule_for(&graph)?;
+        let held = graph.nodes.iter().map(|node| node.value()).collect();
+        let mut keep = vec![false; graph.len()];
+        for &o in &graph.outputs {
+            keep[o] = true;
+        }
+        Ok(Self {
+            graph,
+            schedule,
+            held,
+            keep,
+        })
+    }
+
+    /// The graph.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Its schedule's steps.
+    pub fn steps(&self) -> usize {
+        self.schedule.steps.len()
+    }
+}
+
+/// Runs a [`Detached`] graph with `feeds` (graph position, value) in place of the values
+/// its placeholder nodes hold, and returns the values of its outputs in order, on the
+/// threads of `pool` (`None`: the global pool) as [`evaluate_in`] runs a graph. Unlike
+/// [`evaluate_in`] it stores nothing in the graph's nodes and releases none of their inputs,
+/// so the same graph serves every run (and concurrent runs): a run builds no nodes and drops
+/// none, and reads the constants where the graph keeps them. `keep_awake: false` lets the
+/// workers sleep as soon as the graph is done instead of lingering for [`worker_spin`]
 /// (ONNX Runtime's `session.intra_op.allow_spinning = 0`).
 pub fn run_detached_in(
     pool: Option<&rayon::ThreadPool>,
-    g: Arc<Graph>,
-    schedule: Arc<Schedule>,
+    detached: Arc<Detached>,
     feeds: Vec<(usize, Value)>,
     keep_awake: bool,
 ) -> Result<Vec<Value>> {
-    let steps = schedule.steps.len();
+    let steps = detached.steps();
     run_on_pool(pool, steps, keep_awake, move || {
-        let mut slots: Vec<Option<Value>> = g.nodes.iter().map(|node| node.value()).collect();
+        let d = &*detached;
+        let mut slots = Slots::new(&d.held);
         for (position, value) in feeds {
-            let slot = slots.get_mut(position).ok_or_else(|| {
-                Error::Invalid("internal: feed position outside the graph".into())
-            })?;
-            *slot = Some(value);
+            if position >= d.held.len() {
+                return Err(Error::Invalid(
+                    "internal: feed position outside the graph".into(),
+                ));
+            }
+            slots.set(position, value);
         }
-        let mut keep = vec![false; g.len()];
-        for &o in &g.outputs {
-            keep[o] = true;
-        }
-        run_steps(&g, &schedule, &mut slots, &keep, false)?;
-        g.outputs
+        run_steps(&d.graph, &d.schedule, &mut slots, &d.keep, false)?;
+        d.graph
+            .outputs
             .iter()
             .map(|&o| {
-                slots[o]
-                    .clone()
+                slots
+                    .get(o)
+                    .cloned()
                     .ok_or_else(|| Error::Invalid("internal: output was not computed".into()))
             })
             .collect()
     })
+}
+
+/// The values of a graph's nodes during one evaluation: the ones computed (or fed) in it,
+/// over the ones the nodes held when it began.
+pub(crate) struct Slots<'a> {
+    computed: Vec<Option<Value>>,
+    held: &'a [Option<Value>],
+}
+
+impl<'a> Slots<'a> {
+    /// Slots over `held` (one per graph position), none computed yet.
+    fn new(held: &'a [Option<Value>]) -> Self {
+        Self {
+            computed: vec![None; held.len()],
+            held,
+        }
+    }
+
+    /// The value of graph node `j`: computed in this evaluation, else held.
+    pub(crate) fn get(&self, j: usize) -> Option<&Value> {
+        match self.computed.get(j) {
+            Some(Some(v)) => Some(v),
+            _ => self.held.get(j).and_then(Option::as_ref),
+        }
+    }
+
+    fn set(&mut self, j: usize, value: Value) {
+        self.computed[j] = Some(value);
+    }
+
+    /// Drops the value computed for node `j` (a held value stays with its node).
+    fn release(&mut self, j: usize) {
+        self.computed[j] = None;
+    }
 }
 
 /// Runs `work` (a graph of `steps` steps) on the threads of `pool` (`None`: the global
@@ -366,7 +441,8 @@ const HANDOFF_MIN_STEPS: usize = 6;
 /// Runs every step of `schedule` over the captured graph `g`.
 fn run_schedule(g: &Graph, schedule: &Schedule) -> Result<()> {
     let n = g.len();
-    let mut slots: Vec<Option<Value>> = g.nodes.iter().map(|node| node.value()).collect();
+    let held: Vec<Option<Value>> = g.nodes.iter().map(|node| node.value()).collect();
+    let mut slots = Slots::new(&held);
     // Nodes someone outside this graph still refers to keep their values.
     let mut in_graph_refs = vec![0usize; n];
     for ins in &g.input_index {
@@ -395,10 +471,11 @@ fn run_schedule(g: &Graph, schedule: &Schedule) -> Result<()> {
 fn run_steps(
     g: &Graph,
     schedule: &Schedule,
-    slots: &mut [Option<Value>],
+    slots: &mut Slots<'_>,
     keep: &[bool],
     publish: bool,
 ) -> Result<()> {
+    crate::conv_direct::read_conv_settings();
     let profile = profiling();
     // Step timings are printed after the evaluation: writing between steps would let the
     // worker threads fall asleep and charge their wake-up to the next step.
@@ -426,9 +503,9 @@ fn run_steps(
         if publish && keep[i] {
             node.set_value(value.clone());
         }
-        slots[i] = Some(value);
+        slots.set(i, value);
         for &j in &schedule.free_after[s] {
-            slots[j] = None;
+            slots.release(j);
         }
     }
     for (s, us) in timings {
@@ -483,15 +560,15 @@ fn profiling() -> bool {
     })
 }
 
-fn slot(slots: &[Option<Value>], j: usize) -> Result<&Value> {
-    slots[j]
-        .as_ref()
+fn slot<'s>(slots: &'s Slots<'_>, j: usize) -> Result<&'s Value> {
+    slots
+        .get(j)
         .ok_or_else(|| Error::Invalid(format!("internal: value of graph node %{j} is missing")))
 }
 
 /// Program input for graph node `j`: its value, or the scalar of an inlined `full`.
-pub(crate) fn program_input(g: &Graph, j: usize, slots: &[Option<Value>]) -> Result<Input> {
-    match (&slots[j], &g.nodes[j].op) {
+pub(crate) fn program_input(g: &Graph, j: usize, slots: &Slots<'_>) -> Result<Input> {
+    match (slots.get(j), &g.nodes[j].op) {
         (Some(v), _) => Ok(Input::Tensor(v.clone())),
         (None, Op::Full { value }) => Ok(Input::Scalar(*value)),
         _ => Err(Error::Invalid(format!(
@@ -500,11 +577,11 @@ pub(crate) fn program_input(g: &Graph, j: usize, slots: &[Option<Value>]) -> Res
     }
 }
 
-fn program_inputs(g: &Graph, inputs: &[usize], slots: &[Option<Value>]) -> Result<Vec<Input>> {
+fn program_inputs(g: &Graph, inputs: &[usize], slots: &Slots<'_>) -> Result<Vec<Input>> {
     inputs.iter().map(|&j| program_input(g, j, slots)).collect()
 }
 
-fn run_step(g: &Graph, i: usize, kind: &StepKind, slots: &[Option<Value>]) -> Result<Value> {
+fn run_step(g: &Graph, i: usize, kind: &StepKind, slots: &Slots<'_>) -> Result<Value> {
     let node = &g.nodes[i];
     let ins = &g.input_index[i];
     match kind {

@@ -239,10 +239,11 @@ fn detached_runs_reuse_one_graph_and_leave_its_nodes_unrealized() {
         Arc::new(Storage::from_slice(&[0.0f32, 1.0]).unwrap()),
         vec![1, 2],
     );
-    let graph = Arc::new(template.instantiate_graph(vec![first]).unwrap());
-    let sched = schedule::schedule_for(&graph).unwrap();
+    let detached = Arc::new(
+        exec::Detached::new(Arc::new(template.instantiate_graph(vec![first]).unwrap())).unwrap(),
+    );
     assert!(
-        sched.steps.len() >= 6,
+        detached.steps() >= 6,
         "the run should be handed to the pool"
     );
     let position = template.placeholder_positions()[0];
@@ -251,20 +252,15 @@ fn detached_runs_reuse_one_graph_and_leave_its_nodes_unrealized() {
             Arc::new(Storage::from_slice(&[start, 1.0]).unwrap()),
             vec![1, 2],
         );
-        let outs = exec::run_detached_in(
-            None,
-            graph.clone(),
-            sched.clone(),
-            vec![(position, feed)],
-            true,
-        )
-        .unwrap();
+        let outs =
+            exec::run_detached_in(None, detached.clone(), vec![(position, feed)], true).unwrap();
         let read = |v: &Value| v.storage.as_slice::<f32>().unwrap()[..2].to_vec();
         // after 4 shears [s, 4s + 1]; doubled by `y - (-y)`; 4 more shears add 4 * 2s
         let (a, b) = (2.0 * start, 2.0 * (4.0 * start + 1.0));
         assert_eq!(read(&outs[0]), vec![a, b + 4.0 * a]);
         assert_eq!(read(&outs[1]), vec![-start, -(4.0 * start + 1.0)]);
     }
+    let graph = detached.graph();
     for (j, node) in graph.nodes.iter().enumerate() {
         let leaf = graph.input_index[j].is_empty();
         assert_eq!(node.is_realized(), leaf, "node {j} ({})", node.op.name());

@@ -5,10 +5,9 @@ use crate::convert::{value_from_numpy, value_to_numpy};
 use crate::errors::IntoPy;
 use crate::tensor::PyTensor;
 use crate::threads::PyThreadPool;
-use pyflame_cpu::exec::run_detached_in;
-use pyflame_cpu::schedule::{schedule_for, Schedule};
+use pyflame_cpu::exec::{run_detached_in, Detached};
 use pyflame_ir::template::Template;
-use pyflame_ir::{Graph, Value};
+use pyflame_ir::Value;
 use pyo3::prelude::*;
 use std::sync::{Arc, OnceLock};
 
@@ -27,8 +26,7 @@ pub struct PyTemplate {
 /// inputs in the placeholders' places and computes the outputs without building nodes or
 /// storing values in them (`run_detached_in`).
 struct Runnable {
-    graph: Arc<Graph>,
-    schedule: Arc<Schedule>,
+    detached: Arc<Detached>,
     /// graph position of each placeholder
     placeholders: Vec<usize>,
 }
@@ -75,10 +73,8 @@ impl PyTemplate {
                 // The first run's inputs stay in the placeholder nodes: the schedule takes
                 // realized leaves for inputs.
                 let graph = self.inner.instantiate_graph(values.clone()).py()?;
-                let schedule = schedule_for(&graph).py()?;
                 let made = Arc::new(Runnable {
-                    graph: Arc::new(graph),
-                    schedule,
+                    detached: Arc::new(Detached::new(Arc::new(graph)).py()?),
                     placeholders: self.inner.placeholder_positions(),
                 });
                 self.runnable.get_or_init(|| made).clone()
@@ -91,8 +87,7 @@ impl PyTemplate {
             .detach(|| {
                 run_detached_in(
                     pool.map(|p| &p.pool),
-                    runnable.graph.clone(),
-                    runnable.schedule.clone(),
+                    runnable.detached.clone(),
                     feeds,
                     keep_awake,
                 )
