@@ -345,3 +345,26 @@ def test_gradient_of_a_reduction_over_separate_axes(rng):
     ((x.mean(dim=(0, 2, 3)) * pf.tensor(w)).sum()).backward()
     expected = np.broadcast_to(w.reshape(1, 3, 1, 1) / (2 * 4 * 5), a.shape)
     np.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "op, dt",
+    [
+        (op, dt)
+        for op in ["sum", "mean", "amax", "amin", "prod"]
+        for dt in ["float32", "float64", "int32", "int64"]
+        if not (op == "mean" and dt.startswith("int"))  # a TypeError (test_errors)
+    ],
+)
+def test_reductions_over_axes_of_one_element_match_numpy(op, dt):
+    # A global average pool over 1x1 maps reduces one element per output: the result is
+    # the element, except that a sum (and a mean) of -0.0 is 0.0, as in NumPy.
+    values = [-0.0, np.nan, np.inf, -3.5, 2.0, 0.0] if dt.startswith("float") else [-3, 0, 7]
+    a = np.array(values, dtype=dt).reshape(1, -1, 1, 1)
+    x = pf.tensor(a)
+    got = getattr(x, op)(dim=(2, 3), keepdim=True).numpy()
+    numpy_op = {"sum": np.sum, "mean": np.mean, "amax": np.max, "amin": np.min, "prod": np.prod}
+    want = numpy_op[op](a, axis=(2, 3), keepdims=True)
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(got, want.astype(got.dtype))
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))

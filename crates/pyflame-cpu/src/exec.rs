@@ -790,6 +790,33 @@ fn run_reduce(
         (1, [Input::Tensor(v)]) if v.dtype() == acc && v.is_contiguous() => Some(v.clone()),
         _ => None,
     };
+    let sum = matches!(op, ReduceOp::Sum | ReduceOp::Mean);
+    let copies = r == 1
+        && (!sum || !out_dtype.is_float() || matches!(out_dtype, DType::Float32 | DType::Float64));
+    if let Some(v) = direct.as_ref().filter(|v| copies && v.dtype() == out_dtype) {
+        // Reductions of one element: a copy of the input (a global pooling over 1x1 maps at
+        // the end of a network), not the input's own buffer, so that the result does not
+        // change when the input is later updated in place (an optimizer's step).
+        let n = outer * inner;
+        let mut out_storage = Storage::uninit(out_dtype, n)?;
+        dispatch_dtype!(out_dtype, T => {
+            let values = &v.storage.as_slice::<T>()?[v.offset..v.offset + n];
+            out_storage.as_mut_slice::<T>()?.copy_from_slice(values);
+        });
+        // A sum starts from zero, as NumPy's and PyTorch's do: -0.0 sums to 0.0.
+        match out_dtype {
+            DType::Float32 if sum => out_storage
+                .as_mut_slice::<f32>()?
+                .iter_mut()
+                .for_each(|x| *x += 0.0),
+            DType::Float64 if sum => out_storage
+                .as_mut_slice::<f64>()?
+                .iter_mut()
+                .for_each(|x| *x += 0.0),
+            _ => {}
+        }
+        return Ok(Value::contiguous(Arc::new(out_storage), out_shape.to_vec()));
+    }
     let prepared = program.prepare(inputs, in_shape)?;
     let src = ProgramSource {
         program,
