@@ -19,7 +19,8 @@ pub fn evaluate(outputs: &[NodeRef]) -> Result<()> {
 
 /// [`evaluate`] on the threads of `pool` (`None`: the global pool).
 ///
-/// A graph of at least [`HANDOFF_MIN_STEPS`] steps runs on the pool's first worker, and the
+/// A graph of at least [`HANDOFF_MIN_STEPS`] steps, or with a step big enough to run in
+/// parallel (see [`hands_off`]), runs on the pool's first worker, and the
 /// other workers spin (taking pending work, see [`spin_for_work`]) until it is done, as ONNX
 /// Runtime's intra-op threads and PyTorch's OpenMP threads do. Run from the calling thread,
 /// each kernel's parallel loop would be handed over to the pool and waited for: two thread
@@ -49,9 +50,8 @@ pub fn evaluate_in(pool: Option<&rayon::ThreadPool>, outputs: &[NodeRef]) -> Res
     }
     let g = Graph::capture(&pending, true);
     let schedule = schedule_for(&g)?;
-    run_on_pool(pool, schedule.steps.len(), true, move || {
-        run_schedule(&g, &schedule)
-    })
+    let handoff = hands_off(&g, &schedule);
+    run_on_pool(pool, handoff, true, move || run_schedule(&g, &schedule))
 }
 
 /// A graph kept from one run to the next (a recorded template's), with what every run
@@ -65,6 +65,8 @@ pub struct Detached {
     held: Vec<Option<Value>>,
     /// the graph's outputs, by position
     keep: Vec<bool>,
+    /// whether runs go to the pool's first worker (see [`hands_off`])
+    handoff: bool,
 }
 
 impl Detached {
@@ -76,11 +78,13 @@ impl Detached {
         for &o in &graph.outputs {
             keep[o] = true;
         }
+        let handoff = hands_off(&graph, &schedule);
         Ok(Self {
             graph,
             schedule,
             held,
             keep,
+            handoff,
         })
     }
 
@@ -92,6 +96,12 @@ impl Detached {
     /// Its schedule's steps.
     pub fn steps(&self) -> usize {
         self.schedule.steps.len()
+    }
+
+    /// Whether its runs are handed to the pool's first worker (see [`evaluate_in`]) rather
+    /// than run on the calling thread.
+    pub fn runs_on_pool(&self) -> bool {
+        self.handoff
     }
 }
 
@@ -109,8 +119,8 @@ pub fn run_detached_in(
     feeds: Vec<(usize, Value)>,
     keep_awake: bool,
 ) -> Result<Vec<Value>> {
-    let steps = detached.steps();
-    run_on_pool(pool, steps, keep_awake, move || {
+    let handoff = detached.handoff;
+    run_on_pool(pool, handoff, keep_awake, move || {
         let d = &*detached;
         let mut slots = Slots::new(&d.held);
         for (position, value) in feeds {
@@ -169,9 +179,9 @@ impl<'a> Slots<'a> {
     }
 }
 
-/// Runs `work` (a graph of `steps` steps) on the threads of `pool` (`None`: the global
-/// pool), as described at [`evaluate_in`]: on the pool's first worker while the others spin,
-/// or on the current thread for small graphs and nested evaluations.
+/// Runs `work` (a graph) on the threads of `pool` (`None`: the global pool), as described
+/// at [`evaluate_in`]: on the pool's first worker while the others spin when `handoff`
+/// (see [`hands_off`]), otherwise (and for nested evaluations) on the current thread.
 ///
 /// The calling thread waits for the result by polling (yielding its core between polls) for
 /// up to [`CALLER_SPIN`], then sleeps until woken: a thread asleep in the kernel took 7-15 us
@@ -182,12 +192,11 @@ impl<'a> Slots<'a> {
 /// at the end of its own job.
 fn run_on_pool<R: Send + 'static>(
     pool: Option<&rayon::ThreadPool>,
-    steps: usize,
+    handoff: bool,
     keep_awake: bool,
     work: impl FnOnce() -> Result<R> + Send + 'static,
 ) -> Result<R> {
-    let small = steps < HANDOFF_MIN_STEPS;
-    if small || rayon::current_thread_index().is_some() {
+    if !handoff || rayon::current_thread_index().is_some() {
         // One hand-off would cost more than a small graph saves; a nested evaluation stays
         // on its worker.
         // The thread that runs the graph is occupied: a lingering job it might take while
@@ -437,6 +446,70 @@ const LINGER_CAP: u32 = 4;
 
 /// Kernel steps from which [`evaluate_in`] moves to a pool thread.
 const HANDOFF_MIN_STEPS: usize = 6;
+
+/// Multiply-adds of a convolution or matrix product step from which a graph of fewer than
+/// [`HANDOFF_MIN_STEPS`] steps is still handed to the pool.
+const HANDOFF_MIN_PRODUCT_WORK: usize = 1 << 16;
+
+/// Values of another step from which a small graph is still handed to the pool.
+const HANDOFF_MIN_VALUES: usize = 1 << 18;
+
+/// Whether a graph goes to the pool's first worker rather than running on the calling
+/// thread: graphs of [`HANDOFF_MIN_STEPS`] steps or more, and smaller ones with a step
+/// likely to run in parallel (a convolution or matrix product of at least
+/// [`HANDOFF_MIN_PRODUCT_WORK`] multiply-adds, or another step over at least
+/// [`HANDOFF_MIN_VALUES`] values).
+///
+/// From a thread outside the pool, each parallel loop is handed to the pool and waited
+/// for asleep, and the workers, not lingering after such a run, sleep between runs: a
+/// one-convolution model (64 -> 128 channels, 8x8 -> 4x4) took 30-40 us a run that way
+/// against 15-21 us handed off. A graph of a few small steps (no parallel loops) is faster
+/// on the calling thread: the hand-off costs ~5 us, a 64x64 matrix product ~1 us.
+fn hands_off(g: &Graph, schedule: &Schedule) -> bool {
+    schedule.steps.len() >= HANDOFF_MIN_STEPS
+        || schedule.steps.iter().any(|step| {
+            let i = step.node;
+            let node = &g.nodes[i];
+            let out = numel(&node.shape);
+            let input = |k: usize| {
+                g.input_index[i]
+                    .get(k)
+                    .map(|&j| g.nodes[j].shape.as_slice())
+                    .unwrap_or(&[])
+            };
+            match &node.op {
+                Op::MatMul => {
+                    out.saturating_mul(input(0).last().copied().unwrap_or(1))
+                        >= HANDOFF_MIN_PRODUCT_WORK
+                }
+                // Per output value, the weights' values of one output channel.
+                Op::Conv2d(_) | Op::Conv2dFused(_) => {
+                    out.saturating_mul(numel(input(1).get(1..).unwrap_or(&[])))
+                        >= HANDOFF_MIN_PRODUCT_WORK
+                }
+                // Per input value, the weights' values of one input channel.
+                Op::Conv2dGradInput(_) => {
+                    let w = input(1);
+                    let per_channel = numel(w) / w.get(1).copied().unwrap_or(1).max(1);
+                    out.saturating_mul(per_channel) >= HANDOFF_MIN_PRODUCT_WORK
+                }
+                // Per weight value, the output gradient's values of one channel.
+                Op::Conv2dGradWeight(_) => {
+                    let gy = input(1);
+                    let per_channel = numel(gy) / gy.get(1).copied().unwrap_or(1).max(1);
+                    out.saturating_mul(per_channel) >= HANDOFF_MIN_PRODUCT_WORK
+                }
+                _ => {
+                    let largest_input = g.input_index[i]
+                        .iter()
+                        .map(|&j| numel(&g.nodes[j].shape))
+                        .max()
+                        .unwrap_or(0);
+                    out.max(largest_input) >= HANDOFF_MIN_VALUES
+                }
+            }
+        })
+}
 
 /// Runs every step of `schedule` over the captured graph `g`.
 fn run_schedule(g: &Graph, schedule: &Schedule) -> Result<()> {

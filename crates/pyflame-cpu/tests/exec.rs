@@ -269,3 +269,34 @@ fn detached_runs_reuse_one_graph_and_leave_its_nodes_unrealized() {
         }
     }
 }
+
+#[test]
+fn small_graphs_go_to_the_pool_only_with_a_step_worth_splitting() {
+    let kept = |out: &NodeRef| {
+        let graph = pyflame_ir::Graph::capture(std::slice::from_ref(out), true);
+        exec::Detached::new(Arc::new(graph)).unwrap()
+    };
+    // One convolution of 131,072 multiply-adds (64 -> 128 channels, 8x8 -> 4x4).
+    let x = input_f32(&[1, 64, 8, 8], seq(64 * 64));
+    let w = input_f32(&[128, 64, 1, 1], seq(128 * 64));
+    let attrs = pyflame_ir::ConvAttrs {
+        stride: [2, 2],
+        padding: [0, 0],
+        dilation: [1, 1],
+        groups: 1,
+    };
+    let conv = build::conv2d(&x, &w, attrs).unwrap();
+    let d = kept(&conv);
+    assert!(d.steps() < 6 && d.runs_on_pool());
+    // One 1x64 by 64x64 product: 4,096 multiply-adds, run where it is asked for.
+    let a = input_f32(&[1, 64], seq(64));
+    let b = input_f32(&[64, 64], seq(64 * 64));
+    let product = build::matmul(&a, &b).unwrap();
+    assert!(!kept(&product).runs_on_pool());
+    // A chain of such products long enough to go to the pool anyway.
+    let mut y = product;
+    for _ in 0..7 {
+        y = build::matmul(&y, &b).unwrap();
+    }
+    assert!(kept(&y).runs_on_pool());
+}
