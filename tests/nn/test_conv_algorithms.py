@@ -152,6 +152,27 @@ def test_constant_weights_reused_across_calls_match_numpy(case):
             np.testing.assert_allclose(y.numpy(), want, atol=2e-4 * scale, rtol=2e-4)
 
 
+def test_padded_inputs_kept_between_calls_hold_each_new_input():
+    """A thread keeps the zero-padded input of a small convolution for the next one of the
+    same layout and copies only the image into it: every call must see its own input, also
+    after a convolution of another layout (and another padding) in between."""
+    rng = np.random.default_rng(11)
+    w = rng.standard_normal((64, 48, 3, 3))
+    other_w = rng.standard_normal((64, 48, 3, 3))
+    weights = pf.tensor(w, "float32")
+    other = pf.tensor(other_w, "float32")
+    for step in range(6):
+        x = rng.standard_normal((1, 48, 4, 4))
+        y = F.conv2d(pf.tensor(x.astype(np.float32)), weights, padding=1)
+        want = conv_reference(x, w, 1, 1, 1)
+        np.testing.assert_allclose(y.numpy(), want, atol=2e-4 * (1 + np.abs(want).max()))
+        if step % 2:
+            z = rng.standard_normal((1, 48, 4, 4))
+            got = F.conv2d(pf.tensor(z.astype(np.float32)), other, padding=2).numpy()
+            want = conv_reference(z, other_w, 1, 2, 1)
+            np.testing.assert_allclose(got, want, atol=2e-4 * (1 + np.abs(want).max()))
+
+
 def test_writable_numpy_weights_are_never_served_stale():
     """`from_numpy` shares memory with a writable array: changing the array changes the
     convolution, however often the weights were used before."""

@@ -291,6 +291,30 @@ pub(crate) fn pad_planes<T: ConvFloat>(
     stride: usize,
 ) -> Result<Storage> {
     let mut buf = Storage::uninit(T::DTYPE, g.c * stride)?;
+    write_padded(
+        xs,
+        g,
+        p,
+        (width, plane_len),
+        stride,
+        buf.as_mut_slice::<T>()?,
+        false,
+    );
+    Ok(buf)
+}
+
+/// Writes [`pad_planes`]' layout into `values` (`g.c * stride` of them); with `zeroed` the
+/// padding already holds zeros (a buffer of the same layout used before) and only the
+/// image lines are copied.
+fn write_padded<T: ConvFloat>(
+    xs: &[T],
+    g: &Geom,
+    p: &ConvParams,
+    (width, plane_len): (usize, usize),
+    stride: usize,
+    values: &mut [T],
+    zeroed: bool,
+) {
     let (ph, pw, plane) = (p.padding[0], p.padding[1], g.h * g.w);
     let copy_lines = |(ci, row): (usize, &mut [T])| {
         for (ni, padded) in row[..g.n * plane_len].chunks_mut(plane_len).enumerate() {
@@ -300,12 +324,13 @@ pub(crate) fn pad_planes<T: ConvFloat>(
             }
         }
     };
-    let values = buf.as_mut_slice::<T>()?;
     if values.len() < PARALLEL_PAD_ELEMENTS {
         // One fill of the whole buffer, then the image lines: a fill per channel cost a
         // call per channel, which the 2x2 and 1x1 planes of deep layers at batch 1 (256
         // to 512 channels of 16 or 9 padded values) paid more for than for the copies.
-        values.fill(T::default());
+        if !zeroed {
+            values.fill(T::default());
+        }
         values.chunks_mut(stride).enumerate().for_each(copy_lines);
     } else {
         values
@@ -314,12 +339,40 @@ pub(crate) fn pad_planes<T: ConvFloat>(
             .for_each(|(ci, row)| {
                 // One fill of the whole row, then the image lines: the padding runs are
                 // too short for a fill call each.
-                row.fill(T::default());
+                if !zeroed {
+                    row.fill(T::default());
+                }
                 copy_lines((ci, row));
             });
     }
-    Ok(buf)
 }
+
+/// The layout of a padded input (see [`PlaneInput`]): buffers of one layout are
+/// interchangeable once their padding is zero.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct PadKey {
+    dtype: pyflame_core::DType,
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    padding: [usize; 2],
+}
+
+thread_local! {
+    /// Padded inputs kept by this thread for the next convolution of the same layout (the
+    /// same layers run again at every inference): their padding is still zero, so only the
+    /// image lines are copied. Making and zeroing them cost a batch-1 ResNet-18 ~10 us a
+    /// run. A convolution takes its buffer out while it runs, so nested ones never share one.
+    static KEPT_PADDED: std::cell::RefCell<Vec<(PadKey, Storage)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Most padded inputs a thread keeps (the oldest go first).
+const KEPT_PADDED_MAX: usize = 8;
+
+/// Largest padded input kept, in bytes (batch-1 layers; large ones are made anew).
+const KEPT_PADDED_MAX_BYTES: usize = 256 << 10;
 
 /// The input as the channel-vectorized kernels read it: a buffer, and the row width, the
 /// distance between images and the distance between channels of its planes. Without
@@ -327,6 +380,8 @@ pub(crate) fn pad_planes<T: ConvFloat>(
 /// (see [`pad_planes`]), each channel's images end to end.
 pub(crate) struct PlaneInput<'a, T> {
     padded: Option<Storage>,
+    /// the layout of `padded`, when it goes back to [`KEPT_PADDED`] once used
+    kept: Option<PadKey>,
     input: &'a [T],
     /// row width
     pub width: usize,
@@ -343,6 +398,7 @@ impl<'a, T: ConvFloat> PlaneInput<'a, T> {
             let plane = g.h * g.w;
             return Ok(PlaneInput {
                 padded: None,
+                kept: None,
                 input: xs,
                 width: g.w,
                 image_stride: g.c * plane,
@@ -351,8 +407,39 @@ impl<'a, T: ConvFloat> PlaneInput<'a, T> {
         }
         let (hp, wp) = (g.h + 2 * p.padding[0], g.w + 2 * p.padding[1]);
         let plane = hp * wp;
+        let stride = g.n * plane;
+        let key = PadKey {
+            dtype: T::DTYPE,
+            n: g.n,
+            c: g.c,
+            h: g.h,
+            w: g.w,
+            padding: p.padding,
+        };
+        let keep = g.c * stride * T::DTYPE.size() <= KEPT_PADDED_MAX_BYTES;
+        let reused = keep
+            .then(|| {
+                KEPT_PADDED
+                    .try_with(|kept| {
+                        let mut kept = kept.borrow_mut();
+                        let at = kept.iter().position(|(k, _)| *k == key)?;
+                        Some(kept.remove(at).1)
+                    })
+                    .ok()
+                    .flatten()
+            })
+            .flatten();
+        let padded = match reused {
+            Some(mut buf) => {
+                let values = buf.as_mut_slice::<T>()?;
+                write_padded(xs, g, p, (wp, plane), stride, values, true);
+                buf
+            }
+            None => pad_planes(xs, g, p, (wp, plane), stride)?,
+        };
         Ok(PlaneInput {
-            padded: Some(pad_planes(xs, g, p, (wp, plane), g.n * plane)?),
+            padded: Some(padded),
+            kept: keep.then_some(key),
             input: xs,
             width: wp,
             image_stride: plane,
@@ -365,6 +452,21 @@ impl<'a, T: ConvFloat> PlaneInput<'a, T> {
         match &self.padded {
             Some(buf) => buf.as_slice::<T>(),
             None => Ok(self.input),
+        }
+    }
+}
+
+impl<T> Drop for PlaneInput<'_, T> {
+    fn drop(&mut self) {
+        if let (Some(key), Some(buf)) = (self.kept, self.padded.take()) {
+            // After the thread's locals are gone (thread exit) the buffer is just freed.
+            let _ = KEPT_PADDED.try_with(|kept| {
+                let mut kept = kept.borrow_mut();
+                if kept.len() >= KEPT_PADDED_MAX {
+                    kept.remove(0);
+                }
+                kept.push((key, buf));
+            });
         }
     }
 }
