@@ -468,7 +468,11 @@ const HANDOFF_MIN_VALUES: usize = 1 << 18;
 fn hands_off(g: &Graph, schedule: &Schedule) -> bool {
     schedule.steps.len() >= HANDOFF_MIN_STEPS
         || schedule.steps.iter().any(|step| {
-            let i = step.node;
+            // A product with an epilogue is its product's work.
+            let i = match &step.kind {
+                StepKind::MatmulEpilogue { matmul, .. } => *matmul,
+                _ => step.node,
+            };
             let node = &g.nodes[i];
             let out = numel(&node.shape);
             let input = |k: usize| {

@@ -293,8 +293,17 @@ fn small_graphs_go_to_the_pool_only_with_a_step_worth_splitting() {
     let b = input_f32(&[64, 64], seq(64 * 64));
     let product = build::matmul(&a, &b).unwrap();
     assert!(!kept(&product).runs_on_pool());
+    let first_product = product.clone();
+    // A 1x512 by 512x256 product with a bias (one step: the product and its epilogue),
+    // 131,072 multiply-adds over fewer values than another step would need.
+    let a = input_f32(&[1, 512], seq(512));
+    let b512 = input_f32(&[512, 256], seq(512 * 256));
+    let bias = input_f32(&[256], seq(256));
+    let linear = build::binary(BinaryOp::Add, &build::matmul(&a, &b512).unwrap(), &bias).unwrap();
+    let d = kept(&linear);
+    assert!(d.steps() == 1 && d.runs_on_pool());
     // A chain of such products long enough to go to the pool anyway.
-    let mut y = product;
+    let mut y = first_product;
     for _ in 0..7 {
         y = build::matmul(&y, &b).unwrap();
     }
