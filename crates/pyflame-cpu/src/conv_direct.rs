@@ -34,9 +34,10 @@ pub(crate) enum Choice {
     Im2col = 4,
 }
 
-/// The algorithm `PYFLAME_CONV_ALGO` asks for, as read at the start of the current
-/// evaluation (see [`read_conv_settings`]), or on every call outside evaluations (so tests
-/// and benchmarks can switch it).
+/// The algorithm `PYFLAME_CONV_ALGO` asks for, as read at the start of the latest
+/// evaluation (see [`read_conv_settings`]; tests switch it between evaluations), or on every
+/// call while no evaluation has run in the process (kernel benchmarks calling the
+/// convolutions directly).
 pub(crate) fn choice() -> Choice {
     settings().0
 }
