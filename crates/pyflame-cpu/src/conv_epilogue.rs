@@ -184,24 +184,8 @@ unsafe fn small_planes_avx512(
     use std::arch::x86_64::*;
     let per_vector = 16 / plane;
     // Lane k holds a value of the vector's channel k / plane.
-    let lane_channel = _mm512_setr_epi32(
-        0,
-        1 / plane as i32,
-        2 / plane as i32,
-        3 / plane as i32,
-        4 / plane as i32,
-        5 / plane as i32,
-        6 / plane as i32,
-        7 / plane as i32,
-        8 / plane as i32,
-        9 / plane as i32,
-        10 / plane as i32,
-        11 / plane as i32,
-        12 / plane as i32,
-        13 / plane as i32,
-        14 / plane as i32,
-        15 / plane as i32,
-    );
+    let lanes: [i32; 16] = std::array::from_fn(|k| (k / plane) as i32);
+    let lane_channel = _mm512_loadu_si512(lanes.as_ptr().cast());
     let residual = e.residual.map(|r| r.as_ptr().add(start));
     let clamp = e
         .clamp
